@@ -1,0 +1,146 @@
+//! `sluice store`: the store gateway.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::net::TcpListener;
+
+use crate::bucket::{BucketStore, StoreOptions};
+use crate::config::duration_arg;
+use crate::metrics::Metrics;
+use crate::objstore::BucketConfig;
+use crate::storeapi::StoreService;
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Path to the YAML object storage configuration (Thanos objstore.yml format).
+    #[arg(long = "objstore.config-file")]
+    pub objstore_config_file: Option<PathBuf>,
+    /// Object storage configuration as inline YAML (alternative to --objstore.config-file).
+    #[arg(long = "objstore.config")]
+    pub objstore_config: Option<String>,
+    /// Listen address for the gRPC StoreAPI.
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    pub grpc_address: SocketAddr,
+    /// Listen address for HTTP (/metrics, /-/healthy, /-/ready).
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    pub http_address: SocketAddr,
+    /// Local directory for cached index files.
+    #[arg(long = "data-dir", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// How often to sync the block list with the bucket.
+    #[arg(long = "sync-block-duration", default_value = "15m", value_parser = duration_arg)]
+    pub sync_block_duration: Duration,
+    /// Blocks marked for deletion longer ago than this are no longer served.
+    #[arg(long = "ignore-deletion-marks-delay", default_value = "24h", value_parser = duration_arg)]
+    pub ignore_deletion_marks_delay: Duration,
+    /// Maximum series a single Series call may return (0 = no limit).
+    #[arg(long = "store.limits.request-series", default_value_t = 0)]
+    pub limit_series: u64,
+    /// Maximum samples a single Series call may return (0 = no limit).
+    #[arg(long = "store.limits.request-samples", default_value_t = 0)]
+    pub limit_samples: u64,
+    /// Number of goroutines-equivalent tasks loading blocks concurrently during sync.
+    #[arg(long = "block-sync-concurrency", default_value_t = 20)]
+    pub block_sync_concurrency: usize,
+}
+
+impl StoreArgs {
+    fn bucket_config(&self) -> anyhow::Result<BucketConfig> {
+        match (&self.objstore_config_file, &self.objstore_config) {
+            (Some(path), None) => Ok(BucketConfig::from_file(path)?),
+            (None, Some(yaml)) => Ok(BucketConfig::parse(yaml)?),
+            (Some(_), Some(_)) => anyhow::bail!("use either --objstore.config-file or --objstore.config, not both"),
+            (None, None) => anyhow::bail!("no object storage configured: pass --objstore.config-file or --objstore.config"),
+        }
+    }
+}
+
+/// A store gateway whose listeners are bound and whose first sync is running.
+pub struct RunningStore {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub store: Arc<BucketStore>,
+}
+
+/// Binds the listeners, starts serving and syncing, and returns the bound
+/// addresses. Serving stops when `shutdown` resolves.
+pub async fn start(
+    args: &StoreArgs,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(RunningStore, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    let cfg = args.bucket_config()?;
+    let bucket = cfg.build()?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
+    let store = BucketStore::new(
+        bucket,
+        StoreOptions {
+            data_dir: args.data_dir.clone(),
+            ignore_deletion_marks_delay: args.ignore_deletion_marks_delay,
+            series_limit: args.limit_series,
+            samples_limit: args.limit_samples,
+            sync_concurrency: args.block_sync_concurrency,
+        },
+        &metrics,
+    );
+    let service = StoreService::new(store.clone(), &metrics);
+
+    let grpc_listener = TcpListener::bind(args.grpc_address).await.with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
+    let http_listener = TcpListener::bind(args.http_address).await.with_context(|| format!("binding --http-address {}", args.http_address))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let ready_store = store.clone();
+    let http = crate::api::ops_router(metrics.clone(), Arc::new(move || ready_store.is_ready()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut http_stop = stop_rx.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, http)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let mut grpc_stop = stop_rx.clone();
+    let grpc = tonic::transport::Server::builder()
+        .add_service(service.info_server())
+        .add_service(service.store_server())
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), async move {
+            let _ = grpc_stop.wait_for(|s| *s).await;
+        });
+
+    let sync_store = store.clone();
+    let interval = args.sync_block_duration;
+    let sync_task = tokio::spawn(async move {
+        match sync_store.sync().await {
+            Ok(r) => tracing::info!(loaded = r.loaded.len(), failed = r.failed.len(), "initial block sync done"),
+            Err(e) => tracing::error!(error = %e, "initial block sync failed"),
+        }
+        sync_store.spawn_sync_loop(interval).await
+    });
+
+    let handle = tokio::spawn(async move {
+        let r = grpc.await;
+        sync_task.abort();
+        let _ = http_task.await;
+        r.context("gRPC server")
+    });
+    Ok((RunningStore { grpc_addr, http_addr, store }, handle))
+}
+
+pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let (running, handle) = start(&args, metrics, super::shutdown_signal()).await?;
+    tracing::info!(grpc = %running.grpc_addr, http = %running.http_addr, "store gateway listening");
+    println!("sluice store listening grpc={} http={}", running.grpc_addr, running.http_addr);
+    handle.await.context("store task")?
+}

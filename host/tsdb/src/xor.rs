@@ -1,0 +1,830 @@
+//! The XOR float chunk (encoding 1, spec §2.3): an encoder whose output is
+//! byte-identical to Prometheus' appender, a fast bulk decoder and a
+//! sample-at-a-time iterator.
+//!
+//! Layout: `numSamples` BE16, then a bit stream: sample 0 as `varint t0` and
+//! 64 raw value bits, sample 1 as `uvarint (t1 - t0)` and an XOR value, every
+//! later sample as a delta-of-delta timestamp and an XOR value. The first two
+//! samples are whole bytes, so the bit-level part starts byte-aligned.
+//!
+//! Decoders read exactly `numSamples` samples (a trailing empty byte is
+//! accepted) and return [`Error`] on truncated or malformed input.
+
+use crate::bstream::{BitReader, BitWriter};
+use crate::error::{Error, Result};
+use crate::varint::{put_uvarint, put_varint, uvarint, varint};
+
+const WHAT: &str = "xor chunk";
+
+/// Sentinel for "no XOR window yet" in the encoder.
+const WINDOW_UNSET: u8 = 0xff;
+
+/// Encodes float samples into a Prometheus XOR chunk.
+///
+/// Timestamps are expected to be increasing, as in Prometheus; other input is
+/// encoded with the same wrapping arithmetic Prometheus uses and decodes back
+/// unchanged.
+#[derive(Debug, Clone)]
+pub struct XorEncoder {
+    w: BitWriter,
+    n: u16,
+    t: i64,
+    v: u64,
+    delta: u64,
+    leading: u8,
+    trailing: u8,
+}
+
+impl Default for XorEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl XorEncoder {
+    /// An empty chunk (`00 00`).
+    pub fn new() -> Self {
+        XorEncoder {
+            w: BitWriter::from_vec(header_buf()),
+            n: 0,
+            t: 0,
+            v: 0,
+            delta: 0,
+            leading: WINDOW_UNSET,
+            trailing: 0,
+        }
+    }
+
+    /// True when the chunk holds `u16::MAX` samples and cannot take more.
+    pub fn is_full(&self) -> bool {
+        self.n == u16::MAX
+    }
+
+    /// Appends a sample, or returns [`Error::InvalidInput`] if the chunk is
+    /// full (`u16::MAX` samples).
+    pub fn try_append(&mut self, t: i64, v: f64) -> Result<()> {
+        if self.is_full() {
+            return Err(Error::InvalidInput {
+                what: WHAT,
+                detail: format!("chunk already holds {} samples", u16::MAX),
+            });
+        }
+        let bits = v.to_bits();
+        let mut delta = 0u64;
+        match self.n {
+            0 => {
+                let mut buf = Vec::with_capacity(10);
+                put_varint(&mut buf, t);
+                for b in buf {
+                    self.w.write_byte(b);
+                }
+                self.w.write_bits(bits, 64);
+            }
+            1 => {
+                delta = t.wrapping_sub(self.t) as u64;
+                let mut buf = Vec::with_capacity(10);
+                put_uvarint(&mut buf, delta);
+                for b in buf {
+                    self.w.write_byte(b);
+                }
+                self.write_value(bits);
+            }
+            _ => {
+                delta = t.wrapping_sub(self.t) as u64;
+                let dod = delta.wrapping_sub(self.delta) as i64;
+                if dod == 0 {
+                    self.w.write_bit(false);
+                } else if fits(dod, 14) {
+                    self.w.write_bits(0b10, 2);
+                    self.w.write_bits(dod as u64, 14);
+                } else if fits(dod, 17) {
+                    self.w.write_bits(0b110, 3);
+                    self.w.write_bits(dod as u64, 17);
+                } else if fits(dod, 20) {
+                    self.w.write_bits(0b1110, 4);
+                    self.w.write_bits(dod as u64, 20);
+                } else {
+                    self.w.write_bits(0b1111, 4);
+                    self.w.write_bits(dod as u64, 64);
+                }
+                self.write_value(bits);
+            }
+        }
+        self.t = t;
+        self.v = bits;
+        self.delta = delta;
+        self.n += 1;
+        let [hi, lo] = self.n.to_be_bytes();
+        let head = self.w.bytes_mut();
+        head[0] = hi;
+        head[1] = lo;
+        Ok(())
+    }
+
+    /// Appends a sample.
+    ///
+    /// # Panics
+    /// If the chunk already holds `u16::MAX` samples; callers that do not cut
+    /// chunks themselves (Prometheus cuts at 120–240) use
+    /// [`XorEncoder::try_append`].
+    pub fn append(&mut self, t: i64, v: f64) {
+        if let Err(e) = self.try_append(t, v) {
+            panic!("XorEncoder::append: {e}");
+        }
+    }
+
+    fn write_value(&mut self, bits: u64) {
+        let x = bits ^ self.v;
+        if x == 0 {
+            self.w.write_bit(false);
+            return;
+        }
+        self.w.write_bit(true);
+        // Clamped so that it fits the 5-bit field.
+        let leading = (x.leading_zeros() as u8).min(31);
+        let trailing = x.trailing_zeros() as u8;
+        if self.leading != WINDOW_UNSET && leading >= self.leading && trailing >= self.trailing {
+            self.w.write_bit(false);
+            let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
+            self.w.write_bits(x >> self.trailing, sig);
+            return;
+        }
+        self.leading = leading;
+        self.trailing = trailing;
+        self.w.write_bit(true);
+        self.w.write_bits(u64::from(leading), 5);
+        let sig = 64 - u32::from(leading) - u32::from(trailing);
+        // 64 significant bits are written as 0 (the field is 6 bits wide).
+        self.w.write_bits(u64::from(sig), 6);
+        self.w.write_bits(x >> trailing, sig);
+    }
+
+    /// Number of samples appended.
+    pub fn num_samples(&self) -> usize {
+        usize::from(self.n)
+    }
+
+    /// The chunk data: `numSamples` BE16 followed by the bit stream.
+    pub fn bytes(&self) -> &[u8] {
+        self.w.bytes()
+    }
+
+    /// The chunk data, consuming the encoder.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.w.into_vec()
+    }
+}
+
+/// A buffer holding the 2-byte sample count, sized for a typical chunk.
+fn header_buf() -> Vec<u8> {
+    let mut b = Vec::with_capacity(160);
+    b.extend_from_slice(&[0, 0]);
+    b
+}
+
+/// True if `dod` fits the `w`-bit bucket: `-(2^(w-1) - 1) ..= 2^(w-1)`.
+#[inline]
+fn fits(dod: i64, w: u32) -> bool {
+    let half = 1i64 << (w - 1);
+    -(half - 1) <= dod && dod <= half
+}
+
+/// Encodes `samples` into one XOR chunk's data.
+pub fn encode(samples: &[(i64, f64)]) -> Result<Vec<u8>> {
+    let mut e = XorEncoder::new();
+    for &(t, v) in samples {
+        e.try_append(t, v)?;
+    }
+    Ok(e.into_bytes())
+}
+
+/// The sample count in a chunk's data header.
+pub fn num_samples(data: &[u8]) -> Result<u16> {
+    match data.first_chunk::<2>() {
+        Some(&h) => Ok(u16::from_be_bytes(h)),
+        None => Err(Error::truncated(WHAT, 0, 2, data.len())),
+    }
+}
+
+/// Decoder state carried from one sample to the next.
+#[derive(Debug, Clone, Copy)]
+struct State {
+    t: i64,
+    delta: u64,
+    v: u64,
+    /// Trailing zeros of the current XOR window.
+    trailing: u32,
+    /// Significant bits of the current XOR window (`1..=64`). Before the
+    /// first window the decoder behaves like Prometheus' (leading = trailing
+    /// = 0, i.e. 64 bits).
+    sig: u32,
+}
+
+/// Prefix length per top-4-bit pattern of a timestamp field starting with 1
+/// (`10xx` → 2, `110x` → 3, `1110`/`1111` → 4); index = top 4 bits.
+const DOD_PREFIX: [u32; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 4, 4];
+/// Payload width per top-4-bit pattern (the `1111` case is handled apart).
+const DOD_WIDTH: [u32; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 14, 14, 14, 14, 17, 17, 20, 64];
+
+impl State {
+    /// Reads a delta-of-delta timestamp field and advances `t`.
+    #[inline(always)]
+    fn read_timestamp(&mut self, r: &mut BitReader<'_>) {
+        let w = r.peek64();
+        let dod = if w >> 63 == 0 {
+            r.skip(1);
+            0
+        } else {
+            let top = (w >> 60) as usize;
+            let plen = DOD_PREFIX[top];
+            let width = DOD_WIDTH[top];
+            if width == 64 {
+                r.skip(4);
+                r.read_bits(64) as i64
+            } else {
+                // width is 14, 17 or 20 here.
+                let raw = (w << plen) >> (64 - width);
+                r.skip(plen + width);
+                // Values above 2^(w-1) are negative; 2^(w-1) itself is positive.
+                let half = 1u64 << (width - 1);
+                raw as i64 - (i64::from(raw > half) << width)
+            }
+        };
+        self.delta = self.delta.wrapping_add(dod as u64);
+        self.t = self.t.wrapping_add(self.delta as i64);
+    }
+
+    /// Reads an XOR value field and updates `v`.
+    #[inline(always)]
+    fn read_value(&mut self, r: &mut BitReader<'_>) -> Result<()> {
+        let w = r.peek64();
+        if w >> 63 == 0 {
+            r.skip(1);
+            return Ok(());
+        }
+        let payload;
+        if w & (1 << 62) == 0 {
+            // `10`: reuse the window.
+            let sig = self.sig;
+            if sig <= 62 {
+                payload = (w << 2) >> (64 - sig);
+                r.skip(2 + sig);
+            } else {
+                r.skip(2);
+                payload = r.read_bits(sig);
+            }
+        } else {
+            // `11`: leading (5 bits), significant bits (6 bits, 0 means 64).
+            let leading = ((w >> 57) & 0x1f) as u32;
+            let sig = match ((w >> 51) & 0x3f) as u32 {
+                0 => 64,
+                s => s,
+            };
+            if leading + sig > 64 {
+                return Err(Error::corrupt(
+                    WHAT,
+                    format!("xor window of {leading} leading and {sig} significant bits exceeds 64"),
+                ));
+            }
+            self.sig = sig;
+            self.trailing = 64 - leading - sig;
+            if sig <= 51 {
+                payload = (w << 13) >> (64 - sig);
+                r.skip(13 + sig);
+            } else {
+                r.skip(13);
+                payload = r.read_bits(sig);
+            }
+        }
+        self.v ^= payload << self.trailing;
+        Ok(())
+    }
+}
+
+/// Parsed whole-byte prefix of a chunk: sample 0 and the bit offset after it.
+struct Head {
+    n: u16,
+    t0: i64,
+    v0: u64,
+    /// Byte offset just after sample 0.
+    off: usize,
+}
+
+fn read_head(data: &[u8]) -> Result<Head> {
+    let n = num_samples(data)?;
+    let mut off = 2;
+    let (t0, k) = varint(data.get(off..).unwrap_or(&[])).map_err(|e| relocate(e, off))?;
+    off += k;
+    let v0 = match data.get(off..).and_then(|s| s.first_chunk::<8>()) {
+        Some(&b) => u64::from_be_bytes(b),
+        None => return Err(Error::truncated(WHAT, off, 8, data.len().saturating_sub(off))),
+    };
+    off += 8;
+    Ok(Head { n, t0, v0, off })
+}
+
+/// Reads sample 1's `uvarint (t1 - t0)` at byte offset `off`; returns the
+/// delta and the offset after it.
+#[inline]
+fn read_first_delta(data: &[u8], off: usize) -> Result<(u64, usize)> {
+    let rest = data.get(off..).unwrap_or(&[]);
+    let (d, k) = uvarint(rest).map_err(|e| relocate(e, off))?;
+    Ok((d, off + k))
+}
+
+fn relocate(e: Error, off: usize) -> Error {
+    match e {
+        Error::Truncated { need, have, .. } => Error::truncated(WHAT, off, need, have),
+        Error::Corrupt { detail, .. } => Error::corrupt(WHAT, format!("{detail} at offset {off}")),
+        other => other,
+    }
+}
+
+#[cold]
+fn overrun(r: &BitReader<'_>) -> Error {
+    let have = r.len_bits() / 8;
+    Error::truncated(WHAT, have, r.position().div_ceil(8) - have, 0)
+}
+
+/// Upper bound on the samples `data` can hold, used to cap allocations driven
+/// by a corrupt header: every sample after the first takes at least 2 bits.
+fn max_samples_for(data: &[u8]) -> usize {
+    1 + data.len().saturating_mul(4)
+}
+
+/// Decodes all samples of a chunk's data, appending them to `ts` and `vs`.
+///
+/// On error nothing is appended (both vectors are truncated back).
+pub fn decode_into(data: &[u8], ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> Result<()> {
+    let (lt, lv) = (ts.len(), vs.len());
+    let res = decode_into_inner(data, ts, vs);
+    if res.is_err() {
+        ts.truncate(lt);
+        vs.truncate(lv);
+    }
+    res
+}
+
+fn decode_into_inner(data: &[u8], ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> Result<()> {
+    let n = usize::from(num_samples(data)?);
+    if n == 0 {
+        return Ok(());
+    }
+    let head = read_head(data)?;
+    let cap = n.min(max_samples_for(data));
+    ts.reserve(cap);
+    vs.reserve(cap);
+    ts.push(head.t0);
+    vs.push(f64::from_bits(head.v0));
+    if n == 1 {
+        return Ok(());
+    }
+    let (d1, off) = read_first_delta(data, head.off)?;
+    let mut s = State {
+        t: head.t0.wrapping_add(d1 as i64),
+        delta: d1,
+        v: head.v0,
+        trailing: 0,
+        sig: 64,
+    };
+    let mut r = BitReader::at(data, off * 8);
+    s.read_value(&mut r)?;
+    if r.overrun() {
+        return Err(overrun(&r));
+    }
+    ts.push(s.t);
+    vs.push(f64::from_bits(s.v));
+    for _ in 2..n {
+        s.read_timestamp(&mut r);
+        s.read_value(&mut r)?;
+        if r.overrun() {
+            return Err(overrun(&r));
+        }
+        ts.push(s.t);
+        vs.push(f64::from_bits(s.v));
+    }
+    Ok(())
+}
+
+/// Decodes a chunk into a vector of `(t, v)` pairs.
+pub fn decode(data: &[u8]) -> Result<Vec<(i64, f64)>> {
+    let mut ts = Vec::new();
+    let mut vs = Vec::new();
+    decode_into(data, &mut ts, &mut vs)?;
+    Ok(ts.into_iter().zip(vs).collect())
+}
+
+/// Iterates over a chunk's samples one at a time.
+///
+/// After an error the iterator is exhausted (further calls return
+/// `Ok(None)`).
+#[derive(Debug, Clone)]
+pub struct XorIter<'a> {
+    data: &'a [u8],
+    r: BitReader<'a>,
+    s: State,
+    total: u16,
+    read: u16,
+}
+
+impl<'a> XorIter<'a> {
+    /// An iterator over `data`; fails only if the 2-byte header is missing.
+    pub fn new(data: &'a [u8]) -> Result<Self> {
+        let total = num_samples(data)?;
+        Ok(XorIter {
+            data,
+            r: BitReader::at(data, 16),
+            s: State {
+                t: 0,
+                delta: 0,
+                v: 0,
+                trailing: 0,
+                sig: 64,
+            },
+            total,
+            read: 0,
+        })
+    }
+
+    /// The sample count from the header.
+    pub fn num_samples(&self) -> u16 {
+        self.total
+    }
+
+    /// The next sample, `Ok(None)` after the last one.
+    pub fn next_sample(&mut self) -> Result<Option<(i64, f64)>> {
+        if self.read >= self.total {
+            return Ok(None);
+        }
+        match self.step() {
+            Ok(()) => {
+                self.read += 1;
+                Ok(Some((self.s.t, f64::from_bits(self.s.v))))
+            }
+            Err(e) => {
+                self.read = self.total;
+                Err(e)
+            }
+        }
+    }
+
+    fn step(&mut self) -> Result<()> {
+        match self.read {
+            0 => {
+                let h = read_head(self.data)?;
+                self.s.t = h.t0;
+                self.s.v = h.v0;
+                self.r = BitReader::at(self.data, h.off * 8);
+            }
+            1 => {
+                // Samples 0 and 1 are whole bytes, so the reader is aligned.
+                let (d1, off) = read_first_delta(self.data, self.r.position() / 8)?;
+                self.s.delta = d1;
+                self.s.t = self.s.t.wrapping_add(d1 as i64);
+                self.r = BitReader::at(self.data, off * 8);
+                self.s.read_value(&mut self.r)?;
+            }
+            _ => {
+                self.s.read_timestamp(&mut self.r);
+                self.s.read_value(&mut self.r)?;
+            }
+        }
+        if self.r.overrun() {
+            return Err(overrun(&self.r));
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for XorIter<'_> {
+    type Item = Result<(i64, f64)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_sample().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T0: i64 = 1_704_069_000_000;
+
+    fn roundtrip_bits(samples: &[(i64, f64)]) {
+        let data = encode(samples).unwrap();
+        assert_eq!(num_samples(&data).unwrap() as usize, samples.len());
+        let mut ts = Vec::new();
+        let mut vs = Vec::new();
+        decode_into(&data, &mut ts, &mut vs).unwrap();
+        assert_eq!(ts.len(), samples.len());
+        let mut it = XorIter::new(&data).unwrap();
+        for (i, &(t, v)) in samples.iter().enumerate() {
+            assert_eq!(ts[i], t, "bulk t at {i}");
+            assert_eq!(vs[i].to_bits(), v.to_bits(), "bulk v at {i}");
+            let (t2, v2) = it.next_sample().unwrap().unwrap();
+            assert_eq!(t2, t, "iter t at {i}");
+            assert_eq!(v2.to_bits(), v.to_bits(), "iter v at {i}");
+        }
+        assert!(it.next_sample().unwrap().is_none());
+    }
+
+    #[test]
+    fn empty_chunk_is_two_zero_bytes() {
+        let e = XorEncoder::new();
+        assert_eq!(e.bytes(), [0, 0]);
+        assert_eq!(e.num_samples(), 0);
+        let mut ts = vec![1];
+        let mut vs = vec![1.0];
+        decode_into(e.bytes(), &mut ts, &mut vs).unwrap();
+        assert_eq!(ts, [1]);
+        assert!(XorIter::new(e.bytes()).unwrap().next_sample().unwrap().is_none());
+    }
+
+    #[test]
+    fn spec_worked_example_bytes() {
+        let samples = [(T0, 0.0), (T0 + 15_000, 151.0), (T0 + 30_000, 303.0)];
+        let data = encode(&samples).unwrap();
+        assert_eq!(&data[..2], [0x00, 0x03], "numSamples");
+        assert_eq!(&data[2..8], [0x80, 0xad, 0xeb, 0xa6, 0x98, 0x63], "t0 varint");
+        assert_eq!(&data[8..16], [0; 8], "v0 = 0.0");
+        assert_eq!(&data[16..18], [0x98, 0x75], "d1 = 15000");
+        // 1 1 00001 010010 100000001100010111, then sample 2's dod '0'.
+        assert_eq!(&data[18..22], [0xc2, 0x94, 0x06, 0x2e], "v1 window and payload");
+        roundtrip_bits(&samples);
+        // With 120 samples the header says 0x0078, as in the fixture.
+        let mut e = XorEncoder::new();
+        for i in 0..120 {
+            e.append(T0 + i * 15_000, (i * 151) as f64);
+        }
+        assert_eq!(&e.bytes()[..2], [0x00, 0x78]);
+        assert_eq!(&e.bytes()[2..18], &data[2..18]);
+    }
+
+    /// Bits taken by sample 2 when its timestamp delta-of-delta is `dod`
+    /// (the value is unchanged, so it takes 1 bit).
+    fn sample2_bits(dod: i64) -> usize {
+        let mut e = XorEncoder::new();
+        e.append(T0, 1.0);
+        e.append(T0 + 1_000_000, 1.0);
+        let before = e.w.bit_len();
+        e.append(T0 + 2_000_000 + dod, 1.0);
+        let bits = e.w.bit_len() - before;
+        roundtrip_bits(&[(T0, 1.0), (T0 + 1_000_000, 1.0), (T0 + 2_000_000 + dod, 1.0)]);
+        bits
+    }
+
+    #[test]
+    fn dod_bucket_boundaries() {
+        let cases = [
+            (0, 1),
+            (1, 2 + 14),
+            (-1, 2 + 14),
+            (8191, 2 + 14),
+            (-8191, 2 + 14),
+            (8192, 2 + 14),
+            (-8192, 3 + 17),
+            (8193, 3 + 17),
+            (65536, 3 + 17),
+            (-65535, 3 + 17),
+            (-65536, 4 + 20),
+            (65537, 4 + 20),
+            (524288, 4 + 20),
+            (-524287, 4 + 20),
+            (-524288, 4 + 64),
+            (524289, 4 + 64),
+            (i64::MAX / 4, 4 + 64),
+        ];
+        for (dod, ts_bits) in cases {
+            assert_eq!(sample2_bits(dod), ts_bits + 1, "dod {dod}");
+        }
+    }
+
+    #[test]
+    fn trailing_empty_byte_rule() {
+        // 1 sample: 2 + 6 (t0) + 8 (v0) bytes, plus the empty byte.
+        let mut e = XorEncoder::new();
+        e.append(T0, 42.0);
+        assert_eq!(e.bytes().len(), 2 + 6 + 8 + 1);
+        assert_eq!(e.bytes().last(), Some(&0));
+        roundtrip_bits(&[(T0, 42.0)]);
+        // Decoding ignores it, and also works without it.
+        let d = e.bytes();
+        assert_eq!(decode(&d[..d.len() - 1]).unwrap(), [(T0, 42.0)]);
+
+        // 2 samples with an equal value: the stream ends with a single '0'
+        // bit after the whole-byte delta, so there is no empty byte.
+        let mut e = XorEncoder::new();
+        e.append(T0, 42.0);
+        e.append(T0 + 15_000, 42.0);
+        assert_eq!(e.bytes().len(), 2 + 6 + 8 + 2 + 1);
+        assert_eq!(e.bytes().last(), Some(&0));
+
+        // A value write of 8·k significant bits that ends on a byte boundary
+        // leaves an empty byte; one of 8·k bits that does not end aligned or
+        // ends aligned through single bits does not.
+        // v1 = bits(1.0) ^ 0xff00000000000000 has L=0 -> window '11' + 5 + 6
+        // + 8 sig bits = 21 bits; pad to a boundary with the next samples.
+        let a = 1.0f64.to_bits();
+        let b = a ^ (0xffu64 << 40); // L=16, T=40, S=8
+        let mut e = XorEncoder::new();
+        e.append(T0, f64::from_bits(a));
+        e.append(T0 + 1, f64::from_bits(b)); // 2+5+6+8 = 21 bits
+        // Sample 2: dod 0 (1 bit) + reuse '10' + 8 bits = 11 -> 32 bits total.
+        e.append(T0 + 2, f64::from_bits(a));
+        let bits_after = e.w.bit_len() - 8 * (2 + 6 + 8 + 1);
+        assert_eq!(bits_after, 32);
+        assert_eq!(e.bytes().len(), 2 + 6 + 8 + 1 + 4 + 1, "empty byte after aligned 8-bit payload");
+        roundtrip_bits(&[(T0, f64::from_bits(a)), (T0 + 1, f64::from_bits(b)), (T0 + 2, f64::from_bits(a))]);
+        // Now one more sample with an unchanged value: the empty byte is used.
+        e.append(T0 + 3, f64::from_bits(a));
+        assert_eq!(e.bytes().len(), 2 + 6 + 8 + 1 + 4 + 1);
+    }
+
+    #[test]
+    fn special_values_roundtrip_bit_exact() {
+        let specials = [
+            f64::from_bits(0x7ff8_0000_0000_0001),
+            f64::from_bits(0x7ff0_0000_0000_0002), // staleness marker
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            0.0,
+            5e-324,
+            -5e-324,
+            f64::MAX,
+            f64::MIN,
+            f64::MIN_POSITIVE,
+            1.0,
+        ];
+        let samples: Vec<(i64, f64)> = specials
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (T0 + i as i64 * 15_000, v))
+            .collect();
+        roundtrip_bits(&samples);
+        // Every ordered pair as a 2-sample chunk, exercising sample 1's window.
+        for &a in &specials {
+            for &b in &specials {
+                roundtrip_bits(&[(T0, a), (T0 + 1, b), (T0 + 2, a)]);
+            }
+        }
+    }
+
+    #[test]
+    fn sixty_four_significant_bits_and_wide_windows() {
+        // x with L = T = 0 has S = 64, written as 0 in the 6-bit field.
+        let a = 0x8000_0000_0000_0001u64;
+        roundtrip_bits(&[(0, 0.0), (1, f64::from_bits(a)), (2, 0.0), (3, f64::from_bits(a))]);
+        // Window reuse with more than 62 significant bits.
+        let b = 0x8000_0000_0000_0003u64;
+        roundtrip_bits(&[(0, 0.0), (1, f64::from_bits(a)), (2, f64::from_bits(a ^ b)), (3, 0.0)]);
+        // Leading zeros above 31 are clamped.
+        roundtrip_bits(&[(0, 0.0), (1, f64::from_bits(1)), (2, f64::from_bits(3)), (3, f64::from_bits(0x7))]);
+    }
+
+    #[test]
+    fn extreme_timestamps_roundtrip() {
+        roundtrip_bits(&[(i64::MIN, 1.0), (i64::MAX, 2.0), (i64::MIN, 3.0), (0, 4.0), (-5, 5.0)]);
+        roundtrip_bits(&[(-1_000, 1.0), (-999, 1.0), (-10_000_000, 1.0)]);
+    }
+
+    #[test]
+    fn truncated_chunks_are_errors() {
+        let samples: Vec<(i64, f64)> = (0..120).map(|i| (T0 + i * 15_000, (i as f64) * 1.5)).collect();
+        let data = encode(&samples).unwrap();
+        for cut in 0..data.len() {
+            let d = &data[..cut];
+            let mut ts = vec![7];
+            let mut vs = vec![7.0];
+            let res = decode_into(d, &mut ts, &mut vs);
+            // The last bytes may only hold padding bits of the final sample.
+            if res.is_ok() {
+                assert!(cut + 1 >= data.len(), "cut at {cut} decoded");
+                assert_eq!(ts.len(), 121);
+            } else {
+                assert_eq!((ts.as_slice(), vs.as_slice()), (&[7][..], &[7.0][..]), "rolled back");
+            }
+            let it = XorIter::new(d);
+            if let Ok(it) = it {
+                let all: Result<Vec<_>> = it.collect();
+                assert_eq!(all.is_ok(), res.is_ok(), "iter and bulk agree at cut {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_window_is_an_error() {
+        // Sample 1 with window L=31, S=63 (> 64 bits).
+        let mut w = BitWriter::from_vec(vec![0, 2, 0]);
+        for _ in 0..8 {
+            w.write_byte(0);
+        }
+        w.write_byte(1);
+        w.write_bits(0b11, 2);
+        w.write_bits(31, 5);
+        w.write_bits(63, 6);
+        w.write_bits(u64::MAX, 63);
+        let d = w.into_vec();
+        assert!(matches!(decode(&d), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn huge_count_small_data_does_not_allocate_much() {
+        let mut d = vec![0xff, 0xff, 0];
+        d.extend_from_slice(&[0; 8]);
+        d.push(1);
+        let mut ts = Vec::new();
+        let mut vs = Vec::new();
+        assert!(decode_into(&d, &mut ts, &mut vs).is_err());
+        assert!(ts.capacity() <= 1 + d.len() * 4);
+    }
+
+    #[test]
+    fn decodes_prometheus_style_iterator_start_without_window() {
+        // A '10' (reuse) before any window decodes as a 64-bit window, as in
+        // Prometheus' decoder.
+        let mut w = BitWriter::from_vec(vec![0, 2, 0]);
+        for _ in 0..8 {
+            w.write_byte(0);
+        }
+        w.write_byte(1);
+        w.write_bits(0b10, 2);
+        w.write_bits(1.5f64.to_bits(), 64);
+        let d = w.into_vec();
+        assert_eq!(decode(&d).unwrap(), [(0, 0.0), (1, 1.5)]);
+    }
+
+    fn arb_samples() -> impl Strategy<Value = Vec<(i64, f64)>> {
+        let step = prop_oneof![
+            4 => Just(15_000i64),
+            3 => -2_000i64..2_000,
+            2 => -600_000i64..600_000,
+            1 => any::<i64>().prop_map(|x| x >> 8),
+            1 => any::<i64>(),
+        ];
+        let value = prop_oneof![
+            3 => any::<u64>().prop_map(f64::from_bits),
+            2 => (0u32..100_000).prop_map(|x| f64::from(x) / 1000.0),
+            1 => Just(0.0),
+        ];
+        (any::<i64>().prop_map(|t| t >> 20), prop::collection::vec((step, value), 0..300)).prop_map(|(t0, steps)| {
+            let mut t = t0;
+            steps
+                .into_iter()
+                .map(|(d, v)| {
+                    t = t.wrapping_add(d);
+                    (t, v)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn prop_roundtrip(samples in arb_samples()) {
+            roundtrip_bits(&samples);
+        }
+
+        #[test]
+        fn prop_arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..400)) {
+            let mut ts = Vec::new();
+            let mut vs = Vec::new();
+            let bulk = decode_into(&data, &mut ts, &mut vs);
+            if let Ok(it) = XorIter::new(&data) {
+                let iter: Result<Vec<(i64, f64)>> = it.collect();
+                match (bulk, iter) {
+                    (Ok(()), Ok(samples)) => {
+                        prop_assert_eq!(samples.len(), ts.len());
+                        for (i, (t, v)) in samples.into_iter().enumerate() {
+                            prop_assert_eq!(t, ts[i]);
+                            prop_assert_eq!(v.to_bits(), vs[i].to_bits());
+                        }
+                    }
+                    (Err(_), Err(_)) => prop_assert!(ts.is_empty() && vs.is_empty()),
+                    (b, i) => prop_assert!(false, "bulk {:?} vs iter {:?}", b.is_ok(), i.is_ok()),
+                }
+            } else {
+                prop_assert!(bulk.is_err());
+            }
+        }
+
+        #[test]
+        fn prop_mutated_chunks_never_panic(samples in arb_samples(), flips in prop::collection::vec((any::<usize>(), 0u8..8), 1..8), cut in any::<usize>()) {
+            let mut data = encode(&samples).unwrap();
+            for (i, b) in flips {
+                let n = data.len();
+                data[i % n] ^= 1 << b;
+            }
+            let cut = cut % (data.len() + 1);
+            let d = &data[..cut];
+            let _ = decode(d);
+            if let Ok(it) = XorIter::new(d) {
+                let _ = it.count();
+            }
+        }
+    }
+}

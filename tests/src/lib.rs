@@ -1,0 +1,14 @@
+//! End-to-end test support for Sluice: fixtures made by the real `promtool`, real `sluice store` and moto S3
+//! processes on 127.0.0.1, and StoreAPI helpers that decode and check what a store returns.
+
+pub mod bucket;
+pub mod fixture;
+pub mod grpc;
+pub mod model;
+pub mod process;
+pub mod tools;
+
+pub use fixture::{Block, Fixture};
+pub use grpc::{SeriesResult, label_names, label_values, series, series_request};
+pub use model::{Labels, Matcher, Sample, SeriesMap, ServedBlock, eq, labels, neq, nre, re};
+pub use process::{Moto, SluiceStore};

@@ -1,0 +1,352 @@
+//! Real processes on 127.0.0.1: a `sluice store` under test and a moto S3 server. Each is killed (by its own
+//! PID) when its handle is dropped; if the test is failing at that moment, the process's log is printed.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sluice_proto::thanos::info::info_client::InfoClient;
+use sluice_proto::thanos::store_client::StoreClient;
+use tempfile::TempDir;
+use tokio::time::{Instant, sleep};
+use tonic::transport::Channel;
+
+use crate::tools;
+
+/// How long a store may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running `sluice store`.
+pub struct SluiceStore {
+    child: Child,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    /// Holds objstore.yml, the local data dir and the logs; removed on drop.
+    dir: TempDir,
+    http_client: reqwest::Client,
+}
+
+impl std::fmt::Debug for SluiceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SluiceStore").field("grpc", &self.grpc).field("http", &self.http).finish()
+    }
+}
+
+impl SluiceStore {
+    /// Starts `sluice store --objstore.config-file=<objstore_yaml> --grpc-address=127.0.0.1:0
+    /// --http-address=127.0.0.1:0 --data-dir=<tmp>` plus `extra` flags, and waits for its listening line (not for
+    /// readiness: see [`SluiceStore::wait_ready`]).
+    pub fn start(objstore_yaml: &str, extra: &[&str]) -> Result<SluiceStore> {
+        let bin = tools::sluice_bin()?;
+        let dir = tempfile::Builder::new().prefix("sluice-store-").tempdir()?;
+        let cfg = dir.path().join("objstore.yml");
+        fs::write(&cfg, objstore_yaml)?;
+        let data = dir.path().join("data");
+        fs::create_dir_all(&data)?;
+        let stderr = File::create(dir.path().join("stderr.log"))?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("store")
+            .arg(format!("--objstore.config-file={}", cfg.display()))
+            .arg("--grpc-address=127.0.0.1:0")
+            .arg("--http-address=127.0.0.1:0")
+            .arg(format!("--data-dir={}", data.display()))
+            .args(extra)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        let mut child = cmd.spawn().with_context(|| format!("spawn {}", bin.display()))?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let stdout_log = dir.path().join("stdout.log");
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            let mut log = File::create(stdout_log).ok();
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(f) = log.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                if !sent && line.starts_with("sluice store listening") {
+                    sent = true;
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                bail!(
+                    "sluice store did not print `sluice store listening grpc=… http=…` within {START_TIMEOUT:?} \
+                     (exit status: {status:?}); command: {cmd:?}\n{}",
+                    read_logs(dir.path())
+                );
+            }
+        };
+        let (grpc, http) = match parse_listening(&line) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
+        Ok(SluiceStore { child, grpc, http, dir, http_client: reqwest::Client::new() })
+    }
+
+    /// Starts a store and waits until `/-/ready` answers 200.
+    pub async fn start_ready(objstore_yaml: &str, extra: &[&str]) -> Result<SluiceStore> {
+        let s = Self::start(objstore_yaml, extra)?;
+        s.wait_ready(Duration::from_secs(60)).await?;
+        Ok(s)
+    }
+
+    /// Polls `/-/ready` until it answers 200, failing if the process exits or `timeout` passes.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            match self.http_get("/-/ready").await {
+                Ok((200, _)) => return Ok(()),
+                Ok((code, body)) => last = format!("HTTP {code}: {}", body.trim()),
+                Err(e) => last = format!("{e:#}"),
+            }
+            if Instant::now() >= deadline {
+                bail!("sluice store not ready after {timeout:?}; last /-/ready answer: {last}\n{}", self.logs());
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A StoreAPI client with the decode limit raised as Thanos does.
+    pub async fn store_client(&self) -> Result<StoreClient<Channel>> {
+        let ch = self.channel().await?;
+        Ok(StoreClient::new(ch)
+            .max_decoding_message_size(sluice_proto::MAX_GRPC_MESSAGE_SIZE)
+            .max_encoding_message_size(sluice_proto::MAX_GRPC_MESSAGE_SIZE))
+    }
+
+    /// An Info client.
+    pub async fn info_client(&self) -> Result<InfoClient<Channel>> {
+        let ch = self.channel().await?;
+        Ok(InfoClient::new(ch).max_decoding_message_size(sluice_proto::MAX_GRPC_MESSAGE_SIZE))
+    }
+
+    async fn channel(&self) -> Result<Channel> {
+        let ch = Channel::from_shared(format!("http://{}", self.grpc))?
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .with_context(|| format!("connect gRPC {}", self.grpc))?;
+        Ok(ch)
+    }
+
+    /// GET on the HTTP listener: (status, body).
+    pub async fn http_get(&self, path: &str) -> Result<(u16, String)> {
+        let resp = self
+            .http_client
+            .get(format!("http://{}{path}", self.http))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .with_context(|| format!("GET http://{}{path}", self.http))?;
+        let code = resp.status().as_u16();
+        Ok((code, resp.text().await?))
+    }
+
+    /// `/metrics` text.
+    pub async fn metrics(&self) -> Result<String> {
+        let (code, body) = self.http_get("/metrics").await?;
+        if code != 200 {
+            bail!("/metrics answered HTTP {code}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// stderr and stdout of the process so far.
+    pub fn logs(&self) -> String {
+        read_logs(self.dir.path())
+    }
+}
+
+impl Drop for SluiceStore {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- sluice store {} logs ----\n{}", self.grpc, tail(&self.logs(), 80));
+        }
+    }
+}
+
+fn read_logs(dir: &Path) -> String {
+    let err = fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+    let out = fs::read_to_string(dir.join("stdout.log")).unwrap_or_default();
+    format!("stderr:\n{err}\nstdout:\n{out}")
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Parses `sluice store listening grpc=127.0.0.1:PORT http=127.0.0.1:PORT`.
+pub fn parse_listening(line: &str) -> Result<(SocketAddr, SocketAddr)> {
+    let mut grpc = None;
+    let mut http = None;
+    for tok in line.split_whitespace() {
+        if let Some(a) = tok.strip_prefix("grpc=") {
+            grpc = Some(a.parse::<SocketAddr>().with_context(|| format!("grpc address in {line:?}"))?);
+        } else if let Some(a) = tok.strip_prefix("http=") {
+            http = Some(a.parse::<SocketAddr>().with_context(|| format!("http address in {line:?}"))?);
+        }
+    }
+    match (grpc, http) {
+        (Some(g), Some(h)) => {
+            if !g.ip().is_loopback() || !h.ip().is_loopback() {
+                bail!("store listens beyond loopback: {line:?}");
+            }
+            Ok((g, h))
+        }
+        _ => bail!("listening line lacks grpc= or http=: {line:?}"),
+    }
+}
+
+/// A moto server (S3 in server mode) on 127.0.0.1, plus a boto3 helper to fill its buckets.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    dir: TempDir,
+    python: PathBuf,
+    helper: PathBuf,
+}
+
+impl std::fmt::Debug for Moto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Moto").field("port", &self.port).finish()
+    }
+}
+
+impl Moto {
+    /// Starts `python3 -m moto.server -H 127.0.0.1 -p PORT` on a free port and waits until it answers.
+    pub async fn start() -> Result<Moto> {
+        let python = tools::check_moto()?;
+        let mut last_err = None;
+        for _ in 0..3 {
+            match Self::try_start(&python).await {
+                Ok(m) => return Ok(m),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("moto did not start")))
+    }
+
+    async fn try_start(python: &Path) -> Result<Moto> {
+        let port = free_port()?;
+        let dir = tempfile::Builder::new().prefix("sluice-moto-").tempdir()?;
+        let helper = dir.path().join("s3_helper.py");
+        fs::write(&helper, include_str!("s3_helper.py"))?;
+        let log = File::create(dir.path().join("moto.log"))?;
+        let child = Command::new(python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("spawn moto server")?;
+        let mut m = Moto { child, port, dir, python: python.to_owned(), helper };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = m.child.try_wait() {
+                bail!("moto exited ({status}):\n{}", m.log());
+            }
+            if let Ok(r) = client.get(m.endpoint_url()).timeout(Duration::from_secs(2)).send().await
+                && r.status().is_success()
+            {
+                return Ok(m);
+            }
+            if Instant::now() >= deadline {
+                bail!("moto not answering on {} after 30 s:\n{}", m.endpoint_url(), m.log());
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `127.0.0.1:PORT`, as objstore.yml's `endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.endpoint())
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
+    }
+
+    fn helper(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.python)
+            .arg(&self.helper)
+            .arg(self.endpoint_url())
+            .args(args)
+            .output()
+            .context("run s3_helper.py")?;
+        if !out.status.success() {
+            bail!("s3_helper.py {args:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Creates a bucket.
+    pub fn make_bucket(&self, bucket: &str) -> Result<()> {
+        self.helper(&["mkbucket", bucket]).map(|_| ())
+    }
+
+    /// Uploads a local directory tree under `prefix` (meta.json files last).
+    pub fn put_dir(&self, bucket: &str, local: &Path, prefix: &str) -> Result<()> {
+        let local = local.to_str().context("non-UTF-8 path")?;
+        self.helper(&["put-dir", bucket, local, prefix]).map(|_| ())
+    }
+
+    /// Deletes every object under `prefix/` (meta.json first).
+    pub fn rm_prefix(&self, bucket: &str, prefix: &str) -> Result<()> {
+        self.helper(&["rm-prefix", bucket, prefix]).map(|_| ())
+    }
+
+    /// Lists every key in a bucket.
+    pub fn list(&self, bucket: &str) -> Result<Vec<String>> {
+        Ok(self.helper(&["ls", bucket])?.lines().map(str::to_owned).collect())
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- moto :{} log ----\n{}", self.port, tail(&self.log(), 40));
+        }
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}

@@ -1,0 +1,109 @@
+//! Finding the external programs the tests need. A missing tool is an error that says how to install it;
+//! the tests never pass silently without their oracle.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Result, bail};
+
+/// Looks `name` up in `PATH`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// `promtool` (env `PROMTOOL` overrides).
+pub fn promtool() -> Result<PathBuf> {
+    if let Some(p) = env::var_os("PROMTOOL") {
+        return Ok(PathBuf::from(p));
+    }
+    match which("promtool") {
+        Some(p) => Ok(p),
+        None => bail!(
+            "promtool not found in PATH: install it with `apt-get install -y prometheus` (Debian 12 ships 2.42), \
+             or set PROMTOOL=/path/to/promtool"
+        ),
+    }
+}
+
+/// The Python interpreter (env `PYTHON` overrides; default `python3`).
+pub fn python() -> Result<PathBuf> {
+    if let Some(p) = env::var_os("PYTHON") {
+        return Ok(PathBuf::from(p));
+    }
+    match which("python3") {
+        Some(p) => Ok(p),
+        None => bail!("python3 not found in PATH: install it with `apt-get install -y python3 python3-pip`"),
+    }
+}
+
+/// Checks once that Python can import moto's server and boto3.
+pub fn check_moto() -> Result<PathBuf> {
+    static CHECK: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    let r = CHECK.get_or_init(|| {
+        let py = python().map_err(|e| e.to_string())?;
+        let out = Command::new(&py)
+            .args(["-c", "import moto.server, boto3, flask"])
+            .output()
+            .map_err(|e| format!("run {}: {e}", py.display()))?;
+        if out.status.success() {
+            Ok(py)
+        } else {
+            Err(format!(
+                "moto server mode or boto3 is not importable by {}: install them with \
+                 `pip install -r tests/requirements.txt` (moto[server], boto3):\n{}",
+                py.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    match r {
+        Ok(p) => Ok(p.clone()),
+        Err(e) => bail!("{e}"),
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(Path::to_path_buf).unwrap_or_else(|| here.to_path_buf())
+}
+
+/// The `sluice` binary. `SLUICE_BIN` overrides; otherwise `cargo build -p sluice --bin sluice` is run once per
+/// test process (a no-op when it is up to date, so the tests never run a stale binary) and
+/// `<target>/debug/sluice` is used.
+pub fn sluice_bin() -> Result<PathBuf> {
+    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    let r = BIN.get_or_init(|| {
+        if let Some(p) = env::var_os("SLUICE_BIN") {
+            let p = PathBuf::from(p);
+            if !p.is_file() {
+                return Err(format!("SLUICE_BIN={} does not exist", p.display()));
+            }
+            return Ok(p);
+        }
+        let root = workspace_root();
+        let target = env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(&cargo)
+            .current_dir(&root)
+            .args(["build", "--quiet", "-p", "sluice", "--bin", "sluice"])
+            .output()
+            .map_err(|e| format!("run cargo to build the sluice binary: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`cargo build -p sluice --bin sluice` failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let bin = target.join("debug").join("sluice");
+        if bin.is_file() { Ok(bin) } else { Err(format!("built sluice but {} is missing", bin.display())) }
+    });
+    match r {
+        Ok(p) => Ok(p.clone()),
+        Err(e) => bail!("{e}"),
+    }
+}
