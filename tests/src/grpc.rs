@@ -209,7 +209,7 @@ fn add_frame(res: &mut SeriesResult, s: thanos::Series) {
         if samples.windows(2).any(|w| w[0].t >= w[1].t) {
             res.problems.push(format!("{at}: timestamps not strictly increasing"));
         }
-        chunks.push(Chunk { min_time: c.min_time, max_time: c.max_time, samples, data: raw.data });
+        chunks.push(Chunk { min_time: c.min_time, max_time: c.max_time, samples, data: raw.data.to_vec() });
     }
     match res.series.last_mut() {
         Some(last) if last.labels == labels => last.chunks.extend(chunks),

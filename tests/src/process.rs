@@ -111,13 +111,12 @@ impl SluiceStore {
     /// Polls `/-/ready` until it answers 200, failing if the process exits or `timeout` passes.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        let mut last = String::new();
         loop {
-            match self.http_get("/-/ready").await {
+            let last = match self.http_get("/-/ready").await {
                 Ok((200, _)) => return Ok(()),
-                Ok((code, body)) => last = format!("HTTP {code}: {}", body.trim()),
-                Err(e) => last = format!("{e:#}"),
-            }
+                Ok((code, body)) => format!("HTTP {code}: {}", body.trim()),
+                Err(e) => format!("{e:#}"),
+            };
             if Instant::now() >= deadline {
                 bail!("sluice store not ready after {timeout:?}; last /-/ready answer: {last}\n{}", self.logs());
             }

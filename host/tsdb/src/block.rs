@@ -12,10 +12,10 @@ use ulid::Ulid;
 
 use crate::chunk::{Encoding, SegmentWriter};
 use crate::error::{Error, Result};
-use crate::index::{ChunkMeta, IndexWriter, collect_symbols};
+use crate::index::{ChunkMeta, IndexSeries, IndexWriter, collect_symbols};
 use crate::meta::{
-    BlockFile, BlockMeta, BlockMetaCompaction, CHUNKS_DIRNAME, INDEX_FILENAME, META_FILENAME, THANOS_META_VERSION_1,
-    TOMBSTONES_FILENAME, ThanosMeta,
+    BlockFile, BlockMeta, BlockMetaCompaction, CHUNKS_DIRNAME, INDEX_FILENAME, META_FILENAME,
+    THANOS_META_VERSION_1, TOMBSTONES_FILENAME, ThanosMeta,
 };
 use crate::xor::XorEncoder;
 
@@ -100,7 +100,11 @@ fn clamp_i64(v: i128) -> i64 {
 /// the Prometheus 2.42 head appender: a chunk's end is first the end of its
 /// chunk-range window, re-predicted when it holds `samples_per_chunk / 4`
 /// samples, and a chunk is cut hard at `2 * samples_per_chunk` samples.
-pub fn cut_xor_chunks(samples: &[(i64, f64)], chunk_range: i64, samples_per_chunk: usize) -> Result<Vec<EncodedChunk>> {
+pub fn cut_xor_chunks(
+    samples: &[(i64, f64)],
+    chunk_range: i64,
+    samples_per_chunk: usize,
+) -> Result<Vec<EncodedChunk>> {
     if chunk_range <= 0 {
         return Err(Error::InvalidInput {
             what: "chunk cutting",
@@ -152,7 +156,10 @@ pub fn cut_xor_chunks(samples: &[(i64, f64)], chunk_range: i64, samples_per_chun
 /// histogram chunks, the count sub-chunk's count for Thanos aggregate chunks
 /// (as Thanos' `AggrChunk.NumSamples`).
 fn chunk_num_samples(encoding: u8, data: &[u8]) -> u64 {
-    let be16 = |d: &[u8]| d.get(..2).map_or(0, |b| u64::from(u16::from_be_bytes([b[0], b[1]])));
+    let be16 = |d: &[u8]| {
+        d.get(..2)
+            .map_or(0, |b| u64::from(u16::from_be_bytes([b[0], b[1]])))
+    };
     if encoding == Encoding::Aggr as u8 {
         match crate::aggr::decode_aggr(data) {
             Ok(parts) => parts[0].map_or(0, |c| be16(c.data)),
@@ -263,7 +270,7 @@ fn write_dir<D: AsRef<[u8]>>(
     opts: &BlockWriterOptions,
 ) -> Result<BlockMeta> {
     let mut segments = SegmentWriter::create(&dir.join(CHUNKS_DIRNAME))?;
-    let mut written: Vec<(Vec<(String, String)>, Vec<ChunkMeta>)> = Vec::new();
+    let mut written: Vec<IndexSeries> = Vec::new();
     let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
     let (mut num_samples, mut num_chunks) = (0u64, 0u64);
 
@@ -278,7 +285,10 @@ fn write_dir<D: AsRef<[u8]>>(
             if mint > maxt {
                 return Err(Error::InvalidInput {
                     what: "block writer",
-                    detail: format!("series {}: chunk min_time {mint} > max_time {maxt}", fmt_labels(&labels)),
+                    detail: format!(
+                        "series {}: chunk min_time {mint} > max_time {maxt}",
+                        fmt_labels(&labels)
+                    ),
                 });
             }
             let data = data.as_ref();
@@ -374,7 +384,10 @@ fn validate_labels(labels: &[(String, String)], prev: Option<&[(String, String)]
     if labels.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err(Error::InvalidInput {
             what: "block writer",
-            detail: format!("series {}: label names not strictly ascending", fmt_labels(labels)),
+            detail: format!(
+                "series {}: label names not strictly ascending",
+                fmt_labels(labels)
+            ),
         });
     }
     if let Some(p) = prev
@@ -393,6 +406,7 @@ fn validate_labels(labels: &[(String, String)], prev: Option<&[(String, String)]
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::chunk::{parse_chunk, split_ref};
@@ -404,7 +418,10 @@ mod tests {
     type Series = (Vec<(String, String)>, Vec<(i64, f64)>);
 
     fn ls(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     }
 
     const T0: i64 = 1_704_069_000_000; // 2024-01-01T00:30:00Z
@@ -428,23 +445,48 @@ mod tests {
         gauge[5].1 = -0.0;
         vec![
             (
-                ls(&[("__name__", "demo_http_requests_total"), ("instance", "host-1"), ("job", "api"), ("replica", "A")]),
+                ls(&[
+                    ("__name__", "demo_http_requests_total"),
+                    ("instance", "host-1"),
+                    ("job", "api"),
+                    ("replica", "A"),
+                ]),
                 counter(153.3),
             ),
             (
-                ls(&[("__name__", "demo_http_requests_total"), ("instance", "host-1"), ("job", "api"), ("replica", "B")]),
+                ls(&[
+                    ("__name__", "demo_http_requests_total"),
+                    ("instance", "host-1"),
+                    ("job", "api"),
+                    ("replica", "B"),
+                ]),
                 counter(153.3),
             ),
             (
-                ls(&[("__name__", "demo_http_requests_total"), ("instance", "host-2"), ("job", "api"), ("replica", "A")]),
+                ls(&[
+                    ("__name__", "demo_http_requests_total"),
+                    ("instance", "host-2"),
+                    ("job", "api"),
+                    ("replica", "A"),
+                ]),
                 counter(77.7),
             ),
             (
-                ls(&[("__name__", "demo_http_requests_total"), ("instance", "host-3"), ("job", "batch"), ("replica", "A")]),
+                ls(&[
+                    ("__name__", "demo_http_requests_total"),
+                    ("instance", "host-3"),
+                    ("job", "batch"),
+                    ("replica", "A"),
+                ]),
                 counter(1.25),
             ),
             (
-                ls(&[("__name__", "demo_temperature_celsius"), ("instance", "host-1"), ("job", "sensor"), ("replica", "A")]),
+                ls(&[
+                    ("__name__", "demo_temperature_celsius"),
+                    ("instance", "host-1"),
+                    ("job", "sensor"),
+                    ("replica", "A"),
+                ]),
                 gauge,
             ),
         ]
@@ -514,13 +556,18 @@ mod tests {
         // 15 s steps from 00:30 to 02:00 in a 4h range (promtool backfill):
         // predicted end at 1/4 fill gives 120 per 30 min.
         let s: Vec<_> = (0..360).map(|i| (T0 + i * 15_000, i as f64)).collect();
-        assert_eq!(sizes(&s, PROMTOOL_BACKFILL_CHUNK_RANGE), vec![120, 120, 120]);
+        assert_eq!(
+            sizes(&s, PROMTOOL_BACKFILL_CHUNK_RANGE),
+            vec![120, 120, 120]
+        );
         // 30 s steps over an aligned 2h window: 2 x 120.
         let start = 1_704_067_200_000; // 00:00
         let s: Vec<_> = (0..240).map(|i| (start + i * 30_000, i as f64)).collect();
         assert_eq!(sizes(&s, DEFAULT_CHUNK_RANGE), vec![120, 120]);
         // Never crosses a range boundary: 02:00 starts a new chunk.
-        let s: Vec<_> = (0..20).map(|i| (start + 7_140_000 + i * 15_000, 1.0)).collect();
+        let s: Vec<_> = (0..20)
+            .map(|i| (start + 7_140_000 + i * 15_000, 1.0))
+            .collect();
         let chunks = cut_xor_chunks(&s, DEFAULT_CHUNK_RANGE, 120).unwrap();
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[1].0, start + 7_200_000);
@@ -565,9 +612,18 @@ mod tests {
         let files = &meta.thanos.as_ref().unwrap().files;
         let paths: Vec<&str> = files.iter().map(|f| f.rel_path.as_str()).collect();
         assert_eq!(paths, vec!["chunks/000001", "index", "meta.json"]);
-        assert_eq!(files[0].size_bytes as u64, fs::metadata(dir.join("chunks/000001")).unwrap().len());
-        assert_eq!(files[1].size_bytes as u64, fs::metadata(dir.join("index")).unwrap().len());
-        assert_eq!(meta.external_labels().get("cluster").map(String::as_str), Some("eu"));
+        assert_eq!(
+            files[0].size_bytes as u64,
+            fs::metadata(dir.join("chunks/000001")).unwrap().len()
+        );
+        assert_eq!(
+            files[1].size_bytes as u64,
+            fs::metadata(dir.join("index")).unwrap().len()
+        );
+        assert_eq!(
+            meta.external_labels().get("cluster").map(String::as_str),
+            Some("eu")
+        );
 
         let got = read_block(&dir);
         assert_same_series(&got, &series);
@@ -584,13 +640,30 @@ mod tests {
         // Unsorted series.
         let r = write_block(
             tmp.path(),
-            vec![s(&[("a", "2")], vec![(1, 1.0)]), s(&[("a", "1")], vec![(1, 1.0)])],
+            vec![
+                s(&[("a", "2")], vec![(1, 1.0)]),
+                s(&[("a", "1")], vec![(1, 1.0)]),
+            ],
             &o,
         );
         assert!(matches!(r, Err(Error::InvalidInput { .. })), "{r:?}");
         // Unsorted labels, unsorted samples, nothing to write.
-        assert!(write_block(tmp.path(), vec![s(&[("b", "1"), ("a", "1")], vec![(1, 1.0)])], &o).is_err());
-        assert!(write_block(tmp.path(), vec![s(&[("a", "1")], vec![(2, 1.0), (1, 1.0)])], &o).is_err());
+        assert!(
+            write_block(
+                tmp.path(),
+                vec![s(&[("b", "1"), ("a", "1")], vec![(1, 1.0)])],
+                &o
+            )
+            .is_err()
+        );
+        assert!(
+            write_block(
+                tmp.path(),
+                vec![s(&[("a", "1")], vec![(2, 1.0), (1, 1.0)])],
+                &o
+            )
+            .is_err()
+        );
         assert!(write_block(tmp.path(), vec![s(&[("a", "1")], vec![])], &o).is_err());
         // Nothing is left behind.
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
@@ -618,21 +691,34 @@ mod tests {
         };
         let (count, sum) = (xor(&[4.0, 4.0, 3.0]), xor(&[10.0, 11.0, 9.0]));
         let aggr = encode_aggr([
-            Some(RawChunk { encoding: 1, data: &count }),
-            Some(RawChunk { encoding: 1, data: &sum }),
+            Some(RawChunk {
+                encoding: 1,
+                data: &count,
+            }),
+            Some(RawChunk {
+                encoding: 1,
+                data: &sum,
+            }),
             None,
             None,
             None,
         ]);
         let opts = BlockWriterOptions {
-            thanos: Some(ThanosMeta::new(BTreeMap::new(), 300_000, crate::meta::source::COMPACTOR)),
+            thanos: Some(ThanosMeta::new(
+                BTreeMap::new(),
+                300_000,
+                crate::meta::source::COMPACTOR,
+            )),
             min_time: Some(0),
             max_time: Some(7_200_000),
             ..Default::default()
         };
         let meta = write_block_chunks(
             tmp.path(),
-            vec![(ls(&[("__name__", "x")]), vec![(0i64, 600_000i64, 0xFFu8, aggr.clone())])],
+            vec![(
+                ls(&[("__name__", "x")]),
+                vec![(0i64, 600_000i64, 0xFFu8, aggr.clone())],
+            )],
             &opts,
         )
         .unwrap();
@@ -643,7 +729,9 @@ mod tests {
         let dir = tmp.path().join(meta.ulid.to_string());
         let index = IndexReader::new(fs::read(dir.join("index")).unwrap()).unwrap();
         let mut e = SeriesEntry::default();
-        index.series(index.all_postings().unwrap()[0], &mut e).unwrap();
+        index
+            .series(index.all_postings().unwrap()[0], &mut e)
+            .unwrap();
         assert_eq!(e.chunks[0].max_time, 600_000);
         let seg = fs::read(dir.join("chunks/000001")).unwrap();
         let (raw, _) = parse_chunk(&seg[split_ref(e.chunks[0].chunk_ref).1 as usize..]).unwrap();
@@ -677,7 +765,9 @@ mod tests {
                 "-Inf" => f64::NEG_INFINITY,
                 v => v.parse().unwrap(),
             };
-            out.entry(line[..=close].to_string()).or_default().push((t, v));
+            out.entry(line[..=close].to_string())
+                .or_default()
+                .push((t, v));
         }
         out
     }
@@ -713,7 +803,11 @@ mod tests {
             .arg(&copy)
             .output()
             .unwrap();
-        assert!(out.status.success(), "promtool: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "promtool: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let dumped = parse_dump(&String::from_utf8(out.stdout).unwrap());
         assert_eq!(dumped.len(), series.len());
         let mut total = 0;
@@ -722,7 +816,10 @@ mod tests {
             assert_eq!(got.len(), samples.len(), "{labels:?}");
             for (a, b) in got.iter().zip(samples) {
                 // %g prints shortest round-trip, so values parse back exactly.
-                assert!(a.0 == b.0 && (same(a.1, b.1) || (a.1.is_nan() && b.1.is_nan())), "{a:?} vs {b:?}");
+                assert!(
+                    a.0 == b.0 && (same(a.1, b.1) || (a.1.is_nan() && b.1.is_nan())),
+                    "{a:?} vs {b:?}"
+                );
                 total += 1;
             }
         }
@@ -733,7 +830,11 @@ mod tests {
         if v.is_nan() {
             "NaN".into()
         } else if v.is_infinite() {
-            if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+            if v > 0.0 {
+                "+Inf".into()
+            } else {
+                "-Inf".into()
+            }
         } else {
             format!("{v:?}")
         }
@@ -769,9 +870,18 @@ mod tests {
         let mut om = String::new();
         for (labels, samples) in &series {
             let name = &labels[0].1;
-            let rest: Vec<String> = labels[1..].iter().map(|(n, v)| format!("{n}=\"{v}\"")).collect();
+            let rest: Vec<String> = labels[1..]
+                .iter()
+                .map(|(n, v)| format!("{n}=\"{v}\""))
+                .collect();
             for (t, v) in samples {
-                om.push_str(&format!("{name}{{{}}} {} {}.{:03}\n", rest.join(","), go_float(*v), t / 1000, t % 1000));
+                om.push_str(&format!(
+                    "{name}{{{}}} {} {}.{:03}\n",
+                    rest.join(","),
+                    go_float(*v),
+                    t / 1000,
+                    t % 1000
+                ));
             }
         }
         om.push_str("# EOF\n");
@@ -785,11 +895,17 @@ mod tests {
             .arg(&theirs)
             .output()
             .unwrap();
-        assert!(out.status.success(), "promtool: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "promtool: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
         let mut blocks: Vec<BlockMeta> = fs::read_dir(&theirs)
             .unwrap()
-            .map(|e| BlockMeta::parse(&fs::read(e.unwrap().path().join("meta.json")).unwrap()).unwrap())
+            .map(|e| {
+                BlockMeta::parse(&fs::read(e.unwrap().path().join("meta.json")).unwrap()).unwrap()
+            })
             .collect();
         blocks.sort_by_key(|m| m.min_time);
         assert!(blocks.len() >= 4, "{} blocks", blocks.len());
@@ -802,7 +918,15 @@ mod tests {
             let hi = lo + DEFAULT_CHUNK_RANGE;
             let window: Vec<Series> = series
                 .iter()
-                .map(|(l, s)| (l.clone(), s.iter().copied().filter(|(t, _)| *t >= lo && *t < hi).collect()))
+                .map(|(l, s)| {
+                    (
+                        l.clone(),
+                        s.iter()
+                            .copied()
+                            .filter(|(t, _)| *t >= lo && *t < hi)
+                            .collect(),
+                    )
+                })
                 .collect();
             let opts = BlockWriterOptions {
                 ulid: Some(b.ulid),
@@ -810,7 +934,10 @@ mod tests {
                 ..Default::default()
             };
             let mine = write_block(&ours, window.clone(), &opts).unwrap();
-            let (a, z) = (theirs.join(b.ulid.to_string()), ours.join(b.ulid.to_string()));
+            let (a, z) = (
+                theirs.join(b.ulid.to_string()),
+                ours.join(b.ulid.to_string()),
+            );
             eprintln!(
                 "block {} [{}, {}): {} series, {} chunks, {} samples; index {} B, chunks/000001 {} B",
                 b.ulid,
@@ -825,14 +952,25 @@ mod tests {
             assert_eq!((mine.min_time, mine.max_time), (b.min_time, b.max_time));
             assert_eq!(mine.stats, b.stats);
             assert_eq!(mine.compaction, b.compaction);
-            assert!(fs::read(a.join("index")).unwrap() == fs::read(z.join("index")).unwrap(), "index of {}", b.ulid);
             assert!(
-                fs::read(a.join("chunks/000001")).unwrap() == fs::read(z.join("chunks/000001")).unwrap(),
+                fs::read(a.join("index")).unwrap() == fs::read(z.join("index")).unwrap(),
+                "index of {}",
+                b.ulid
+            );
+            assert!(
+                fs::read(a.join("chunks/000001")).unwrap()
+                    == fs::read(z.join("chunks/000001")).unwrap(),
                 "chunks of {}",
                 b.ulid
             );
-            assert_eq!(fs::read(a.join("tombstones")).unwrap(), fs::read(z.join("tombstones")).unwrap());
-            assert_eq!(fs::read(a.join("meta.json")).unwrap(), fs::read(z.join("meta.json")).unwrap());
+            assert_eq!(
+                fs::read(a.join("tombstones")).unwrap(),
+                fs::read(z.join("tombstones")).unwrap()
+            );
+            assert_eq!(
+                fs::read(a.join("meta.json")).unwrap(),
+                fs::read(z.join("meta.json")).unwrap()
+            );
             // With the head's default 2h range the chunks differ: the
             // backfill range really is 2 x block duration.
             let other = tmp.path().join(format!("other-{}", b.ulid));

@@ -517,6 +517,135 @@ mod tests {
         assert_eq!(std::fs::read_dir(&chunks_dir).unwrap().count(), 0);
     }
 
+    /// Tiny deterministic PRNG for fixtures.
+    fn splitmix(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Optional oracle check: promtool 2.42 writes blocks from an OpenMetrics
+    /// fixture; every chunk must decode to the fixture's samples and re-encode
+    /// to the same bytes. Run with
+    /// `cargo test -p sluice-tsdb -- --ignored promtool`.
+    #[test]
+    #[ignore = "optional suite: needs promtool 2.42 (apt-get install prometheus)"]
+    fn promtool_chunks_reencode_byte_identical() {
+        use crate::xor::encode;
+        use std::collections::BTreeMap;
+        use std::fmt::Write as _;
+
+        let t0: i64 = 1_704_069_000_000;
+        let mut rng = 42u64;
+        let mut series: Vec<(String, Vec<(i64, f64)>)> = Vec::new();
+        // Regular counter.
+        let mut v = 0.0;
+        series.push((
+            "c_total{k=\"counter\"}".into(),
+            (0..1000)
+                .map(|i| {
+                    v += (splitmix(&mut rng) % 300) as f64;
+                    (t0 + i * 15_000, v)
+                })
+                .collect(),
+        ));
+        // Gauge with 3 decimals.
+        series.push((
+            "g{k=\"gauge\"}".into(),
+            (0..1000)
+                .map(|i| (t0 + i * 15_000, ((20.0 + 5.0 * (i as f64 / 10.0).sin()) * 1000.0).round() / 1000.0))
+                .collect(),
+        ));
+        // Jittered timestamps, every dod bucket, arbitrary finite values and specials.
+        let jumps = [
+            8192, -8192, 8193, 65536, -65536, 65537, 524288, -524288, 524289, -524287, 3_600_000, 1, -1,
+        ];
+        let specials = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 5e-324, 1e308, 1e-300];
+        let mut t = t0;
+        let mut d = 15_000i64;
+        let mut jit = Vec::new();
+        for i in 0..700usize {
+            let dod = if i % 7 == 3 {
+                jumps[(i / 7) % jumps.len()]
+            } else {
+                (splitmix(&mut rng) % 4001) as i64 - 2000
+            };
+            d = (d + dod).clamp(1, 2_000_000);
+            t += d;
+            let v = if i % 11 == 5 {
+                specials[(i / 11) % specials.len()]
+            } else {
+                let x = f64::from_bits(splitmix(&mut rng));
+                if x.is_finite() { x } else { 1.5 }
+            };
+            jit.push((t, v));
+        }
+        series.push(("j{k=\"jitter\"}".into(), jit));
+
+        let mut om = String::new();
+        for (name, samples) in &series {
+            for &(t, v) in samples {
+                let vs = if v.is_nan() {
+                    "NaN".to_string()
+                } else if v.is_infinite() {
+                    if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+                } else {
+                    format!("{v:e}")
+                };
+                writeln!(om, "{name} {vs} {}.{:03}", t.div_euclid(1000), t.rem_euclid(1000)).unwrap();
+            }
+        }
+        om.push_str("# EOF\n");
+        let dir = tempfile::tempdir().unwrap();
+        let om_path = dir.path().join("data.om");
+        std::fs::write(&om_path, om).unwrap();
+        let out = dir.path().join("blocks");
+        let st = std::process::Command::new("promtool")
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&om_path)
+            .arg(&out)
+            .output()
+            .expect("promtool not found: apt-get install prometheus");
+        assert!(st.status.success(), "promtool failed: {}", String::from_utf8_lossy(&st.stderr));
+
+        let mut want: BTreeMap<(i64, u64), usize> = BTreeMap::new();
+        for (_, samples) in &series {
+            for &(t, v) in samples {
+                *want.entry((t, v.to_bits())).or_default() += 1;
+            }
+        }
+        let mut got: BTreeMap<(i64, u64), usize> = BTreeMap::new();
+        let (mut chunks, mut trailing) = (0, 0);
+        for block in std::fs::read_dir(&out).unwrap() {
+            let cdir = block.unwrap().path().join("chunks");
+            let mut files: Vec<_> = std::fs::read_dir(&cdir).unwrap().map(|e| e.unwrap().path()).collect();
+            files.sort();
+            for f in files {
+                let bytes = std::fs::read(&f).unwrap();
+                for c in iter_segment(&bytes).unwrap() {
+                    let (_, c) = c.unwrap();
+                    assert_eq!(c.encoding().unwrap(), Encoding::Xor);
+                    let samples = decode(c.data).unwrap();
+                    for &(t, v) in &samples {
+                        *got.entry((t, v.to_bits())).or_default() += 1;
+                    }
+                    assert_eq!(encode(&samples).unwrap(), c.data, "re-encoded chunk differs in {}", f.display());
+                    chunks += 1;
+                    if c.data.last() == Some(&0) {
+                        trailing += 1;
+                    }
+                }
+            }
+        }
+        let missing: Vec<_> = want.iter().filter(|(k, n)| got.get(k) != Some(n)).take(10).collect();
+        let extra: Vec<_> = got.iter().filter(|(k, n)| want.get(k) != Some(n)).take(10).collect();
+        assert!(missing.is_empty() && extra.is_empty(), "decoded samples differ from the fixture: missing {missing:x?}, extra {extra:x?}");
+        eprintln!("promtool: {chunks} chunks re-encoded byte-identical ({trailing} end in a zero byte)");
+        assert!(chunks > 20);
+    }
+
     proptest! {
         #[test]
         fn prop_parse_chunk_never_panics(data in prop::collection::vec(any::<u8>(), 0..64)) {

@@ -119,16 +119,19 @@ pub struct SeriesEntry {
 /// Reads a `len BE32 | body | CRC32(body)` section starting at `off` and returns
 /// the body.
 fn be32_section<'a>(buf: &'a [u8], off: u64, what: &'static str, verify: bool) -> Result<&'a [u8]> {
-    let start = usize::try_from(off).map_err(|_| Error::corrupt(what, format!("offset {off} out of range")))?;
+    let start = usize::try_from(off)
+        .map_err(|_| Error::corrupt(what, format!("offset {off} out of range")))?;
     let rest = buf
         .get(start..)
         .ok_or_else(|| Error::truncated(what, start, 4, 0))?;
     let mut d = Decbuf::new(rest, what);
     let len = d.be32()? as usize;
-    let body = d.bytes(len).map_err(|_| Error::truncated(what, start + 4, len + 4, rest.len().saturating_sub(4)))?;
-    let stored = d
-        .be32()
-        .map_err(|_| Error::truncated(what, start + 4 + len, 4, rest.len().saturating_sub(4 + len)))?;
+    let body = d
+        .bytes(len)
+        .map_err(|_| Error::truncated(what, start + 4, len + 4, rest.len().saturating_sub(4)))?;
+    let stored = d.be32().map_err(|_| {
+        Error::truncated(what, start + 4 + len, 4, rest.len().saturating_sub(4 + len))
+    })?;
     if verify {
         let computed = crc32(body);
         if stored != computed {
@@ -297,12 +300,11 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
     }
 
     fn str_at(&self, s: StrRef) -> Result<&str> {
-        let b = self
-            .buf
-            .as_ref()
-            .get(s.start..s.end())
-            .ok_or_else(|| Error::corrupt("index", format!("string at {} out of range", s.start)))?;
-        std::str::from_utf8(b).map_err(|_| Error::corrupt("index", format!("invalid UTF-8 string at {}", s.start)))
+        let b = self.buf.as_ref().get(s.start..s.end()).ok_or_else(|| {
+            Error::corrupt("index", format!("string at {} out of range", s.start))
+        })?;
+        std::str::from_utf8(b)
+            .map_err(|_| Error::corrupt("index", format!("invalid UTF-8 string at {}", s.start)))
     }
 
     fn bytes_at(&self, s: StrRef) -> &[u8] {
@@ -457,7 +459,10 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         if self.toc.series != 0 && off < self.toc.series {
             return Err(Error::corrupt(
                 "series reference",
-                format!("{id} (offset {off}) before the series section at {}", self.toc.series),
+                format!(
+                    "{id} (offset {off}) before the series section at {}",
+                    self.toc.series
+                ),
             ));
         }
         let b = self.buf.as_ref();
@@ -465,10 +470,16 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         let start = usize::try_from(off)
             .ok()
             .filter(|&s| s < end)
-            .ok_or_else(|| Error::corrupt("series reference", format!("{id} (offset {off}) beyond the index")))?;
+            .ok_or_else(|| {
+                Error::corrupt(
+                    "series reference",
+                    format!("{id} (offset {off}) beyond the index"),
+                )
+            })?;
         let mut d = Decbuf::new(&b[start..end], "series");
         let len = d.uvarint()?;
-        let len = usize::try_from(len).map_err(|_| Error::corrupt("series", format!("length {len} overflows")))?;
+        let len = usize::try_from(len)
+            .map_err(|_| Error::corrupt("series", format!("length {len} overflows")))?;
         let body = d.bytes(len)?;
         let stored = d.be32()?;
         if self.verify {
@@ -491,7 +502,9 @@ fn decode_series_body(body: &[u8], num_symbols: usize, out: &mut SeriesEntry) ->
     let mut d = Decbuf::new(body, "series");
     let nlabels = d.uvarint()?;
     // Each label takes at least 2 bytes: bounds the allocation for hostile input.
-    let cap = usize::try_from(nlabels).unwrap_or(usize::MAX).min(d.remaining() / 2);
+    let cap = usize::try_from(nlabels)
+        .unwrap_or(usize::MAX)
+        .min(d.remaining() / 2);
     out.labels.reserve(cap);
     for _ in 0..nlabels {
         let n = d.uvarint32()?;
@@ -509,7 +522,9 @@ fn decode_series_body(body: &[u8], num_symbols: usize, out: &mut SeriesEntry) ->
         return Ok(());
     }
     // Each chunk meta takes at least 3 bytes.
-    let cap = usize::try_from(nchunks).unwrap_or(usize::MAX).min(d.remaining() / 3 + 1);
+    let cap = usize::try_from(nchunks)
+        .unwrap_or(usize::MAX)
+        .min(d.remaining() / 3 + 1);
     out.chunks.reserve(cap);
     let mut min_time = d.varint()?;
     let mut max_time = min_time.wrapping_add(d.uvarint()? as i64);
@@ -554,7 +569,8 @@ fn parse_symbols(b: &[u8], off: u64, verify: bool) -> Result<Vec<StrRef>> {
             ));
         }
         prev = Some(s.as_bytes());
-        let len = u32::try_from(s.len()).map_err(|_| Error::corrupt("symbol table", "symbol longer than 4 GiB"))?;
+        let len = u32::try_from(s.len())
+            .map_err(|_| Error::corrupt("symbol table", "symbol longer than 4 GiB"))?;
         out.push(StrRef { start, len });
     }
     Ok(out)
@@ -572,7 +588,8 @@ fn parse_postings_offset_table(b: &[u8], off: u64, verify: bool) -> Result<Posti
     let mut values: Vec<ValueEntry> = Vec::with_capacity(n.min(d.remaining() / 4));
     let mut names: Vec<NameEntry> = Vec::new();
     let str_ref = |d: &Decbuf<'_>, s: &str| -> Result<StrRef> {
-        let len = u32::try_from(s.len()).map_err(|_| Error::corrupt(WHAT, "string longer than 4 GiB"))?;
+        let len =
+            u32::try_from(s.len()).map_err(|_| Error::corrupt(WHAT, "string longer than 4 GiB"))?;
         Ok(StrRef {
             start: base + d.position() - s.len(),
             len,
@@ -583,7 +600,10 @@ fn parse_postings_offset_table(b: &[u8], off: u64, verify: bool) -> Result<Posti
     for i in 0..n {
         let keys = d.uvarint()?;
         if keys != 2 {
-            return Err(Error::corrupt(WHAT, format!("entry {i} has {keys} keys, want 2")));
+            return Err(Error::corrupt(
+                WHAT,
+                format!("entry {i} has {keys} keys, want 2"),
+            ));
         }
         let name = d.uvarint_str()?;
         let name_ref = str_ref(&d, name)?;
@@ -603,7 +623,10 @@ fn parse_postings_offset_table(b: &[u8], off: u64, verify: bool) -> Result<Posti
                 }
             }
             Some(Ordering::Greater) => {
-                return Err(Error::corrupt(WHAT, format!("entry {i}: label names not in ascending order")));
+                return Err(Error::corrupt(
+                    WHAT,
+                    format!("entry {i}: label names not in ascending order"),
+                ));
             }
             Some(Ordering::Less) | None => {
                 names.push(NameEntry {
@@ -741,7 +764,11 @@ impl<W: Write> IndexWriter<W> {
 
     /// Appends a series; returns its series ID (offset / 16). Label names must
     /// be strictly ascending and label sets must be added in ascending order.
-    pub fn add_series<N: AsRef<str>, V: AsRef<str>>(&mut self, labels: &[(N, V)], chunks: &[ChunkMeta]) -> Result<u32> {
+    pub fn add_series<N: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        labels: &[(N, V)],
+        chunks: &[ChunkMeta],
+    ) -> Result<u32> {
         if labels.is_empty() {
             return Err(Error::InvalidInput {
                 what: "index series",
@@ -781,7 +808,10 @@ impl<W: Write> IndexWriter<W> {
         put_uvarint(&mut body, chunks.len() as u64);
         if let Some(first) = chunks.first() {
             put_varint(&mut body, first.min_time);
-            put_uvarint(&mut body, first.max_time.wrapping_sub(first.min_time) as u64);
+            put_uvarint(
+                &mut body,
+                first.max_time.wrapping_sub(first.min_time) as u64,
+            );
             put_uvarint(&mut body, first.chunk_ref);
             let mut t0 = first.max_time;
             let mut ref0 = first.chunk_ref as i64;
@@ -801,7 +831,12 @@ impl<W: Write> IndexWriter<W> {
         self.buf = body;
 
         for &(n, v) in &refs {
-            self.postings.entry(n).or_default().entry(v).or_default().push(id);
+            self.postings
+                .entry(n)
+                .or_default()
+                .entry(v)
+                .or_default()
+                .push(id);
         }
         self.all.push(id);
         self.last_series = refs;
@@ -837,7 +872,8 @@ impl<W: Write> IndexWriter<W> {
         let all = std::mem::take(&mut self.all);
         let all_offset = self.pos;
         self.write_postings(&all)?;
-        let mut offsets: Vec<(u32, u32, u64)> = Vec::with_capacity(postings.values().map(|v| v.len()).sum());
+        let mut offsets: Vec<(u32, u32, u64)> =
+            Vec::with_capacity(postings.values().map(|v| v.len()).sum());
         for (&name, values) in &postings {
             for (&value, ids) in values {
                 self.pad(4)?;
@@ -849,7 +885,9 @@ impl<W: Write> IndexWriter<W> {
         // Label offset table.
         self.toc.label_offset_table = self.pos;
         let mut body = Vec::new();
-        body.extend_from_slice(&section_len(label_indices.len(), "index label offset table")?.to_be_bytes());
+        body.extend_from_slice(
+            &section_len(label_indices.len(), "index label offset table")?.to_be_bytes(),
+        );
         for &(name, off) in &label_indices {
             put_uvarint(&mut body, 1);
             put_uvarint_str(&mut body, sym(name));
@@ -860,7 +898,9 @@ impl<W: Write> IndexWriter<W> {
         // Postings offset table, ("", "") first.
         self.toc.postings_offset_table = self.pos;
         body.clear();
-        body.extend_from_slice(&section_len(offsets.len() + 1, "index postings offset table")?.to_be_bytes());
+        body.extend_from_slice(
+            &section_len(offsets.len() + 1, "index postings offset table")?.to_be_bytes(),
+        );
         put_uvarint(&mut body, 2);
         put_uvarint_str(&mut body, "");
         put_uvarint_str(&mut body, "");
@@ -891,7 +931,9 @@ impl<W: Write> IndexWriter<W> {
 
 /// The symbol set Prometheus writes for these label sets: every name and
 /// value plus `""`, sorted and de-duplicated.
-pub fn collect_symbols<'a>(label_sets: impl IntoIterator<Item = &'a [(String, String)]>) -> Vec<&'a str> {
+pub fn collect_symbols<'a>(
+    label_sets: impl IntoIterator<Item = &'a [(String, String)]>,
+) -> Vec<&'a str> {
     let mut set = std::collections::BTreeSet::new();
     set.insert("");
     for ls in label_sets {
@@ -903,10 +945,16 @@ pub fn collect_symbols<'a>(label_sets: impl IntoIterator<Item = &'a [(String, St
     set.into_iter().collect()
 }
 
+/// A label set as owned (name, value) pairs, sorted by name.
+pub type Labels = Vec<(String, String)>;
+
+/// One series as given to [`write_index`]: labels and chunk metas.
+pub type IndexSeries = (Labels, Vec<ChunkMeta>);
+
 /// Writes a complete index v2 file for `series` given in ascending label-set
 /// order (labels sorted by name). Byte-identical to what Prometheus 2.42 writes
 /// for the same series and chunk metas.
-pub fn write_index(series: &[(Vec<(String, String)>, Vec<ChunkMeta>)]) -> Result<Vec<u8>> {
+pub fn write_index(series: &[IndexSeries]) -> Result<Vec<u8>> {
     let symbols = collect_symbols(series.iter().map(|(l, _)| l.as_slice()));
     let mut w = IndexWriter::new(Vec::new(), symbols)?;
     for (labels, chunks) in series {
@@ -916,6 +964,7 @@ pub fn write_index(series: &[(Vec<(String, String)>, Vec<ChunkMeta>)]) -> Result
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -928,7 +977,10 @@ mod tests {
     }
 
     fn ls(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     }
 
     fn spec_example() -> Vec<u8> {
@@ -960,9 +1012,15 @@ mod tests {
         sym.extend_from_slice(&hex("f2def955"));
         assert_eq!(&b[5..48], &sym[..]);
         // Series entry at 48.
-        assert_eq!(&b[48..69], &hex("10 02 01 02 04 03 01 80adeba69863 ab875d 08 742b4e64")[..]);
+        assert_eq!(
+            &b[48..69],
+            &hex("10 02 01 02 04 03 01 80adeba69863 ab875d 08 742b4e64")[..]
+        );
         // Postings: all-postings first at 112.
-        assert_eq!(&b[112..128], &hex("00000008 00000001 00000003 a7692ed2")[..]);
+        assert_eq!(
+            &b[112..128],
+            &hex("00000008 00000001 00000003 a7692ed2")[..]
+        );
         // Postings offset table at 189.
         let mut pot = hex("0000002c 00000003 02 00 00 70 02 08");
         pot.extend_from_slice(b"__name__");
@@ -999,7 +1057,10 @@ mod tests {
         assert_eq!(r.postings_offset("__name__", "demo_jitter"), Some(128));
         let mut e = SeriesEntry::default();
         r.series(3, &mut e).unwrap();
-        assert_eq!(r.resolve_labels(&e).unwrap(), vec![("__name__", "demo_jitter"), ("job", "edge")]);
+        assert_eq!(
+            r.resolve_labels(&e).unwrap(),
+            vec![("__name__", "demo_jitter"), ("job", "edge")]
+        );
         assert_eq!(
             e.chunks,
             vec![ChunkMeta {
@@ -1010,7 +1071,7 @@ mod tests {
         );
     }
 
-    fn sample_series() -> Vec<(Vec<(String, String)>, Vec<ChunkMeta>)> {
+    fn sample_series() -> Vec<IndexSeries> {
         let mk = |i: u64, n: usize| -> Vec<ChunkMeta> {
             (0..n as u64)
                 .map(|k| ChunkMeta {
@@ -1021,11 +1082,23 @@ mod tests {
                 .collect()
         };
         vec![
-            (ls(&[("__name__", "a"), ("instance", "h1"), ("job", "api")]), mk(0, 3)),
-            (ls(&[("__name__", "a"), ("instance", "h2"), ("job", "api")]), mk(1, 1)),
-            (ls(&[("__name__", "a"), ("instance", "h2"), ("job", "batch")]), mk(2, 0)),
+            (
+                ls(&[("__name__", "a"), ("instance", "h1"), ("job", "api")]),
+                mk(0, 3),
+            ),
+            (
+                ls(&[("__name__", "a"), ("instance", "h2"), ("job", "api")]),
+                mk(1, 1),
+            ),
+            (
+                ls(&[("__name__", "a"), ("instance", "h2"), ("job", "batch")]),
+                mk(2, 0),
+            ),
             (ls(&[("__name__", "b"), ("job", "api")]), mk(3, 5)),
-            (ls(&[("__name__", "b"), ("job", "api"), ("zone", "ü")]), mk(4, 2)),
+            (
+                ls(&[("__name__", "b"), ("job", "api"), ("zone", "ü")]),
+                mk(4, 2),
+            ),
             (ls(&[("x", "")]), mk(5, 1)),
         ]
     }
@@ -1035,7 +1108,10 @@ mod tests {
         let series = sample_series();
         let b = write_index(&series).unwrap();
         let r = IndexReader::new(&b[..]).unwrap();
-        assert_eq!(r.label_names(), vec!["__name__", "instance", "job", "x", "zone"]);
+        assert_eq!(
+            r.label_names(),
+            vec!["__name__", "instance", "job", "x", "zone"]
+        );
         assert_eq!(r.label_values("job"), vec!["api", "batch"]);
         assert_eq!(r.label_values("x"), vec![""]);
         assert!(r.label_values("nope").is_empty());
@@ -1054,7 +1130,10 @@ mod tests {
             assert_eq!(&got, labels);
             assert_eq!(&e.chunks, chunks);
         }
-        assert_eq!(r.postings("job", "api").unwrap(), vec![all[0], all[1], all[3], all[4]]);
+        assert_eq!(
+            r.postings("job", "api").unwrap(),
+            vec![all[0], all[1], all[3], all[4]]
+        );
         assert_eq!(r.postings("__name__", "a").unwrap(), all[..3].to_vec());
         assert_eq!(r.postings("zone", "ü").unwrap(), vec![all[4]]);
         assert_eq!(r.postings("x", "").unwrap(), vec![all[5]]);
@@ -1065,7 +1144,13 @@ mod tests {
             true
         })
         .unwrap();
-        assert_eq!(seen, vec![("h1".into(), vec![all[0]]), ("h2".into(), vec![all[1], all[2]])]);
+        assert_eq!(
+            seen,
+            vec![
+                ("h1".into(), vec![all[0]]),
+                ("h2".into(), vec![all[1], all[2]])
+            ]
+        );
         let mut count = 0;
         r.for_each_value("job", |_, _| {
             count += 1;
@@ -1073,7 +1158,10 @@ mod tests {
         })
         .unwrap();
         assert_eq!(count, 1);
-        assert_eq!(r.lookup_symbol("batch").map(|s| r.symbol(s).unwrap()), Some("batch"));
+        assert_eq!(
+            r.lookup_symbol("batch").map(|s| r.symbol(s).unwrap()),
+            Some("batch")
+        );
         assert_eq!(r.lookup_symbol("zzz"), None);
         assert_eq!(r.symbol(0).unwrap(), "");
         assert!(r.symbol(10_000).is_err());
@@ -1086,8 +1174,20 @@ mod tests {
     fn writer_rejects_bad_input() {
         let c = vec![];
         assert!(write_index(&[(ls(&[("b", "1"), ("a", "1")]), c.clone())]).is_err());
-        assert!(write_index(&[(ls(&[("a", "2")]), c.clone()), (ls(&[("a", "1")]), c.clone())]).is_err());
-        assert!(write_index(&[(ls(&[("a", "1")]), c.clone()), (ls(&[("a", "1")]), c.clone())]).is_err());
+        assert!(
+            write_index(&[
+                (ls(&[("a", "2")]), c.clone()),
+                (ls(&[("a", "1")]), c.clone())
+            ])
+            .is_err()
+        );
+        assert!(
+            write_index(&[
+                (ls(&[("a", "1")]), c.clone()),
+                (ls(&[("a", "1")]), c.clone())
+            ])
+            .is_err()
+        );
         assert!(write_index(&[(vec![], c.clone())]).is_err());
         assert!(IndexWriter::new(Vec::new(), ["b", "a"]).is_err());
         let mut w = IndexWriter::new(Vec::new(), ["", "a"]).unwrap();
@@ -1126,7 +1226,10 @@ mod tests {
         b[all[0] as usize * 16 + 3] ^= 0x01;
         let r = IndexReader::new(&b[..]).unwrap();
         let mut e = SeriesEntry::default();
-        assert!(matches!(r.series(all[0], &mut e), Err(Error::Checksum { .. })));
+        assert!(matches!(
+            r.series(all[0], &mut e),
+            Err(Error::Checksum { .. })
+        ));
         let mut b = good.clone();
         b[toc.postings as usize + 9] ^= 0x01;
         let r = IndexReader::new(&b[..]).unwrap();
@@ -1138,18 +1241,48 @@ mod tests {
         }
         let mut b = good.clone();
         b[0] = 0;
-        assert!(matches!(IndexReader::new(&b[..]), Err(Error::BadFormat { .. })));
+        assert!(matches!(
+            IndexReader::new(&b[..]),
+            Err(Error::BadFormat { .. })
+        ));
         let mut b = good.clone();
         b[4] = 1;
         let err = IndexReader::new(&b[..]).unwrap_err();
         assert!(err.to_string().contains("v1"), "{err}");
         b[4] = 9;
-        assert!(matches!(IndexReader::new(&b[..]), Err(Error::BadFormat { .. })));
+        assert!(matches!(
+            IndexReader::new(&b[..]),
+            Err(Error::BadFormat { .. })
+        ));
         // Version 3 is read as version 2.
         b[4] = 3;
         let r = IndexReader::new(&b[..]).unwrap();
         assert_eq!(r.version(), 3);
         assert_eq!(r.all_postings().unwrap(), all);
+    }
+
+    #[test]
+    fn tmp_perf() {
+        let mut series = Vec::new();
+        for i in 0..200_000u64 {
+            series.push((ls(&[("__name__", &format!("metric_{:03}", i % 500)), ("instance", &format!("host-{:06}", i / 500)), ("job", "api"), ("pod", &format!("pod-{i:08}"))]), vec![ChunkMeta { min_time: 0, max_time: 10, chunk_ref: 8 + i * 100 }]));
+        }
+        series.sort();
+        let t = std::time::Instant::now();
+        let b = write_index(&series).unwrap();
+        eprintln!("write {:?} size {}", t.elapsed(), b.len());
+        let t = std::time::Instant::now();
+        let r = IndexReader::new(&b[..]).unwrap();
+        eprintln!("open {:?} {:?}", t.elapsed(), r);
+        let t = std::time::Instant::now();
+        let all = r.all_postings().unwrap();
+        let mut e = SeriesEntry::default();
+        for id in &all { r.series(*id, &mut e).unwrap(); }
+        eprintln!("all series {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let mut n = 0;
+        for v in r.label_values("pod") { n += r.postings("pod", v).unwrap().len(); }
+        eprintln!("postings {:?} {n}", t.elapsed());
     }
 
     /// Drives every reader entry point over possibly corrupt bytes.

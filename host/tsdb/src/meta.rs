@@ -66,7 +66,9 @@ pub mod no_compact_reason {
 }
 
 /// Reads `null` as the type's default (Go writes nil slices/maps as `null`).
-fn null_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+fn null_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -107,10 +109,18 @@ pub struct BlockStats {
     #[serde(rename = "numSamples", default, skip_serializing_if = "is_zero_u64")]
     pub num_samples: u64,
     /// Written by Prometheus 3.x only.
-    #[serde(rename = "numFloatSamples", default, skip_serializing_if = "is_zero_u64")]
+    #[serde(
+        rename = "numFloatSamples",
+        default,
+        skip_serializing_if = "is_zero_u64"
+    )]
     pub num_float_samples: u64,
     /// Written by Prometheus 3.x only.
-    #[serde(rename = "numHistogramSamples", default, skip_serializing_if = "is_zero_u64")]
+    #[serde(
+        rename = "numHistogramSamples",
+        default,
+        skip_serializing_if = "is_zero_u64"
+    )]
     pub num_histogram_samples: u64,
     #[serde(rename = "numSeries", default, skip_serializing_if = "is_zero_u64")]
     pub num_series: u64,
@@ -137,17 +147,29 @@ pub struct BlockMetaCompaction {
     #[serde(default)]
     pub level: u32,
     /// Level-1 ancestors (the block itself at level 1).
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub sources: Vec<Ulid>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub deletable: bool,
     /// Direct inputs; empty at level 1.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub parents: Vec<BlockDesc>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub failed: bool,
     /// e.g. `"from-out-of-order"`.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub hints: Vec<String>,
 }
 
@@ -195,12 +217,24 @@ pub struct DeletionRequest {
 /// One entry of `thanos.rewrites`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rewrite {
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub sources: Vec<Ulid>,
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub deletions_applied: Vec<DeletionRequest>,
     /// Relabel configs, kept as raw JSON.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub relabels_applied: Vec<serde_json::Value>,
 }
 
@@ -228,12 +262,24 @@ pub struct ThanosMeta {
     #[serde(default, deserialize_with = "null_default")]
     pub source: String,
     /// Deprecated in favour of `files`.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub segment_files: Vec<String>,
     /// Block files sorted by `rel_path`.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub files: Vec<BlockFile>,
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub rewrites: Vec<Rewrite>,
     #[serde(default, deserialize_with = "null_default")]
     pub index_stats: IndexStats,
@@ -247,7 +293,11 @@ pub struct ThanosMeta {
 
 impl ThanosMeta {
     /// A version-1 section with the given external labels, resolution and source.
-    pub fn new(labels: BTreeMap<String, String>, resolution: i64, source: impl Into<String>) -> Self {
+    pub fn new(
+        labels: BTreeMap<String, String>,
+        resolution: i64,
+        source: impl Into<String>,
+    ) -> Self {
         ThanosMeta {
             version: THANOS_META_VERSION_1,
             labels,
@@ -317,7 +367,10 @@ impl BlockMeta {
         if self.version != META_VERSION_1 {
             return Err(Error::BadFormat {
                 what: "meta.json version",
-                detail: format!("block {} has version {}, want {META_VERSION_1}", self.ulid, self.version),
+                detail: format!(
+                    "block {} has version {}, want {META_VERSION_1}",
+                    self.ulid, self.version
+                ),
             });
         }
         if let Some(t) = &self.thanos
@@ -341,7 +394,9 @@ impl BlockMeta {
 
     /// Downsampling resolution in ms (0 for raw or non-Thanos blocks).
     pub fn resolution(&self) -> i64 {
-        self.thanos.as_ref().map_or(RESOLUTION_RAW, |t| t.downsample.resolution)
+        self.thanos
+            .as_ref()
+            .map_or(RESOLUTION_RAW, |t| t.downsample.resolution)
     }
 
     /// The Thanos external labels (empty without a Thanos section).
@@ -411,7 +466,11 @@ pub struct NoCompactMark {
     /// See [`no_compact_reason`].
     #[serde(default, deserialize_with = "null_default")]
     pub reason: String,
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub details: String,
     /// Unix seconds.
     #[serde(default)]
@@ -421,7 +480,12 @@ pub struct NoCompactMark {
 impl NoCompactMark {
     pub const FILENAME: &'static str = NO_COMPACT_MARK_FILENAME;
 
-    pub fn new(id: Ulid, reason: impl Into<String>, details: impl Into<String>, no_compact_time: i64) -> Self {
+    pub fn new(
+        id: Ulid,
+        reason: impl Into<String>,
+        details: impl Into<String>,
+        no_compact_time: i64,
+    ) -> Self {
         NoCompactMark {
             id,
             version: MARKER_VERSION_1,
@@ -452,7 +516,11 @@ pub struct NoDownsampleMark {
     /// `"manual"`.
     #[serde(default, deserialize_with = "null_default")]
     pub reason: String,
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub details: String,
     /// Unix seconds.
     #[serde(default)]
@@ -462,7 +530,12 @@ pub struct NoDownsampleMark {
 impl NoDownsampleMark {
     pub const FILENAME: &'static str = NO_DOWNSAMPLE_MARK_FILENAME;
 
-    pub fn new(id: Ulid, reason: impl Into<String>, details: impl Into<String>, no_downsample_time: i64) -> Self {
+    pub fn new(
+        id: Ulid,
+        reason: impl Into<String>,
+        details: impl Into<String>,
+        no_downsample_time: i64,
+    ) -> Self {
         NoDownsampleMark {
             id,
             version: MARKER_VERSION_1,
@@ -485,6 +558,7 @@ impl NoDownsampleMark {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -498,7 +572,10 @@ mod tests {
     fn parses_spec_sample() {
         let m = BlockMeta::parse(SPEC_META.as_bytes()).unwrap();
         assert_eq!(m.ulid.to_string(), "01M80DVK5DQVJXWMNQJQ4EZ922");
-        assert_eq!((m.min_time, m.max_time), (1_704_069_000_000, 1_704_074_385_001));
+        assert_eq!(
+            (m.min_time, m.max_time),
+            (1_704_069_000_000, 1_704_074_385_001)
+        );
         assert_eq!(m.stats.num_samples, 1800);
         assert_eq!(m.stats.num_series, 5);
         assert_eq!(m.stats.num_chunks, 15);
@@ -511,8 +588,15 @@ mod tests {
         // Round trip, tab-indented, zero stats omitted, no thanos key.
         let out = m.to_json();
         let text = std::str::from_utf8(&out).unwrap();
-        assert!(text.starts_with("{\n\t\"ulid\": \"01M80DVK5DQVJXWMNQJQ4EZ922\",\n\t\"minTime\""), "{text}");
-        assert!(!text.contains("numTombstones") && !text.contains("thanos") && !text.contains("parents"));
+        assert!(
+            text.starts_with("{\n\t\"ulid\": \"01M80DVK5DQVJXWMNQJQ4EZ922\",\n\t\"minTime\""),
+            "{text}"
+        );
+        assert!(
+            !text.contains("numTombstones")
+                && !text.contains("thanos")
+                && !text.contains("parents")
+        );
         assert_eq!(BlockMeta::parse(&out).unwrap(), m);
     }
 
@@ -543,7 +627,10 @@ mod tests {
         let t = m.thanos.as_ref().unwrap();
         assert_eq!(t.version, 1, "absent version normalized to 1");
         assert_eq!(m.resolution(), RESOLUTION_5M);
-        assert_eq!(m.external_labels().get("replica").map(String::as_str), Some("A"));
+        assert_eq!(
+            m.external_labels().get("replica").map(String::as_str),
+            Some("A")
+        );
         assert_eq!(t.source, source::COMPACTOR);
         assert_eq!(t.files.len(), 3);
         assert_eq!(t.files[0].hash.as_ref().unwrap().func, "SHA256");
@@ -557,7 +644,10 @@ mod tests {
         let again = BlockMeta::parse(&m.to_json()).unwrap();
         assert_eq!(again, m);
         let text = String::from_utf8(m.to_json()).unwrap();
-        assert!(text.contains("\t\"thanos\": {\n\t\t\"version\": 1,\n\t\t\"labels\": {"), "{text}");
+        assert!(
+            text.contains("\t\"thanos\": {\n\t\t\"version\": 1,\n\t\t\"labels\": {"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -576,15 +666,39 @@ mod tests {
     #[test]
     fn rejects_bad_versions_and_ulids() {
         let v2 = SPEC_META.replace("\"version\": 1", "\"version\": 2");
-        assert!(matches!(BlockMeta::parse(v2.as_bytes()), Err(Error::BadFormat { .. })));
-        let no_version = SPEC_META.replace(",\n  \"version\": 1", "").replace("\"version\": 1", "");
+        assert!(matches!(
+            BlockMeta::parse(v2.as_bytes()),
+            Err(Error::BadFormat { .. })
+        ));
+        let no_version = SPEC_META
+            .replace(",\n  \"version\": 1", "")
+            .replace("\"version\": 1", "");
         assert!(BlockMeta::parse(no_version.as_bytes()).is_err());
-        let thanos2 = SPEC_META.replace("\"version\": 1 }", "\"version\": 1, \"thanos\": {\"version\": 2, \"labels\": {}} }");
-        assert!(matches!(BlockMeta::parse(thanos2.as_bytes()), Err(Error::BadFormat { .. })));
+        let thanos2 = SPEC_META.replace(
+            "\"version\": 1 }",
+            "\"version\": 1, \"thanos\": {\"version\": 2, \"labels\": {}} }",
+        );
+        assert!(matches!(
+            BlockMeta::parse(thanos2.as_bytes()),
+            Err(Error::BadFormat { .. })
+        ));
         let thanos0 = thanos2.replace("\"version\": 2", "\"version\": 0");
-        assert_eq!(BlockMeta::parse(thanos0.as_bytes()).unwrap().thanos.unwrap().version, 1);
-        let bad_ulid = SPEC_META.replace("\"ulid\": \"01M80DVK5DQVJXWMNQJQ4EZ922\"", "\"ulid\": \"nope\"");
-        assert!(matches!(BlockMeta::parse(bad_ulid.as_bytes()), Err(Error::Json { .. })));
+        assert_eq!(
+            BlockMeta::parse(thanos0.as_bytes())
+                .unwrap()
+                .thanos
+                .unwrap()
+                .version,
+            1
+        );
+        let bad_ulid = SPEC_META.replace(
+            "\"ulid\": \"01M80DVK5DQVJXWMNQJQ4EZ922\"",
+            "\"ulid\": \"nope\"",
+        );
+        assert!(matches!(
+            BlockMeta::parse(bad_ulid.as_bytes()),
+            Err(Error::Json { .. })
+        ));
         assert!(BlockMeta::parse(b"").is_err());
         assert!(BlockMeta::parse(b"[]").is_err());
     }
@@ -598,14 +712,27 @@ mod tests {
         let text = String::from_utf8(d.to_json()).unwrap();
         assert!(text.contains("\"deletion_time\": 1704069000"), "{text}");
         let thanos_written = br#"{"id":"01M80DVK5DQVJXWMNQJQ4EZ922","version":1,"details":"","deletion_time":1704069000,"extra":1}"#;
-        assert_eq!(DeletionMark::parse(thanos_written).unwrap().deletion_time, 1_704_069_000);
-        assert!(DeletionMark::parse(br#"{"id":"01M80DVK5DQVJXWMNQJQ4EZ922","version":2,"deletion_time":1}"#).is_err());
-        assert!(DeletionMark::parse(br#"{"id":"01M80DVK5DQVJXWMNQJQ4EZ922","deletion_time":1}"#).is_err());
+        assert_eq!(
+            DeletionMark::parse(thanos_written).unwrap().deletion_time,
+            1_704_069_000
+        );
+        assert!(
+            DeletionMark::parse(
+                br#"{"id":"01M80DVK5DQVJXWMNQJQ4EZ922","version":2,"deletion_time":1}"#
+            )
+            .is_err()
+        );
+        assert!(
+            DeletionMark::parse(br#"{"id":"01M80DVK5DQVJXWMNQJQ4EZ922","deletion_time":1}"#)
+                .is_err()
+        );
         assert!(DeletionMark::parse(br#"{"id":"x","version":1,"deletion_time":1}"#).is_err());
 
         let n = NoCompactMark::new(id, no_compact_reason::INDEX_SIZE_EXCEEDING, "", 5);
         assert_eq!(NoCompactMark::parse(&n.to_json()).unwrap(), n);
-        assert!(NoCompactMark::parse(br#"{"id":"01M80DVK5DQVJXWMNQJQ4EZ922","version":3}"#).is_err());
+        assert!(
+            NoCompactMark::parse(br#"{"id":"01M80DVK5DQVJXWMNQJQ4EZ922","version":3}"#).is_err()
+        );
         let n = NoDownsampleMark::new(id, "manual", "why", 6);
         assert_eq!(NoDownsampleMark::parse(&n.to_json()).unwrap(), n);
         assert_eq!(DeletionMark::FILENAME, "deletion-mark.json");

@@ -1,0 +1,390 @@
+//! StoreAPI conformance: runs `sluice store` in-process over a filesystem
+//! bucket holding blocks written by `sluice-tsdb`'s block writer, and checks
+//! every Series / LabelNames / LabelValues / Info answer against the data that
+//! was written. The same expectations apply to every StoreAPI implementation.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use sluice::cli::store::{StoreArgs, start};
+use sluice::metrics::Metrics;
+use sluice_proto::thanos::info::InfoRequest as InfoReq;
+use sluice_proto::thanos::info::info_client::InfoClient;
+use sluice_proto::thanos::store_client::StoreClient;
+use sluice_proto::thanos::{
+    LabelMatcher, LabelNamesRequest, LabelValuesRequest, Series, SeriesRequest, label_matcher, series_response,
+};
+use sluice_tsdb::block::{BlockWriterOptions, write_block};
+use sluice_tsdb::meta::ThanosMeta;
+use tonic::transport::Channel;
+
+type Samples = Vec<(i64, f64)>;
+type LabelVec = Vec<(String, String)>;
+
+const STEP: i64 = 15_000;
+const HOUR: i64 = 3_600_000;
+
+fn lv(p: &[(&str, &str)]) -> LabelVec {
+    let mut v: LabelVec = p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    v.sort();
+    v
+}
+
+/// Series of the fixture: (labels without external labels, samples over [0, 4h)).
+fn fixture_series() -> Vec<(LabelVec, Samples)> {
+    let mut out = Vec::new();
+    for (job, inst, replica, reset_at) in [("api", "i1", "A", Some(90)), ("api", "i1", "B", Some(90)), ("api", "i2", "A", None), ("db", "i3", "A", None)] {
+        let mut v = 0.0;
+        let samples: Samples = (0..4 * HOUR / STEP)
+            .map(|i| {
+                // B misses 20 minutes, as an HA replica restarting would.
+                v += 10.0 + (i % 7) as f64;
+                if Some(i * STEP / 60_000) == reset_at.map(|m: i64| m) && i * STEP % 60_000 == 0 {
+                    v = 1.0;
+                }
+                (i * STEP, v)
+            })
+            .filter(|(t, _)| !(replica == "B" && (*t >= 180 * 60_000 && *t < 200 * 60_000)))
+            .collect();
+        out.push((lv(&[("__name__", "http_requests_total"), ("instance", inst), ("job", job), ("replica", replica)]), samples));
+    }
+    let gauge: Samples = (0..4 * HOUR / STEP).map(|i| (i * STEP, 20.0 + ((i as f64) / 40.0).sin())).collect();
+    out.push((lv(&[("__name__", "temperature"), ("instance", "i1"), ("job", "sensor")]), gauge));
+    out.sort_by(|a, b| cmp_labels(&a.0, &b.0));
+    out
+}
+
+fn write_fixture(dir: &Path, ext: &[(&str, &str)], from: i64, to: i64) {
+    let series: Vec<(LabelVec, Samples)> = fixture_series()
+        .into_iter()
+        .map(|(l, s)| (l, s.into_iter().filter(|(t, _)| *t >= from && *t < to).collect::<Samples>()))
+        .collect();
+    let labels: BTreeMap<String, String> = ext.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let opts = BlockWriterOptions { thanos: Some(ThanosMeta::new(labels, 0, "test")), ..Default::default() };
+    write_block(dir, series, &opts).expect("write block");
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: StoreClient<Channel>,
+    info: InfoClient<Channel>,
+    http: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn fixture(limit_series: u64, limit_samples: u64) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).expect("mkdir");
+    // Cluster a: two consecutive 2h blocks; cluster b: one 4h block.
+    write_fixture(&bucket, &[("cluster", "a")], 0, 2 * HOUR);
+    write_fixture(&bucket, &[("cluster", "a")], 2 * HOUR, 4 * HOUR);
+    write_fixture(&bucket, &[("cluster", "b")], 0, 4 * HOUR);
+    let args = StoreArgs {
+        objstore_config_file: None,
+        objstore_config: Some(format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", bucket.display())),
+        grpc_address: "127.0.0.1:0".parse().expect("addr"),
+        http_address: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().join("data"),
+        sync_block_duration: Duration::from_secs(3600),
+        ignore_deletion_marks_delay: Duration::from_secs(86_400),
+        limit_series,
+        limit_samples,
+        block_sync_concurrency: 4,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (running, _task) = start(&args, Metrics::new(), async move {
+        let _ = stopped.await;
+    })
+    .await
+    .expect("start store");
+    for _ in 0..200 {
+        if running.store.is_ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(running.store.is_ready(), "store did not become ready");
+    let url = format!("http://{}", running.grpc_addr);
+    let ch = Channel::from_shared(url).expect("url").connect().await.expect("connect");
+    Fixture {
+        _dir: dir,
+        store: StoreClient::new(ch.clone()).max_decoding_message_size(usize::MAX),
+        info: InfoClient::new(ch),
+        http: running.http_addr,
+        _stop: stop,
+    }
+}
+
+fn m(t: label_matcher::Type, name: &str, value: &str) -> LabelMatcher {
+    LabelMatcher { r#type: t as i32, name: name.into(), value: value.into() }
+}
+
+fn all_matcher() -> Vec<LabelMatcher> {
+    vec![m(label_matcher::Type::Re, "__name__", ".+")]
+}
+
+async fn series(f: &mut Fixture, req: SeriesRequest) -> Result<Vec<Series>, tonic::Status> {
+    let mut stream = f.store.series(req).await?.into_inner();
+    let mut out = Vec::new();
+    while let Some(frame) = stream.message().await? {
+        match frame.result {
+            Some(series_response::Result::Series(s)) => out.push(s),
+            Some(series_response::Result::Batch(b)) => out.extend(b.series),
+            Some(series_response::Result::Warning(w)) => panic!("unexpected warning {w}"),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn labels_of(s: &Series) -> LabelVec {
+    s.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect()
+}
+
+fn decode(s: &Series) -> Samples {
+    let mut out = Samples::new();
+    for c in &s.chunks {
+        let raw = c.raw.as_ref().expect("raw chunk");
+        assert_eq!(raw.r#type, 0, "XOR");
+        assert_eq!(raw.hash, xxhash(&raw.data), "chunk hash is XXH64 of data");
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        sluice_tsdb::xor::decode_into(&raw.data, &mut ts, &mut vs).expect("decode");
+        assert_eq!(ts.first().copied(), Some(c.min_time));
+        assert_eq!(ts.last().copied(), Some(c.max_time));
+        out.extend(ts.into_iter().zip(vs));
+    }
+    out
+}
+
+fn xxhash(b: &[u8]) -> u64 {
+    // Reference XXH64 (seed 0) written out so the test does not trust the
+    // server's hashing code.
+    const P1: u64 = 0x9E3779B185EBCA87;
+    const P2: u64 = 0xC2B2AE3D27D4EB4F;
+    const P3: u64 = 0x165667B19E3779F9;
+    const P4: u64 = 0x85EBCA77C2B2AE63;
+    const P5: u64 = 0x27D4EB2F165667C5;
+    let round = |acc: u64, v: u64| acc.wrapping_add(v.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1);
+    let merge = |acc: u64, v: u64| (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4);
+    let u64le = |s: &[u8]| u64::from_le_bytes(s[..8].try_into().expect("8 bytes"));
+    let mut i = 0;
+    let mut h = if b.len() >= 32 {
+        let (mut v1, mut v2, mut v3, mut v4) = (P1.wrapping_add(P2), P2, 0u64, 0u64.wrapping_sub(P1));
+        while i + 32 <= b.len() {
+            v1 = round(v1, u64le(&b[i..]));
+            v2 = round(v2, u64le(&b[i + 8..]));
+            v3 = round(v3, u64le(&b[i + 16..]));
+            v4 = round(v4, u64le(&b[i + 24..]));
+            i += 32;
+        }
+        let mut h = v1.rotate_left(1).wrapping_add(v2.rotate_left(7)).wrapping_add(v3.rotate_left(12)).wrapping_add(v4.rotate_left(18));
+        h = merge(h, v1);
+        h = merge(h, v2);
+        h = merge(h, v3);
+        merge(h, v4)
+    } else {
+        P5
+    };
+    h = h.wrapping_add(b.len() as u64);
+    while i + 8 <= b.len() {
+        h = (h ^ round(0, u64le(&b[i..]))).rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+        i += 8;
+    }
+    if i + 4 <= b.len() {
+        h = (h ^ u64::from(u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"))).wrapping_mul(P1)).rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+        i += 4;
+    }
+    while i < b.len() {
+        h = (h ^ u64::from(b[i]).wrapping_mul(P5)).rotate_left(11).wrapping_mul(P1);
+        i += 1;
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 29;
+    h = h.wrapping_mul(P3);
+    h ^ (h >> 32)
+}
+
+/// What the store must return for the whole fixture: every series once per
+/// cluster with its external label, samples in time order.
+fn expected_all() -> BTreeMap<LabelVec, Samples> {
+    let mut out = BTreeMap::new();
+    for cluster in ["a", "b"] {
+        for (mut l, s) in fixture_series() {
+            l.push(("cluster".into(), cluster.into()));
+            l.sort();
+            out.insert(l, s);
+        }
+    }
+    out
+}
+
+fn req(matchers: Vec<LabelMatcher>, min: i64, max: i64) -> SeriesRequest {
+    SeriesRequest { min_time: min, max_time: max, matchers, ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_returns_exactly_what_the_blocks_hold() {
+    let mut f = fixture(0, 0).await;
+    let got = series(&mut f, req(all_matcher(), i64::MIN, i64::MAX)).await.expect("series");
+    let labels: Vec<LabelVec> = got.iter().map(labels_of).collect();
+    let mut sorted = labels.clone();
+    sorted.sort_by(|a, b| cmp_labels(a, b));
+    assert_eq!(labels, sorted, "series frames are sorted by label set");
+    let expected = expected_all();
+    assert_eq!(got.len(), expected.len());
+    for s in &got {
+        let want = &expected[&labels_of(s)];
+        let have = decode(s);
+        assert_eq!(have.len(), want.len(), "{:?}", labels_of(s));
+        for (a, b) in have.iter().zip(want) {
+            assert_eq!(a.0, b.0);
+            assert_eq!(a.1.to_bits(), b.1.to_bits());
+        }
+        let mins: Vec<i64> = s.chunks.iter().map(|c| c.min_time).collect();
+        assert!(mins.windows(2).all(|w| w[0] < w[1]), "chunks ascend by time");
+    }
+}
+
+fn cmp_labels(a: &LabelVec, b: &LabelVec) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = x.0.cmp(&y.0).then(x.1.cmp(&y.1));
+        if o.is_ne() {
+            return o;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matchers_time_range_and_options() {
+    use label_matcher::Type::*;
+    let mut f = fixture(0, 0).await;
+    let names = |v: &[Series]| v.iter().map(labels_of).collect::<Vec<_>>();
+
+    // = and external-label matcher
+    let got = series(&mut f, req(vec![m(Eq, "job", "db"), m(Eq, "cluster", "b")], 0, 4 * HOUR)).await.expect("eq");
+    assert_eq!(names(&got), vec![lv(&[("__name__", "http_requests_total"), ("cluster", "b"), ("instance", "i3"), ("job", "db"), ("replica", "A")])]);
+    // Fully anchored regex: "ap" does not match "api".
+    assert!(series(&mut f, req(vec![m(Re, "job", "ap")], 0, 4 * HOUR)).await.expect("re").is_empty());
+    assert_eq!(series(&mut f, req(vec![m(Re, "job", "ap.")], 0, 4 * HOUR)).await.expect("re").len(), 6);
+    // != and !~ ; a matcher on a missing label with "" matches series without it.
+    let got = series(&mut f, req(vec![m(Re, "__name__", ".+"), m(Neq, "job", "api"), m(Nre, "cluster", "b")], 0, 4 * HOUR)).await.expect("neq");
+    assert_eq!(got.len(), 2, "{:?}", names(&got));
+    let got = series(&mut f, req(vec![m(Re, "__name__", ".+"), m(Eq, "replica", "")], 0, 4 * HOUR)).await.expect("empty");
+    assert!(got.iter().all(|s| labels_of(s)[0].1 == "temperature") && got.len() == 2);
+
+    // Time range: only chunks overlapping [1h, 1h+1m] come back.
+    let got = series(&mut f, req(vec![m(Eq, "__name__", "temperature"), m(Eq, "cluster", "a")], HOUR, HOUR + 60_000)).await.expect("range");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].chunks.iter().all(|c| c.max_time >= HOUR && c.min_time <= HOUR + 60_000));
+    assert!(!got[0].chunks.is_empty() && got[0].chunks.len() < 4);
+    // Outside all blocks: nothing.
+    assert!(series(&mut f, req(all_matcher(), 10 * HOUR, 11 * HOUR)).await.expect("outside").is_empty());
+
+    // skip_chunks
+    let mut r = req(all_matcher(), 0, 4 * HOUR);
+    r.skip_chunks = true;
+    let got = series(&mut f, r).await.expect("skip");
+    assert_eq!(got.len(), 10);
+    assert!(got.iter().all(|s| s.chunks.is_empty()));
+
+    // without_replica_labels: the two replicas of api/i1 merge into one series.
+    let mut r = req(vec![m(Eq, "instance", "i1"), m(Eq, "cluster", "a"), m(Eq, "job", "api")], 0, 4 * HOUR);
+    r.without_replica_labels = vec!["replica".into()];
+    let got = series(&mut f, r).await.expect("without replica");
+    assert_eq!(names(&got), vec![lv(&[("__name__", "http_requests_total"), ("cluster", "a"), ("instance", "i1"), ("job", "api")])]);
+    let fx = fixture_series();
+    let (a, b) = (&fx[0].1, &fx[1].1);
+    let n: usize = got[0].chunks.iter().map(|c| u16::from_be_bytes([c.raw.as_ref().expect("raw").data[0], c.raw.as_ref().expect("raw").data[1]]) as usize).sum();
+    assert_eq!(n, a.len() + b.len(), "chunks of both replicas are returned");
+    let mins: Vec<(i64, i64)> = got[0].chunks.iter().map(|c| (c.min_time, c.max_time)).collect();
+    assert!(mins.windows(2).all(|w| w[0] <= w[1]));
+
+    // limit and batching
+    let mut r = req(all_matcher(), 0, 4 * HOUR);
+    r.limit = 3;
+    r.response_batch_size = 2;
+    assert_eq!(series(&mut f, r).await.expect("limit").len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_requests_and_limits() {
+    let mut f = fixture(0, 0).await;
+    let e = series(&mut f, req(vec![], 0, HOUR)).await.expect_err("no matchers");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let e = series(&mut f, req(vec![m(label_matcher::Type::Re, "job", "(")], 0, HOUR)).await.expect_err("bad regex");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("regular expression"), "{}", e.message());
+
+    let mut f = fixture(3, 0).await;
+    let e = series(&mut f, req(all_matcher(), 0, 4 * HOUR)).await.expect_err("series limit");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+    assert!(e.message().contains("request-series"), "{}", e.message());
+    assert_eq!(series(&mut f, req(vec![m(label_matcher::Type::Eq, "job", "db")], 0, 4 * HOUR)).await.expect("under limit").len(), 2);
+
+    let mut f = fixture(0, 1000).await;
+    let e = series(&mut f, req(all_matcher(), 0, 4 * HOUR)).await.expect_err("samples limit");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+    assert!(e.message().contains("request-samples"), "{}", e.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_apis_and_info() {
+    use label_matcher::Type::*;
+    let mut f = fixture(0, 0).await;
+    let names = f.store.label_names(LabelNamesRequest { start: 0, end: 4 * HOUR, ..Default::default() }).await.expect("names").into_inner().names;
+    assert_eq!(names, vec!["__name__", "cluster", "instance", "job", "replica"]);
+    let names = f
+        .store
+        .label_names(LabelNamesRequest { start: 0, end: 4 * HOUR, matchers: vec![m(Eq, "__name__", "temperature")], ..Default::default() })
+        .await
+        .expect("names")
+        .into_inner()
+        .names;
+    assert_eq!(names, vec!["__name__", "cluster", "instance", "job"]);
+    let names = f
+        .store
+        .label_names(LabelNamesRequest { start: 0, end: 4 * HOUR, without_replica_labels: vec!["replica".into()], ..Default::default() })
+        .await
+        .expect("names")
+        .into_inner()
+        .names;
+    assert!(!names.contains(&"replica".to_string()));
+
+    let vals = |label: &str, ms: Vec<LabelMatcher>, start: i64, end: i64| LabelValuesRequest { label: label.into(), start, end, matchers: ms, ..Default::default() };
+    let v = f.store.label_values(vals("job", vec![], 0, 4 * HOUR)).await.expect("values").into_inner().values;
+    assert_eq!(v, vec!["api", "db", "sensor"]);
+    let v = f.store.label_values(vals("cluster", vec![], 0, 4 * HOUR)).await.expect("values").into_inner().values;
+    assert_eq!(v, vec!["a", "b"]);
+    let v = f.store.label_values(vals("instance", vec![m(Eq, "job", "api")], 0, 4 * HOUR)).await.expect("values").into_inner().values;
+    assert_eq!(v, vec!["i1", "i2"]);
+    let v = f.store.label_values(vals("replica", vec![m(Eq, "cluster", "b"), m(Eq, "instance", "i1")], 0, 4 * HOUR)).await.expect("values").into_inner().values;
+    assert_eq!(v, vec!["A", "B"]);
+    assert!(f.store.label_values(vals("job", vec![], 10 * HOUR, 11 * HOUR)).await.expect("values").into_inner().values.is_empty());
+
+    let info = f.info.info(InfoReq {}).await.expect("info").into_inner();
+    assert_eq!(info.component_type, "store");
+    let store = info.store.expect("store info");
+    assert_eq!(store.min_time, 0);
+    assert_eq!(store.max_time, 4 * HOUR - STEP + 1);
+    assert!(store.supports_without_replica_labels && store.supports_sharding);
+    let sets: Vec<Vec<(String, String)>> = info.label_sets.iter().map(|s| s.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect()).collect();
+    assert_eq!(sets, vec![lv(&[("cluster", "a")]), lv(&[("cluster", "b")])]);
+
+    let body = http_get(f.http, "/metrics").await;
+    assert!(body.contains("thanos_bucket_store_blocks_loaded 3"), "{body}");
+    assert!(body.contains("grpc_server_handled_total{grpc_service=\"thanos.Store\",grpc_method=\"LabelValues\""), "{body}");
+    assert!(http_get(f.http, "/-/ready").await.contains("OK"));
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect http");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}
