@@ -15,6 +15,9 @@ use crate::metrics::Metrics;
 use crate::objstore::BucketConfig;
 use crate::storeapi::StoreService;
 
+/// Service name reported by the gRPC health service for the StoreAPI.
+const STORE_HEALTH_NAME: &str = "thanos.Store";
+
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// Path to the YAML object storage configuration (Thanos objstore.yml format).
@@ -110,8 +113,13 @@ pub async fn start(
             })
             .await
     });
+    // grpc.health.v1: the process is SERVING; `thanos.Store` once the first sync is done.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health.set_service_status(STORE_HEALTH_NAME, tonic_health::ServingStatus::NotServing).await;
     let mut grpc_stop = stop_rx.clone();
     let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
         .add_service(service.info_server())
         .add_service(service.store_server())
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), async move {
@@ -125,6 +133,7 @@ pub async fn start(
             Ok(r) => tracing::info!(loaded = r.loaded.len(), failed = r.failed.len(), "initial block sync done"),
             Err(e) => tracing::error!(error = %e, "initial block sync failed"),
         }
+        health.set_service_status(STORE_HEALTH_NAME, tonic_health::ServingStatus::Serving).await;
         sync_store.spawn_sync_loop(interval).await
     });
 

@@ -562,7 +562,9 @@ mod tests {
         let jumps = [
             8192, -8192, 8193, 65536, -65536, 65537, 524288, -524288, 524289, -524287, 3_600_000, 1, -1,
         ];
-        let specials = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 5e-324, 1e308, 1e-300];
+        // OpenMetrics `NaN` is stored as Go's math.NaN(), 0x7ff8000000000001.
+        let go_nan = f64::from_bits(0x7ff8_0000_0000_0001);
+        let specials = [go_nan, f64::INFINITY, f64::NEG_INFINITY, -0.0, 5e-324, 1e308, 1e-300];
         let mut t = t0;
         let mut d = 15_000i64;
         let mut jit = Vec::new();

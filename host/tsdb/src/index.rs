@@ -8,7 +8,7 @@
 //! CRC-checked; corrupt bytes give an [`Error`], never a panic.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 
 use crate::error::{Error, Result};
@@ -656,6 +656,8 @@ pub struct IndexWriter<W: Write> {
     out: W,
     pos: u64,
     symbols: Vec<String>,
+    /// Reverse lookup string -> symbol reference.
+    symbol_refs: HashMap<String, u32>,
     toc: Toc,
     last_series: Vec<(u32, u32)>,
     /// name ref -> value ref -> series IDs.
@@ -704,10 +706,12 @@ impl<W: Write> IndexWriter<W> {
             what: "index symbols",
             detail: "more than 2^32 symbols".into(),
         })?;
+        let symbol_refs = symbols.iter().cloned().zip(0u32..).collect();
         let mut w = IndexWriter {
             out,
             pos: 0,
             symbols,
+            symbol_refs,
             toc: Toc::default(),
             last_series: Vec::new(),
             postings: BTreeMap::new(),
@@ -752,10 +756,9 @@ impl<W: Write> IndexWriter<W> {
     }
 
     fn symbol_ref(&self, s: &str) -> Result<u32> {
-        self.symbols
-            .binary_search_by(|e| e.as_str().cmp(s))
-            .ok()
-            .and_then(|i| u32::try_from(i).ok())
+        self.symbol_refs
+            .get(s)
+            .copied()
             .ok_or_else(|| Error::InvalidInput {
                 what: "index series",
                 detail: format!("label string {s:?} is not in the symbol table"),
@@ -934,7 +937,8 @@ impl<W: Write> IndexWriter<W> {
 pub fn collect_symbols<'a>(
     label_sets: impl IntoIterator<Item = &'a [(String, String)]>,
 ) -> Vec<&'a str> {
-    let mut set = std::collections::BTreeSet::new();
+    // De-duplicate by hash first: label sets repeat most strings.
+    let mut set: HashSet<&str> = HashSet::new();
     set.insert("");
     for ls in label_sets {
         for (n, v) in ls {
@@ -942,7 +946,9 @@ pub fn collect_symbols<'a>(
             set.insert(v.as_str());
         }
     }
-    set.into_iter().collect()
+    let mut all: Vec<&str> = set.into_iter().collect();
+    all.sort_unstable();
+    all
 }
 
 /// A label set as owned (name, value) pairs, sorted by name.
@@ -1259,30 +1265,6 @@ mod tests {
         let r = IndexReader::new(&b[..]).unwrap();
         assert_eq!(r.version(), 3);
         assert_eq!(r.all_postings().unwrap(), all);
-    }
-
-    #[test]
-    fn tmp_perf() {
-        let mut series = Vec::new();
-        for i in 0..200_000u64 {
-            series.push((ls(&[("__name__", &format!("metric_{:03}", i % 500)), ("instance", &format!("host-{:06}", i / 500)), ("job", "api"), ("pod", &format!("pod-{i:08}"))]), vec![ChunkMeta { min_time: 0, max_time: 10, chunk_ref: 8 + i * 100 }]));
-        }
-        series.sort();
-        let t = std::time::Instant::now();
-        let b = write_index(&series).unwrap();
-        eprintln!("write {:?} size {}", t.elapsed(), b.len());
-        let t = std::time::Instant::now();
-        let r = IndexReader::new(&b[..]).unwrap();
-        eprintln!("open {:?} {:?}", t.elapsed(), r);
-        let t = std::time::Instant::now();
-        let all = r.all_postings().unwrap();
-        let mut e = SeriesEntry::default();
-        for id in &all { r.series(*id, &mut e).unwrap(); }
-        eprintln!("all series {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        let mut n = 0;
-        for v in r.label_values("pod") { n += r.postings("pod", v).unwrap().len(); }
-        eprintln!("postings {:?} {n}", t.elapsed());
     }
 
     /// Drives every reader entry point over possibly corrupt bytes.

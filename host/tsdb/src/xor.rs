@@ -303,7 +303,6 @@ impl State {
 
 /// Parsed whole-byte prefix of a chunk: sample 0 and the bit offset after it.
 struct Head {
-    n: u16,
     t0: i64,
     v0: u64,
     /// Byte offset just after sample 0.
@@ -311,7 +310,7 @@ struct Head {
 }
 
 fn read_head(data: &[u8]) -> Result<Head> {
-    let n = num_samples(data)?;
+    num_samples(data)?;
     let mut off = 2;
     let (t0, k) = varint(data.get(off..).unwrap_or(&[])).map_err(|e| relocate(e, off))?;
     off += k;
@@ -320,7 +319,7 @@ fn read_head(data: &[u8]) -> Result<Head> {
         None => return Err(Error::truncated(WHAT, off, 8, data.len().saturating_sub(off))),
     };
     off += 8;
-    Ok(Head { n, t0, v0, off })
+    Ok(Head { t0, v0, off })
 }
 
 /// Reads sample 1's `uvarint (t1 - t0)` at byte offset `off`; returns the
