@@ -290,9 +290,16 @@ async fn fetch_index(bucket: &Arc<dyn ObjectStore>, id: Ulid, data_dir: &FsPath)
 /// every chunk reference lands inside an existing segment.
 fn verify_index(ix: &IndexReader<Mmap>, segment_sizes: &[u64]) -> Result<(), BlockError> {
     let fmt = |what| move |source| BlockError::Format { what, source };
+    let mut list = Vec::new();
     for name in ix.label_names() {
-        for value in ix.label_values(name) {
-            ix.postings(name, value).map_err(fmt("index postings"))?;
+        let mut offsets = Vec::new();
+        ix.for_each_value(name, |_, off| {
+            offsets.push(off);
+            true
+        })
+        .map_err(fmt("index postings offset table"))?;
+        for off in offsets {
+            ix.postings_into(off, &mut list).map_err(fmt("index postings"))?;
         }
     }
     let all = ix.all_postings().map_err(fmt("index postings"))?;

@@ -132,13 +132,14 @@ fn values_where<B: AsRef<[u8]>>(
     name: &str,
     pred: impl Fn(&str) -> bool,
 ) -> Result<Vec<Vec<u32>>, sluice_tsdb::Error> {
-    let mut lists = Vec::new();
-    for v in ix.label_values(name) {
+    let mut offsets = Vec::new();
+    ix.for_each_value(name, |v, off| {
         if pred(v) {
-            lists.push(ix.postings(name, v)?);
+            offsets.push(off);
         }
-    }
-    Ok(lists)
+        true
+    })?;
+    offsets.into_iter().map(|off| ix.postings_at(off)).collect()
 }
 
 fn union(mut lists: Vec<Vec<u32>>) -> Vec<u32> {

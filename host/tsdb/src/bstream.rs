@@ -166,7 +166,7 @@ impl<'a> BitReader<'a> {
     pub fn peek64(&self) -> u64 {
         let byte = self.pos >> 3;
         let sh = (self.pos & 7) as u32;
-        match self.data.get(byte..).and_then(|s| s.first_chunk::<9>()) {
+        match self.data.get(byte..byte + 9) {
             Some(c) => {
                 let hi = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
                 // `sh == 0` shifts the ninth byte out entirely.
@@ -191,9 +191,13 @@ impl<'a> BitReader<'a> {
     }
 
     /// Advances by `n` bits (may pass the end; see [`BitReader::overrun`]).
+    ///
+    /// Callers check [`BitReader::overrun`] after every bounded group of
+    /// skips (the XOR decoder: every sample, at most 145 bits), so the
+    /// position stays far from `usize::MAX`.
     #[inline(always)]
     pub fn skip(&mut self, n: u32) {
-        self.pos = self.pos.saturating_add(n as usize);
+        self.pos = self.pos.wrapping_add(n as usize);
     }
 
     /// Reads `n` bits (`1..=64`) as the low bits of the result.
