@@ -19,7 +19,8 @@ pub fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
         if e.file_type()?.is_dir() {
             copy_dir(&e.path(), &to)?;
         } else {
-            fs::copy(e.path(), &to).with_context(|| format!("copy {} to {}", e.path().display(), to.display()))?;
+            fs::copy(e.path(), &to)
+                .with_context(|| format!("copy {} to {}", e.path().display(), to.display()))?;
         }
     }
     Ok(())
@@ -30,8 +31,10 @@ pub fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
 pub fn meta_json(block: &Block, external: Option<&Labels>) -> Result<Vec<u8>> {
     let mut meta = block.meta.clone();
     if let Some(ext) = external {
-        let labels: serde_json::Map<String, serde_json::Value> =
-            ext.iter().map(|(n, v)| (n.clone(), serde_json::Value::String(v.clone()))).collect();
+        let labels: serde_json::Map<String, serde_json::Value> = ext
+            .iter()
+            .map(|(n, v)| (n.clone(), serde_json::Value::String(v.clone())))
+            .collect();
         meta["thanos"] = serde_json::json!({
             "version": 1,
             "labels": labels,
@@ -70,7 +73,10 @@ pub fn delete_block(bucket_dir: &Path, ulid: &str) -> Result<()> {
 
 /// The text of `<ULID>/deletion-mark.json` for a block marked `age_secs` ago.
 pub fn deletion_mark(ulid: &str, age_secs: u64) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     serde_json::json!({
         "id": ulid,
         "version": 1,
@@ -82,7 +88,10 @@ pub fn deletion_mark(ulid: &str, age_secs: u64) -> String {
 
 /// Writes a deletion mark into a filesystem bucket.
 pub fn mark_deleted(bucket_dir: &Path, ulid: &str, age_secs: u64) -> Result<()> {
-    fs::write(bucket_dir.join(ulid).join("deletion-mark.json"), deletion_mark(ulid, age_secs))?;
+    fs::write(
+        bucket_dir.join(ulid).join("deletion-mark.json"),
+        deletion_mark(ulid, age_secs),
+    )?;
     Ok(())
 }
 
@@ -114,7 +123,10 @@ pub fn remove_first_segment(block_dir: &Path) -> Result<()> {
 
 /// A Thanos FILESYSTEM objstore.yml.
 pub fn fs_objstore_yaml(dir: &Path) -> String {
-    format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", yaml_str(&dir.display().to_string()))
+    format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        yaml_str(&dir.display().to_string())
+    )
 }
 
 /// A Thanos S3 objstore.yml for a path-style, plain-HTTP endpoint.

@@ -78,7 +78,9 @@ pub fn om_timestamp(ms: i64) -> String {
 
 /// What promtool stores for a timestamp text: Go's `int64(ParseFloat(s) * 1000)`.
 fn promtool_ts(text: &str) -> Result<i64> {
-    let secs: f64 = text.parse().with_context(|| format!("timestamp {text:?}"))?;
+    let secs: f64 = text
+        .parse()
+        .with_context(|| format!("timestamp {text:?}"))?;
     #[allow(clippy::cast_possible_truncation)]
     Ok((secs * 1000.0) as i64)
 }
@@ -89,7 +91,9 @@ pub fn parse_go_float(text: &str) -> Result<f64> {
         "NaN" => Ok(f64::NAN),
         "+Inf" | "Inf" => Ok(f64::INFINITY),
         "-Inf" => Ok(f64::NEG_INFINITY),
-        _ => text.parse::<f64>().with_context(|| format!("value {text:?}")),
+        _ => text
+            .parse::<f64>()
+            .with_context(|| format!("value {text:?}")),
     }
 }
 
@@ -172,7 +176,10 @@ pub fn demo_openmetrics() -> Result<OpenMetrics> {
     // A series only in the first block, with a label name no other series has.
     let mut boot = Vec::new();
     for i in 0..120 {
-        boot.push((om_timestamp((T0 + i * STEP_S) * 1000), om_value(i as f64 * 0.5)));
+        boot.push((
+            om_timestamp((T0 + i * STEP_S) * 1000),
+            om_value(i as f64 * 0.5),
+        ));
     }
     let mut boot_labels = base("init", "host-1", "A");
     boot_labels.push(("phase".to_owned(), "boot".to_owned()));
@@ -186,8 +193,8 @@ pub fn demo_openmetrics() -> Result<OpenMetrics> {
 
     // Irregular millisecond timestamps hitting each delta-of-delta bucket edge; special float values.
     let dods: [i64; 22] = [
-        0, 8192, -8191, 8193, -8192, 65536, -65535, 65537, -65536, 524_288, -524_287, 524_289, -524_288, 1, -1, 0,
-        1_000_000, -1_000_000, 7, -7, 0, 0,
+        0, 8192, -8191, 8193, -8192, 65536, -65535, 65537, -65536, 524_288, -524_287, 524_289,
+        -524_288, 1, -1, 0, 1_000_000, -1_000_000, 7, -7, 0, 0,
     ];
     let specials = [
         1.5,
@@ -214,8 +221,11 @@ pub fn demo_openmetrics() -> Result<OpenMetrics> {
         t += d;
         ts.push(t);
     }
-    let jitter: Vec<(String, String)> =
-        ts.iter().enumerate().map(|(i, t)| (om_timestamp(*t), om_value(specials[i % specials.len()]))).collect();
+    let jitter: Vec<(String, String)> = ts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (om_timestamp(*t), om_value(specials[i % specials.len()])))
+        .collect();
     families.push(Family {
         name: "demo_jitter",
         kind: Kind::Gauge,
@@ -226,7 +236,9 @@ pub fn demo_openmetrics() -> Result<OpenMetrics> {
     // A counter with pseudo-random gaps of 1..30000 ms over the whole window.
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = || {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         state >> 33
     };
     let mut irregular = Vec::new();
@@ -265,7 +277,7 @@ fn render(families: &[Family]) -> Result<OpenMetrics> {
             let mut full = l.clone();
             full.push(("__name__".to_owned(), metric.clone()));
             full.sort();
-            let out = series.entry(full).or_insert_with(Vec::new);
+            let out = series.entry(full).or_default();
             for (ts, val) in samples {
                 writeln!(text, "{metric}{{{lbl}}} {val} {ts}")?;
                 out.push(Sample::new(promtool_ts(ts)?, parse_go_float(val)?));
@@ -274,7 +286,10 @@ fn render(families: &[Family]) -> Result<OpenMetrics> {
     }
     text.push_str("# EOF\n");
     for s in series.values() {
-        ensure!(s.windows(2).all(|w| w[0].t < w[1].t), "fixture series timestamps must increase");
+        ensure!(
+            s.windows(2).all(|w| w[0].t < w[1].t),
+            "fixture series timestamps must increase"
+        );
     }
     Ok(OpenMetrics { text, series })
 }
@@ -294,13 +309,67 @@ pub struct Block {
 impl Block {
     /// This block served with the given external labels.
     pub fn served(&self, external: &Labels) -> ServedBlock {
-        ServedBlock { min_time: self.min_time, max_time: self.max_time, external: external.clone() }
+        ServedBlock {
+            min_time: self.min_time,
+            max_time: self.max_time,
+            external: external.clone(),
+        }
     }
 
     /// Whether a millisecond timestamp falls in this block's range.
     pub fn contains(&self, t: i64) -> bool {
         t >= self.min_time && t < self.max_time
     }
+}
+
+/// Every chunk payload (the bytes a StoreAPI `Chunk.data` carries) stored in a block's `chunks/` segment files,
+/// read independently of Sluice: header `85 BD 40 DD 01 00 00 00`, then `uvarint len | encoding | data |
+/// BE32 CRC-32C(encoding + data)` back to back. CRCs are checked; only XOR (encoding 1) chunks are returned.
+pub fn segment_chunks(block_dir: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(block_dir.join("chunks"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let b = fs::read(&f)?;
+        let ctx = |off: usize| format!("{} at offset {off}", f.display());
+        ensure!(
+            b.len() >= 8 && b[..5] == [0x85, 0xBD, 0x40, 0xDD, 0x01],
+            "{}: bad segment header",
+            f.display()
+        );
+        let mut off = 8;
+        while off < b.len() {
+            let (len, n) = uvarint(&b[off..]).with_context(|| ctx(off))?;
+            let start = off + n;
+            let len = usize::try_from(len)?;
+            let end = start + 1 + len;
+            ensure!(end + 4 <= b.len(), "{}: chunk runs past the end", ctx(off));
+            let crc = u32::from_be_bytes([b[end], b[end + 1], b[end + 2], b[end + 3]]);
+            ensure!(
+                crc32c::crc32c(&b[start..end]) == crc,
+                "{}: chunk CRC mismatch",
+                ctx(off)
+            );
+            if b[start] == 1 {
+                out.push(b[start + 1..end].to_vec());
+            }
+            off = end + 4;
+        }
+    }
+    Ok(out)
+}
+
+fn uvarint(b: &[u8]) -> Result<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok((v, i + 1));
+        }
+    }
+    bail!("bad uvarint")
 }
 
 /// Reads every `<ULID>/meta.json` under `dir`, sorted by `minTime`.
@@ -317,7 +386,13 @@ pub fn read_blocks(dir: &Path) -> Result<Vec<Block>> {
         let min_time = meta["minTime"].as_i64().context("meta.json minTime")?;
         let max_time = meta["maxTime"].as_i64().context("meta.json maxTime")?;
         let ulid = meta["ulid"].as_str().context("meta.json ulid")?.to_owned();
-        blocks.push(Block { ulid, dir: e.path(), min_time, max_time, meta });
+        blocks.push(Block {
+            ulid,
+            dir: e.path(),
+            min_time,
+            max_time,
+            meta,
+        });
     }
     blocks.sort_by_key(|b| b.min_time);
     Ok(blocks)
@@ -348,7 +423,11 @@ pub fn create_blocks(om: &OpenMetrics, work: &Path) -> Result<Vec<Block>> {
         );
     }
     let blocks = read_blocks(&out_dir)?;
-    ensure!(!blocks.is_empty(), "promtool wrote no blocks into {}", out_dir.display());
+    ensure!(
+        !blocks.is_empty(),
+        "promtool wrote no blocks into {}",
+        out_dir.display()
+    );
     Ok(blocks)
 }
 
@@ -370,7 +449,11 @@ pub fn dump_blocks(blocks: &[Block], work: &Path) -> Result<SeriesMap> {
         .output()
         .with_context(|| format!("run {}", promtool.display()))?;
     if !out.status.success() {
-        bail!("promtool tsdb dump failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "promtool tsdb dump failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8(out.stdout).context("promtool dump output is not UTF-8")?;
     fs::write(work.join("dump.txt"), &text)?;
@@ -421,7 +504,10 @@ pub fn parse_label_set(s: &str) -> Result<Labels> {
             }
             name.push(c);
         }
-        ensure!(chars.next() == Some('"'), "label {name:?}: value is not quoted in {s:?}");
+        ensure!(
+            chars.next() == Some('"'),
+            "label {name:?}: value is not quoted in {s:?}"
+        );
         let mut value = String::new();
         loop {
             match chars.next() {
@@ -457,7 +543,12 @@ impl Fixture {
         let openmetrics = demo_openmetrics()?;
         let blocks = create_blocks(&openmetrics, work)?;
         let dump = dump_blocks(&blocks, work)?;
-        Ok(Fixture { work: work.to_owned(), openmetrics, blocks, dump })
+        Ok(Fixture {
+            work: work.to_owned(),
+            openmetrics,
+            blocks,
+            dump,
+        })
     }
 
     /// Minimum `minTime` over all blocks.
@@ -477,16 +568,43 @@ mod tests {
 
     #[test]
     fn timestamps_survive_go_truncation() -> Result<()> {
-        for ms in [T0_MS, T0_MS + 191, T0_MS + 999, T0_MS + 1, END_MS - 7, 1_704_069_053_191] {
-            assert_eq!(promtool_ts(&om_timestamp(ms))?, ms, "timestamp text {}", om_timestamp(ms));
+        for ms in [
+            T0_MS,
+            T0_MS + 191,
+            T0_MS + 999,
+            T0_MS + 1,
+            END_MS - 7,
+            1_704_069_053_191,
+        ] {
+            assert_eq!(
+                promtool_ts(&om_timestamp(ms))?,
+                ms,
+                "timestamp text {}",
+                om_timestamp(ms)
+            );
         }
         Ok(())
     }
 
     #[test]
     fn values_round_trip() -> Result<()> {
-        for v in [0.0, -0.0, 1e308, 5e-324, 1e-300, 0.1, 20.131, 1.5e6, f64::INFINITY, f64::NEG_INFINITY] {
-            assert_eq!(parse_go_float(&om_value(v))?.to_bits(), v.to_bits(), "value {v:?}");
+        for v in [
+            0.0,
+            -0.0,
+            1e308,
+            5e-324,
+            1e-300,
+            0.1,
+            20.131,
+            1.5e6,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            assert_eq!(
+                parse_go_float(&om_value(v))?.to_bits(),
+                v.to_bits(),
+                "value {v:?}"
+            );
         }
         assert!(parse_go_float(&om_value(f64::NAN))?.is_nan());
         Ok(())
@@ -495,14 +613,27 @@ mod tests {
     #[test]
     fn generator_is_deterministic_and_shaped_as_specified() -> Result<()> {
         let om = demo_openmetrics()?;
-        assert_eq!(om.text, demo_openmetrics()?.text, "generator must be deterministic");
+        assert_eq!(
+            om.text,
+            demo_openmetrics()?.text,
+            "generator must be deterministic"
+        );
         assert!(om.text.ends_with("# EOF\n"));
         let get = |pairs: &[(&str, &str)]| om.series.get(&labels(pairs)).map(Vec::len).unwrap_or(0);
         let req = |inst: &str, rep: &str, job: &str| {
-            get(&[("__name__", "demo_http_requests_total"), ("job", job), ("instance", inst), ("replica", rep)])
+            get(&[
+                ("__name__", "demo_http_requests_total"),
+                ("job", job),
+                ("instance", inst),
+                ("replica", rep),
+            ])
         };
         assert_eq!(req("host-1", "A", "api"), 1440);
-        assert_eq!(req("host-1", "B", "api"), 1360, "20-minute gap = 80 samples");
+        assert_eq!(
+            req("host-1", "B", "api"),
+            1360,
+            "20-minute gap = 80 samples"
+        );
         assert_eq!(req("host-2", "A", "api"), 1440);
         assert_eq!(req("host-3", "A", "batch"), 1440);
         assert_eq!(om.series.len(), 8);
@@ -518,7 +649,10 @@ mod tests {
         assert!(jitter.iter().any(|s| s.v.to_bits() == 5e-324f64.to_bits()));
         let deltas: Vec<i64> = jitter.windows(2).map(|w| w[1].t - w[0].t).collect();
         let dods: Vec<i64> = deltas.windows(2).map(|w| w[1] - w[0]).collect();
-        for edge in [8192, 8193, -8191, -8192, 65536, 65537, -65535, -65536, 524_288, 524_289, -524_287, -524_288] {
+        for edge in [
+            8192, 8193, -8191, -8192, 65536, 65537, -65535, -65536, 524_288, 524_289, -524_287,
+            -524_288,
+        ] {
             assert!(dods.contains(&edge), "delta-of-delta {edge} missing");
         }
         // A counter reset in replica A.
@@ -531,7 +665,10 @@ mod tests {
                 ("replica", "A"),
             ]))
             .context("replica A")?;
-        assert!(a.windows(2).any(|w| w[1].v < w[0].v), "counter reset present");
+        assert!(
+            a.windows(2).any(|w| w[1].v < w[0].v),
+            "counter reset present"
+        );
         for s in om.series.values() {
             assert!(s.iter().all(|x| x.t >= T0_MS && x.t < END_MS));
         }
@@ -579,10 +716,26 @@ mod tests {
     fn promtool_round_trip_is_bit_exact() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let fx = Fixture::create(dir.path())?;
-        assert_eq!(fx.blocks.len(), 4, "6 h from 00:30Z cut at 2 h boundaries gives 4 blocks");
-        let total: u64 = fx.blocks.iter().map(|b| b.meta["stats"]["numSamples"].as_u64().unwrap_or(0)).sum();
-        assert_eq!(total as usize, fx.openmetrics.sample_count(), "meta.json numSamples");
-        crate::model::diff_series("promtool dump vs generated", &fx.dump, &fx.openmetrics.series)?;
+        assert_eq!(
+            fx.blocks.len(),
+            4,
+            "6 h from 00:30Z cut at 2 h boundaries gives 4 blocks"
+        );
+        let total: u64 = fx
+            .blocks
+            .iter()
+            .map(|b| b.meta["stats"]["numSamples"].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(
+            total as usize,
+            fx.openmetrics.sample_count(),
+            "meta.json numSamples"
+        );
+        crate::model::diff_series(
+            "promtool dump vs generated",
+            &fx.dump,
+            &fx.openmetrics.series,
+        )?;
         Ok(())
     }
 }

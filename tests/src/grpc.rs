@@ -55,7 +55,11 @@ impl SeriesResult {
             return Ok(());
         }
         let shown: Vec<&str> = self.problems.iter().take(20).map(String::as_str).collect();
-        bail!("{what}: {} wire-contract problem(s):\n  {}", self.problems.len(), shown.join("\n  "))
+        bail!(
+            "{what}: {} wire-contract problem(s):\n  {}",
+            self.problems.len(),
+            shown.join("\n  ")
+        )
     }
 
     /// Label sets in received order.
@@ -111,7 +115,10 @@ pub fn series_request(matchers: &[Matcher], mint: i64, maxt: i64) -> SeriesReque
 }
 
 /// Calls Series and collects the whole stream. A gRPC error (at the start or mid-stream) is returned as is.
-pub async fn series(client: &mut StoreClient<Channel>, req: SeriesRequest) -> Result<SeriesResult, tonic::Status> {
+pub async fn series(
+    client: &mut StoreClient<Channel>,
+    req: SeriesRequest,
+) -> Result<SeriesResult, tonic::Status> {
     let mut stream = client.series(req).await?.into_inner();
     let mut res = SeriesResult::default();
     while let Some(frame) = stream.message().await? {
@@ -128,7 +135,9 @@ pub async fn series(client: &mut StoreClient<Channel>, req: SeriesRequest) -> Re
             }
             Some(series_response::Result::Warning(w)) => res.warnings.push(w),
             Some(series_response::Result::Hints(_)) => {}
-            None => res.problems.push("a SeriesResponse frame with no result set".to_owned()),
+            None => res
+                .problems
+                .push("a SeriesResponse frame with no result set".to_owned()),
         }
     }
     let mut seen = BTreeSet::new();
@@ -143,16 +152,22 @@ pub async fn series(client: &mut StoreClient<Channel>, req: SeriesRequest) -> Re
     }
     for s in &res.series {
         if !seen.insert(s.labels.clone()) {
-            res.problems.push(format!("series {} sent in non-consecutive frames", fmt_labels(&s.labels)));
+            res.problems.push(format!(
+                "series {} sent in non-consecutive frames",
+                fmt_labels(&s.labels)
+            ));
         }
     }
     Ok(res)
 }
 
 fn add_frame(res: &mut SeriesResult, s: thanos::Series) {
-    let raw_labels: Vec<(String, String)> = s.labels.into_iter().map(|l| (l.name, l.value)).collect();
+    let raw_labels: Vec<(String, String)> =
+        s.labels.into_iter().map(|l| (l.name, l.value)).collect();
     if raw_labels.windows(2).any(|w| w[0].0 >= w[1].0) {
-        res.problems.push(format!("labels not sorted by name or not unique: {raw_labels:?}"));
+        res.problems.push(format!(
+            "labels not sorted by name or not unique: {raw_labels:?}"
+        ));
     }
     if raw_labels.is_empty() {
         res.problems.push("a series with no labels".to_owned());
@@ -165,23 +180,35 @@ fn add_frame(res: &mut SeriesResult, s: thanos::Series) {
     for (i, c) in s.chunks.into_iter().enumerate() {
         let at = format!("series {name} chunk {i} [{}, {}]", c.min_time, c.max_time);
         if c.min_time < prev_min {
-            res.problems.push(format!("{at}: chunks not ascending by min_time within the frame"));
+            res.problems.push(format!(
+                "{at}: chunks not ascending by min_time within the frame"
+            ));
         }
         prev_min = c.min_time;
-        if c.count.is_some() || c.sum.is_some() || c.min.is_some() || c.max.is_some() || c.counter.is_some() {
-            res.problems.push(format!("{at}: aggregate sub-chunks set on raw data"));
+        if c.count.is_some()
+            || c.sum.is_some()
+            || c.min.is_some()
+            || c.max.is_some()
+            || c.counter.is_some()
+        {
+            res.problems
+                .push(format!("{at}: aggregate sub-chunks set on raw data"));
         }
         let Some(raw) = c.raw else {
             res.problems.push(format!("{at}: no raw chunk"));
             continue;
         };
         if raw.r#type != chunk::Encoding::Xor as i32 {
-            res.problems.push(format!("{at}: encoding {} is not XOR (0)", raw.r#type));
+            res.problems
+                .push(format!("{at}: encoding {} is not XOR (0)", raw.r#type));
         }
         if raw.hash != 0 {
             let h = xxhash_rust::xxh64::xxh64(&raw.data, 0);
             if h != raw.hash {
-                res.problems.push(format!("{at}: hash {:#x} is not XXH64(data) {h:#x}", raw.hash));
+                res.problems.push(format!(
+                    "{at}: hash {:#x} is not XXH64(data) {h:#x}",
+                    raw.hash
+                ));
             }
         }
         let mut ts = Vec::new();
@@ -191,10 +218,18 @@ fn add_frame(res: &mut SeriesResult, s: thanos::Series) {
             continue;
         }
         if ts.len() != vs.len() {
-            res.problems.push(format!("{at}: decoder gave {} timestamps and {} values", ts.len(), vs.len()));
+            res.problems.push(format!(
+                "{at}: decoder gave {} timestamps and {} values",
+                ts.len(),
+                vs.len()
+            ));
             continue;
         }
-        let samples: Vec<Sample> = ts.iter().zip(vs.iter()).map(|(t, v)| Sample::new(*t, *v)).collect();
+        let samples: Vec<Sample> = ts
+            .iter()
+            .zip(vs.iter())
+            .map(|(t, v)| Sample::new(*t, *v))
+            .collect();
         match (samples.first(), samples.last()) {
             (Some(first), Some(last)) => {
                 if first.t != c.min_time || last.t != c.max_time {
@@ -207,9 +242,15 @@ fn add_frame(res: &mut SeriesResult, s: thanos::Series) {
             _ => res.problems.push(format!("{at}: chunk holds no samples")),
         }
         if samples.windows(2).any(|w| w[0].t >= w[1].t) {
-            res.problems.push(format!("{at}: timestamps not strictly increasing"));
+            res.problems
+                .push(format!("{at}: timestamps not strictly increasing"));
         }
-        chunks.push(Chunk { min_time: c.min_time, max_time: c.max_time, samples, data: raw.data.to_vec() });
+        chunks.push(Chunk {
+            min_time: c.min_time,
+            max_time: c.max_time,
+            samples,
+            data: raw.data.to_vec(),
+        });
     }
     match res.series.last_mut() {
         Some(last) if last.labels == labels => last.chunks.extend(chunks),
@@ -256,7 +297,11 @@ pub fn info_label_sets(sets: &[thanos::ZLabelSet]) -> Vec<Labels> {
     let mut out: Vec<Labels> = sets
         .iter()
         .map(|s| {
-            let mut l: Labels = s.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+            let mut l: Labels = s
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
             l.sort();
             l
         })
@@ -275,7 +320,9 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
         if line.starts_with('#') {
             continue;
         }
-        let Some(rest) = line.strip_prefix(name) else { continue };
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
         let after = if rest.starts_with('{') {
             match rest.find("} ") {
                 Some(i) => &rest[i + 2..],
@@ -286,7 +333,9 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
         } else {
             continue;
         };
-        let Some(v) = after.split_whitespace().next() else { continue };
+        let Some(v) = after.split_whitespace().next() else {
+            continue;
+        };
         if let Ok(v) = crate::fixture::parse_go_float(v) {
             *sum.get_or_insert(0.0) += v;
         }

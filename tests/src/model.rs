@@ -16,14 +16,20 @@ pub type SeriesMap = BTreeMap<Labels, Vec<Sample>>;
 
 /// Build a sorted label set from pairs.
 pub fn labels(pairs: &[(&str, &str)]) -> Labels {
-    let mut l: Labels = pairs.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+    let mut l: Labels = pairs
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
     l.sort();
     l
 }
 
 /// The value of `name` in `l`, or "" when absent (Prometheus semantics).
 pub fn label_value<'a>(l: &'a Labels, name: &str) -> &'a str {
-    l.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("")
+    l.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
 }
 
 /// `{a="b", c="d"}` for messages.
@@ -34,7 +40,11 @@ pub fn fmt_labels(l: &Labels) -> String {
 
 /// Adds `ext` to `l`; on a name clash the external label wins (Thanos `ExtendSortedLabels`).
 pub fn with_external(l: &Labels, ext: &Labels) -> Labels {
-    let mut out: Labels = l.iter().filter(|(n, _)| !ext.iter().any(|(en, _)| en == n)).cloned().collect();
+    let mut out: Labels = l
+        .iter()
+        .filter(|(n, _)| !ext.iter().any(|(en, _)| en == n))
+        .cloned()
+        .collect();
     out.extend(ext.iter().cloned());
     out.sort();
     out
@@ -42,7 +52,10 @@ pub fn with_external(l: &Labels, ext: &Labels) -> Labels {
 
 /// Removes every label named in `without`.
 pub fn without_labels(l: &Labels, without: &[&str]) -> Labels {
-    l.iter().filter(|(n, _)| !without.contains(&n.as_str())).cloned().collect()
+    l.iter()
+        .filter(|(n, _)| !without.contains(&n.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// One sample. Equality is on the exact f64 bits, except that any NaN equals any NaN (`promtool tsdb dump`
@@ -60,7 +73,11 @@ impl Sample {
 
     /// The bits used for comparison: NaNs collapse to one value.
     pub fn key(&self) -> (i64, u64) {
-        let bits = if self.v.is_nan() { f64::NAN.to_bits() } else { self.v.to_bits() };
+        let bits = if self.v.is_nan() {
+            f64::NAN.to_bits()
+        } else {
+            self.v.to_bits()
+        };
         (self.t, bits)
     }
 }
@@ -102,7 +119,11 @@ pub struct Matcher {
 
 impl Matcher {
     pub fn new(op: MatchOp, name: &str, value: &str) -> Self {
-        Self { op, name: name.to_owned(), value: value.to_owned() }
+        Self {
+            op,
+            name: name.to_owned(),
+            value: value.to_owned(),
+        }
     }
 
     /// The wire form.
@@ -113,7 +134,11 @@ impl Matcher {
             MatchOp::Re => label_matcher::Type::Re,
             MatchOp::Nre => label_matcher::Type::Nre,
         };
-        LabelMatcher { r#type: ty as i32, name: self.name.clone(), value: self.value.clone() }
+        LabelMatcher {
+            r#type: ty as i32,
+            name: self.name.clone(),
+            value: self.value.clone(),
+        }
     }
 
     /// Whether a label set matches, by Prometheus semantics (a missing label has value "").
@@ -193,12 +218,17 @@ pub fn expected_store(dump: &SeriesMap, blocks: &[ServedBlock]) -> SeriesMap {
     let mut out = SeriesMap::new();
     for (l, samples) in dump {
         for b in blocks {
-            let in_block: Vec<Sample> =
-                samples.iter().copied().filter(|s| s.t >= b.min_time && s.t < b.max_time).collect();
+            let in_block: Vec<Sample> = samples
+                .iter()
+                .copied()
+                .filter(|s| s.t >= b.min_time && s.t < b.max_time)
+                .collect();
             if in_block.is_empty() {
                 continue;
             }
-            out.entry(with_external(l, &b.external)).or_default().extend(in_block);
+            out.entry(with_external(l, &b.external))
+                .or_default()
+                .extend(in_block);
         }
     }
     for s in out.values_mut() {
@@ -222,11 +252,17 @@ pub fn expected_select(
         if !matches_all(ms, l)? {
             continue;
         }
-        let in_range: Vec<Sample> = samples.iter().copied().filter(|s| s.t >= mint && s.t <= maxt).collect();
+        let in_range: Vec<Sample> = samples
+            .iter()
+            .copied()
+            .filter(|s| s.t >= mint && s.t <= maxt)
+            .collect();
         if in_range.is_empty() {
             continue;
         }
-        out.entry(without_labels(l, without)).or_default().extend(in_range);
+        out.entry(without_labels(l, without))
+            .or_default()
+            .extend(in_range);
     }
     for s in out.values_mut() {
         sort_samples(s);
@@ -236,14 +272,20 @@ pub fn expected_select(
 
 /// Label names of the given series (sorted, unique).
 pub fn label_names_of<'a>(series: impl IntoIterator<Item = &'a Labels>) -> Vec<String> {
-    let mut names: Vec<String> = series.into_iter().flat_map(|l| l.iter().map(|(n, _)| n.clone())).collect();
+    let mut names: Vec<String> = series
+        .into_iter()
+        .flat_map(|l| l.iter().map(|(n, _)| n.clone()))
+        .collect();
     names.sort();
     names.dedup();
     names
 }
 
 /// Values of label `name` among the given series (sorted, unique, "" excluded).
-pub fn label_values_of<'a>(series: impl IntoIterator<Item = &'a Labels>, name: &str) -> Vec<String> {
+pub fn label_values_of<'a>(
+    series: impl IntoIterator<Item = &'a Labels>,
+    name: &str,
+) -> Vec<String> {
     let mut vals: Vec<String> = series
         .into_iter()
         .map(|l| label_value(l, name).to_owned())
@@ -275,16 +317,36 @@ pub fn diff_series(what: &str, got: &SeriesMap, want: &SeriesMap) -> Result<()> 
         }
         let first = g.iter().zip(w.iter()).position(|(a, b)| a != b);
         let detail = match first {
-            Some(i) => format!("first difference at index {i}: got {:?}, want {:?}", g[i], w[i]),
-            None => format!("one is a prefix of the other: got {} samples, want {}", g.len(), w.len()),
+            Some(i) => format!(
+                "first difference at index {i}: got {:?}, want {:?}",
+                g[i], w[i]
+            ),
+            None => format!(
+                "one is a prefix of the other: got {} samples, want {}",
+                g.len(),
+                w.len()
+            ),
         };
-        problems.push(format!("series {}: got {} samples, want {}; {detail}", fmt_labels(l), g.len(), w.len()));
+        problems.push(format!(
+            "series {}: got {} samples, want {}; {detail}",
+            fmt_labels(l),
+            g.len(),
+            w.len()
+        ));
     }
     if problems.is_empty() {
         return Ok(());
     }
     let shown: Vec<&String> = problems.iter().take(20).collect();
-    bail!("{what}: {} problem(s):\n  {}", problems.len(), shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  "))
+    bail!(
+        "{what}: {} problem(s):\n  {}",
+        problems.len(),
+        shown
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    )
 }
 
 #[cfg(test)]
@@ -306,7 +368,10 @@ mod tests {
     fn external_labels_win() {
         let l = labels(&[("__name__", "x"), ("job", "api")]);
         let ext = labels(&[("job", "ext"), ("cluster", "eu")]);
-        assert_eq!(with_external(&l, &ext), labels(&[("__name__", "x"), ("cluster", "eu"), ("job", "ext")]));
+        assert_eq!(
+            with_external(&l, &ext),
+            labels(&[("__name__", "x"), ("cluster", "eu"), ("job", "ext")])
+        );
     }
 
     #[test]
@@ -330,13 +395,48 @@ mod tests {
     }
 
     #[test]
+    fn diff_series_reports_bits_and_membership() {
+        let l = labels(&[("a", "1")]);
+        let mut want = SeriesMap::new();
+        want.insert(l.clone(), vec![Sample::new(1, 0.0)]);
+        let mut got = SeriesMap::new();
+        got.insert(l.clone(), vec![Sample::new(1, -0.0)]);
+        assert!(
+            diff_series("x", &got, &want).is_err(),
+            "0.0 vs -0.0 must differ"
+        );
+        assert!(
+            diff_series("x", &SeriesMap::new(), &want).is_err(),
+            "missing series"
+        );
+        assert!(
+            diff_series("x", &want, &SeriesMap::new()).is_err(),
+            "unexpected series"
+        );
+        assert!(diff_series("x", &want.clone(), &want).is_ok());
+    }
+
+    #[test]
     fn expected_select_merges_replicas() -> Result<()> {
         let mut store = SeriesMap::new();
-        store.insert(labels(&[("a", "1"), ("replica", "A")]), vec![Sample::new(1, 1.0), Sample::new(2, 2.0)]);
-        store.insert(labels(&[("a", "1"), ("replica", "B")]), vec![Sample::new(1, 1.0), Sample::new(3, 3.0)]);
+        store.insert(
+            labels(&[("a", "1"), ("replica", "A")]),
+            vec![Sample::new(1, 1.0), Sample::new(2, 2.0)],
+        );
+        store.insert(
+            labels(&[("a", "1"), ("replica", "B")]),
+            vec![Sample::new(1, 1.0), Sample::new(3, 3.0)],
+        );
         let got = expected_select(&store, &[eq("a", "1")], 0, 2, &["replica"])?;
         assert_eq!(got.len(), 1);
-        assert_eq!(got[&labels(&[("a", "1")])], vec![Sample::new(1, 1.0), Sample::new(1, 1.0), Sample::new(2, 2.0)]);
+        assert_eq!(
+            got[&labels(&[("a", "1")])],
+            vec![
+                Sample::new(1, 1.0),
+                Sample::new(1, 1.0),
+                Sample::new(2, 2.0)
+            ]
+        );
         Ok(())
     }
 }

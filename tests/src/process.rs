@@ -33,7 +33,10 @@ pub struct SluiceStore {
 
 impl std::fmt::Debug for SluiceStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SluiceStore").field("grpc", &self.grpc).field("http", &self.http).finish()
+        f.debug_struct("SluiceStore")
+            .field("grpc", &self.grpc)
+            .field("http", &self.http)
+            .finish()
     }
 }
 
@@ -56,11 +59,16 @@ impl SluiceStore {
             .arg("--http-address=127.0.0.1:0")
             .arg(format!("--data-dir={}", data.display()))
             .args(extra)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
-        let mut child = cmd.spawn().with_context(|| format!("spawn {}", bin.display()))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {}", bin.display()))?;
         let stdout = child.stdout.take().context("child stdout")?;
         let stdout_log = dir.path().join("stdout.log");
         let (tx, rx) = mpsc::channel::<String>();
@@ -98,7 +106,13 @@ impl SluiceStore {
                 return Err(e);
             }
         };
-        Ok(SluiceStore { child, grpc, http, dir, http_client: reqwest::Client::new() })
+        Ok(SluiceStore {
+            child,
+            grpc,
+            http,
+            dir,
+            http_client: reqwest::Client::new(),
+        })
     }
 
     /// Starts a store and waits until `/-/ready` answers 200.
@@ -118,7 +132,10 @@ impl SluiceStore {
                 Err(e) => format!("{e:#}"),
             };
             if Instant::now() >= deadline {
-                bail!("sluice store not ready after {timeout:?}; last /-/ready answer: {last}\n{}", self.logs());
+                bail!(
+                    "sluice store not ready after {timeout:?}; last /-/ready answer: {last}\n{}",
+                    self.logs()
+                );
             }
             sleep(Duration::from_millis(100)).await;
         }
@@ -185,7 +202,11 @@ impl Drop for SluiceStore {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("---- sluice store {} logs ----\n{}", self.grpc, tail(&self.logs(), 80));
+            eprintln!(
+                "---- sluice store {} logs ----\n{}",
+                self.grpc,
+                tail(&self.logs(), 80)
+            );
         }
     }
 }
@@ -207,9 +228,15 @@ pub fn parse_listening(line: &str) -> Result<(SocketAddr, SocketAddr)> {
     let mut http = None;
     for tok in line.split_whitespace() {
         if let Some(a) = tok.strip_prefix("grpc=") {
-            grpc = Some(a.parse::<SocketAddr>().with_context(|| format!("grpc address in {line:?}"))?);
+            grpc = Some(
+                a.parse::<SocketAddr>()
+                    .with_context(|| format!("grpc address in {line:?}"))?,
+            );
         } else if let Some(a) = tok.strip_prefix("http=") {
-            http = Some(a.parse::<SocketAddr>().with_context(|| format!("http address in {line:?}"))?);
+            http = Some(
+                a.parse::<SocketAddr>()
+                    .with_context(|| format!("http address in {line:?}"))?,
+            );
         }
     }
     match (grpc, http) {
@@ -259,26 +286,47 @@ impl Moto {
         fs::write(&helper, include_str!("s3_helper.py"))?;
         let log = File::create(dir.path().join("moto.log"))?;
         let child = Command::new(python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
             .context("spawn moto server")?;
-        let mut m = Moto { child, port, dir, python: python.to_owned(), helper };
+        let mut m = Moto {
+            child,
+            port,
+            dir,
+            python: python.to_owned(),
+            helper,
+        };
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = m.child.try_wait() {
                 bail!("moto exited ({status}):\n{}", m.log());
             }
-            if let Ok(r) = client.get(m.endpoint_url()).timeout(Duration::from_secs(2)).send().await
+            if let Ok(r) = client
+                .get(m.endpoint_url())
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return Ok(m);
             }
             if Instant::now() >= deadline {
-                bail!("moto not answering on {} after 30 s:\n{}", m.endpoint_url(), m.log());
+                bail!(
+                    "moto not answering on {} after 30 s:\n{}",
+                    m.endpoint_url(),
+                    m.log()
+                );
             }
             sleep(Duration::from_millis(100)).await;
         }
@@ -307,7 +355,11 @@ impl Moto {
             .output()
             .context("run s3_helper.py")?;
         if !out.status.success() {
-            bail!("s3_helper.py {args:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "s3_helper.py {args:?} failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -330,7 +382,11 @@ impl Moto {
 
     /// Lists every key in a bucket.
     pub fn list(&self, bucket: &str) -> Result<Vec<String>> {
-        Ok(self.helper(&["ls", bucket])?.lines().map(str::to_owned).collect())
+        Ok(self
+            .helper(&["ls", bucket])?
+            .lines()
+            .map(str::to_owned)
+            .collect())
     }
 }
 
@@ -339,7 +395,11 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("---- moto :{} log ----\n{}", self.port, tail(&self.log(), 40));
+            eprintln!(
+                "---- moto :{} log ----\n{}",
+                self.port,
+                tail(&self.log(), 40)
+            );
         }
     }
 }

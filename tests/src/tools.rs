@@ -2,22 +2,33 @@
 //! the tests never pass silently without their oracle.
 
 use std::env;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::SystemTime;
 
 use anyhow::{Result, bail};
 
 /// Looks `name` up in `PATH`.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
-    env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// `promtool` (env `PROMTOOL` overrides).
 pub fn promtool() -> Result<PathBuf> {
     if let Some(p) = env::var_os("PROMTOOL") {
-        return Ok(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!(
+                "PROMTOOL={} does not exist: install promtool with `apt-get install -y prometheus`",
+                p.display()
+            );
+        }
+        return Ok(p);
     }
     match which("promtool") {
         Some(p) => Ok(p),
@@ -28,14 +39,25 @@ pub fn promtool() -> Result<PathBuf> {
     }
 }
 
-/// The Python interpreter (env `PYTHON` overrides; default `python3`).
+/// The Python interpreter: env `PYTHON`, else the venv `.ci/run` makes when the system Python cannot take pip
+/// packages (`$SLUICE_E2E_VENV`, default `~/.cache/sluice-e2e/venv`), else `python3` from `PATH`.
 pub fn python() -> Result<PathBuf> {
     if let Some(p) = env::var_os("PYTHON") {
         return Ok(PathBuf::from(p));
     }
+    let venv = env::var_os("SLUICE_E2E_VENV")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sluice-e2e/venv")));
+    if let Some(py) = venv.map(|v| v.join("bin/python3"))
+        && py.is_file()
+    {
+        return Ok(py);
+    }
     match which("python3") {
         Some(p) => Ok(p),
-        None => bail!("python3 not found in PATH: install it with `apt-get install -y python3 python3-pip`"),
+        None => bail!(
+            "python3 not found in PATH: install it with `apt-get install -y python3 python3-pip`"
+        ),
     }
 }
 
@@ -68,12 +90,14 @@ pub fn check_moto() -> Result<PathBuf> {
 /// The workspace root (the parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.parent().map(Path::to_path_buf).unwrap_or_else(|| here.to_path_buf())
+    here.parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| here.to_path_buf())
 }
 
-/// The `sluice` binary. `SLUICE_BIN` overrides; otherwise `cargo build -p sluice --bin sluice` is run once per
-/// test process (a no-op when it is up to date, so the tests never run a stale binary) and
-/// `<target>/debug/sluice` is used.
+/// The `sluice` binary. `SLUICE_BIN` overrides. Otherwise `<target>/debug/sluice` is used when it is newer than
+/// every source it is built from (`cargo test --workspace` builds it before running the tests); when it is missing
+/// or stale, `cargo build -p sluice --bin sluice` is run first, once per test process.
 pub fn sluice_bin() -> Result<PathBuf> {
     static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     let r = BIN.get_or_init(|| {
@@ -85,7 +109,17 @@ pub fn sluice_bin() -> Result<PathBuf> {
             return Ok(p);
         }
         let root = workspace_root();
-        let target = env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let target = env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let bin = target.join("debug").join("sluice");
+        if let (Ok(built), Some(src)) = (
+            bin.metadata().and_then(|m| m.modified()),
+            newest_source(&root),
+        ) && built >= src
+        {
+            return Ok(bin);
+        }
         let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(&cargo)
             .current_dir(&root)
@@ -99,11 +133,39 @@ pub fn sluice_bin() -> Result<PathBuf> {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        let bin = target.join("debug").join("sluice");
-        if bin.is_file() { Ok(bin) } else { Err(format!("built sluice but {} is missing", bin.display())) }
+        if bin.is_file() {
+            Ok(bin)
+        } else {
+            Err(format!("built sluice but {} is missing", bin.display()))
+        }
     });
     match r {
         Ok(p) => Ok(p.clone()),
         Err(e) => bail!("{e}"),
     }
+}
+
+/// The newest modification time among the sources of the `sluice` binary: `host/`, `proto/`, the workspace
+/// manifest and lock file.
+fn newest_source(root: &Path) -> Option<SystemTime> {
+    fn walk(p: &Path, newest: &mut Option<SystemTime>) {
+        let Ok(meta) = fs::metadata(p) else { return };
+        if meta.is_dir() {
+            if p.file_name().is_some_and(|n| n == "target") {
+                return;
+            }
+            if let Ok(entries) = fs::read_dir(p) {
+                for e in entries.flatten() {
+                    walk(&e.path(), newest);
+                }
+            }
+        } else if let Ok(m) = meta.modified() {
+            *newest = Some(newest.map_or(m, |n| n.max(m)));
+        }
+    }
+    let mut newest = None;
+    for p in ["host", "proto", "Cargo.toml", "Cargo.lock"] {
+        walk(&root.join(p), &mut newest);
+    }
+    newest
 }

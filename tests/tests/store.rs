@@ -10,13 +10,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use sluice_e2e::bucket::{self, fs_objstore_yaml, put_block, s3_objstore_yaml};
-use sluice_e2e::fixture::T0_MS;
+use sluice_e2e::fixture::{T0_MS, segment_chunks};
 use sluice_e2e::grpc::{self, info_label_sets, metric_sum};
 use sluice_e2e::model::{
-    self, expected_select, expected_store, fmt_labels, fmt_matchers, label_names_of, label_values_of,
+    self, expected_select, expected_store, fmt_labels, fmt_matchers, label_names_of,
+    label_values_of,
 };
 use sluice_e2e::{
-    Block, Fixture, Labels, Matcher, Moto, SeriesMap, SeriesResult, SluiceStore, eq, labels, neq, nre, re,
+    Block, Fixture, Labels, Matcher, Moto, SeriesMap, SeriesResult, SluiceStore, eq, labels, neq,
+    nre, re,
 };
 use sluice_proto::thanos::SeriesRequest;
 use sluice_proto::thanos::info::InfoRequest;
@@ -38,16 +40,21 @@ fn fixture() -> &'static Fixture {
         let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
         remove_stale_fixtures(base);
         let dir = base.join(format!("sluice-e2e-fixture-{}", std::process::id()));
-        Fixture::create(&dir).unwrap_or_else(|e| panic!("creating the promtool fixture failed: {e:#}"))
+        Fixture::create(&dir)
+            .unwrap_or_else(|e| panic!("creating the promtool fixture failed: {e:#}"))
     })
 }
 
 /// Removes fixture directories left by earlier test processes that are gone.
 fn remove_stale_fixtures(base: &Path) {
-    let Ok(entries) = std::fs::read_dir(base) else { return };
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("sluice-e2e-fixture-") else { continue };
+        let Some(pid) = name.strip_prefix("sluice-e2e-fixture-") else {
+            continue;
+        };
         if !Path::new("/proc").join(pid).exists() {
             let _ = std::fs::remove_dir_all(e.path());
         }
@@ -61,7 +68,9 @@ fn ext_main() -> Labels {
 
 /// A filesystem bucket with all fixture blocks, each given external label `cluster="eu1"`.
 fn main_fs_bucket(fx: &Fixture) -> Result<TempDir> {
-    let dir = tempfile::Builder::new().prefix("sluice-bucket-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-bucket-")
+        .tempdir()?;
     for b in &fx.blocks {
         put_block(dir.path(), b, Some(&ext_main()))?;
     }
@@ -98,13 +107,19 @@ fn full_range() -> (i64, i64) {
 /// Calls Series; a gRPC error is a test failure naming the request.
 async fn select(client: &mut Client, req: SeriesRequest) -> Result<SeriesResult> {
     let what = describe(&req);
-    let res = grpc::series(client, req).await.map_err(|s| anyhow::anyhow!("Series {what}: {s}"))?;
+    let res = grpc::series(client, req)
+        .await
+        .map_err(|s| anyhow::anyhow!("Series {what}: {s}"))?;
     res.check(&format!("Series {what}"))?;
     Ok(res)
 }
 
 fn describe(req: &SeriesRequest) -> String {
-    let ms: Vec<String> = req.matchers.iter().map(|m| format!("{}({})={:?}", m.name, m.r#type, m.value)).collect();
+    let ms: Vec<String> = req
+        .matchers
+        .iter()
+        .map(|m| format!("{}({})={:?}", m.name, m.r#type, m.value))
+        .collect();
     format!(
         "{{{}}} [{}, {}] skip_chunks={} without={:?} limit={}",
         ms.join(", "),
@@ -118,10 +133,20 @@ fn describe(req: &SeriesRequest) -> String {
 
 /// Checks a Series answer against promtool: samples in `[mint, maxt]` equal bit for bit, every chunk overlaps
 /// the range.
-fn check_against(res: &SeriesResult, want: &SeriesMap, mint: i64, maxt: i64, what: &str) -> Result<()> {
+fn check_against(
+    res: &SeriesResult,
+    want: &SeriesMap,
+    mint: i64,
+    maxt: i64,
+    what: &str,
+) -> Result<()> {
     model::diff_series(what, &res.samples_in(mint, maxt), want)?;
     for s in &res.series {
-        ensure!(!s.chunks.is_empty(), "{what}: series {} sent with no chunks", fmt_labels(&s.labels));
+        ensure!(
+            !s.chunks.is_empty(),
+            "{what}: series {} sent with no chunks",
+            fmt_labels(&s.labels)
+        );
         for c in &s.chunks {
             ensure!(
                 c.overlaps(mint, maxt),
@@ -148,11 +173,19 @@ fn served_blocks(res: &SeriesResult, blocks: &[Block]) -> BTreeSet<usize> {
     out
 }
 
-fn expect_code<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, what: &str) -> Result<tonic::Status> {
+fn expect_code<T: std::fmt::Debug>(
+    r: Result<T, tonic::Status>,
+    code: Code,
+    what: &str,
+) -> Result<tonic::Status> {
     match r {
         Ok(v) => bail!("{what}: expected gRPC {code:?}, got success: {v:?}"),
         Err(s) if s.code() == code => Ok(s),
-        Err(s) => bail!("{what}: expected gRPC {code:?}, got {:?}: {}", s.code(), s.message()),
+        Err(s) => bail!(
+            "{what}: expected gRPC {code:?}, got {:?}: {}",
+            s.code(),
+            s.message()
+        ),
     }
 }
 
@@ -165,17 +198,56 @@ async fn fs_series_equal_promtool_dump() -> Result<()> {
     let fx = fixture();
     let (_dir, _store, mut client) = start_main_fs().await?;
     let want = main_expected(fx);
-    ensure!(want.len() == 8, "fixture has {} series, expected 8", want.len());
+    ensure!(
+        want.len() == 8,
+        "fixture has {} series, expected 8",
+        want.len()
+    );
     let (mint, maxt) = full_range();
     let res = select(&mut client, grpc::series_request(&all(), mint, maxt)).await?;
     check_against(&res, &want, mint, maxt, "all series, full range")?;
     // Nothing outside the range either: the full set of decoded samples is exactly the dump.
     model::diff_series("all decoded samples", &res.samples(), &want)?;
-    let meta_chunks: u64 = fx.blocks.iter().map(|b| b.meta["stats"]["numChunks"].as_u64().unwrap_or(0)).sum();
+    // Whole raw chunks, byte for byte as promtool wrote them in the segment files.
+    let mut raw: Vec<Vec<u8>> = Vec::new();
+    for b in &fx.blocks {
+        raw.extend(segment_chunks(&b.dir)?);
+    }
+    let mut got: Vec<Vec<u8>> = res
+        .series
+        .iter()
+        .flat_map(|s| s.chunks.iter().map(|c| c.data.clone()))
+        .collect();
+    raw.sort();
+    got.sort();
+    ensure!(
+        got == raw,
+        "returned chunk bytes are not exactly the blocks' raw chunks ({} vs {})",
+        got.len(),
+        raw.len()
+    );
+    let meta_chunks: u64 = fx
+        .blocks
+        .iter()
+        .map(|b| b.meta["stats"]["numChunks"].as_u64().unwrap_or(0))
+        .sum();
     ensure!(
         res.chunk_count() as u64 == meta_chunks,
         "got {} chunks, the blocks' meta.json count {meta_chunks}",
         res.chunk_count()
+    );
+    // Asking for batched frames changes the framing, not the answer.
+    let mut req = grpc::series_request(&all(), mint, maxt);
+    req.response_batch_size = 64;
+    let batched = select(&mut client, req).await?;
+    ensure!(
+        batched.label_sets() == res.label_sets(),
+        "response_batch_size=64 changed the series"
+    );
+    model::diff_series("response_batch_size=64", &batched.samples(), &want)?;
+    eprintln!(
+        "batched: {} series frames, {} batch frames",
+        batched.series_frames, batched.batch_frames
     );
     eprintln!(
         "full range: {} series, {} chunks, {} series frames, {} batch frames",
@@ -196,19 +268,34 @@ async fn fs_matchers() -> Result<()> {
     let want_all = main_expected(fx);
     let cases: Vec<(Vec<Matcher>, Option<usize>)> = vec![
         (vec![eq("__name__", "demo_http_requests_total")], Some(4)),
-        (vec![eq("__name__", "demo_http_requests_total"), neq("replica", "A")], Some(1)),
+        (
+            vec![
+                eq("__name__", "demo_http_requests_total"),
+                neq("replica", "A"),
+            ],
+            Some(1),
+        ),
         (vec![re("job", "ap")], Some(0)),
         (vec![re("job", "pi")], Some(0)),
         (vec![re("job", "API")], Some(0)),
         (vec![re("job", "(?i)API")], Some(3)),
         (vec![re("job", "ap.*")], Some(3)),
         (vec![re("job", "ap.*"), nre("instance", "host-1")], Some(1)),
-        (vec![re("__name__", "demo_.+"), nre("job", "api|batch")], Some(4)),
+        (
+            vec![re("__name__", "demo_.+"), nre("job", "api|batch")],
+            Some(4),
+        ),
         (vec![eq("job", "api"), eq("phase", "")], Some(3)),
         (vec![neq("phase", "")], Some(1)),
         (vec![re("phase", ".+")], Some(1)),
-        (vec![re("job", "api|init"), re("instance", "host-[12]")], Some(4)),
-        (vec![eq("cluster", "eu1"), eq("__name__", "demo_jitter")], Some(1)),
+        (
+            vec![re("job", "api|init"), re("instance", "host-[12]")],
+            Some(4),
+        ),
+        (
+            vec![eq("cluster", "eu1"), eq("__name__", "demo_jitter")],
+            Some(1),
+        ),
         (vec![eq("cluster", "other")], Some(0)),
         (vec![neq("replica", "A")], Some(1)),
         (vec![eq("instance", "host-8")], Some(1)),
@@ -219,13 +306,20 @@ async fn fs_matchers() -> Result<()> {
         let what = fmt_matchers(&ms);
         let want = expected_select(&want_all, &ms, mint, maxt, &[])?;
         if let Some(n) = count {
-            ensure!(want.len() == n, "test bug: {what} selects {} series in the fixture, not {n}", want.len());
+            ensure!(
+                want.len() == n,
+                "test bug: {what} selects {} series in the fixture, not {n}",
+                want.len()
+            );
         }
         let res = select(&mut client, grpc::series_request(&ms, mint, maxt)).await?;
         check_against(&res, &want, mint, maxt, &what)?;
         let got: Vec<Labels> = res.label_sets();
         let want_labels: Vec<Labels> = want.keys().cloned().collect();
-        ensure!(got == want_labels, "{what}: got series {got:?}, want {want_labels:?}");
+        ensure!(
+            got == want_labels,
+            "{what}: got series {got:?}, want {want_labels:?}"
+        );
     }
     Ok(())
 }
@@ -257,7 +351,11 @@ async fn fs_time_ranges() -> Result<()> {
         let res = select(&mut client, grpc::series_request(&all(), mint, maxt)).await?;
         check_against(&res, &want, mint, maxt, &what)?;
         if mint >= fx.max_time() || maxt < fx.min_time() {
-            ensure!(res.series.is_empty(), "{what}: outside the data, got {} series", res.series.len());
+            ensure!(
+                res.series.is_empty(),
+                "{what}: outside the data, got {} series",
+                res.series.len()
+            );
         }
         // Exactly the full answer's chunks that overlap the range, byte for byte.
         for s in &full.series {
@@ -269,9 +367,15 @@ async fn fs_time_ranges() -> Result<()> {
                 .collect();
             let got_chunks: Vec<(i64, i64, &[u8])> = res
                 .get(&s.labels)
-                .map(|g| g.chunks.iter().map(|c| (c.min_time, c.max_time, c.data.as_slice())).collect())
+                .map(|g| {
+                    g.chunks
+                        .iter()
+                        .map(|c| (c.min_time, c.max_time, c.data.as_slice()))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let summary = |v: &[(i64, i64, &[u8])]| v.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>();
+            let summary =
+                |v: &[(i64, i64, &[u8])]| v.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>();
             ensure!(
                 got_chunks == want_chunks,
                 "{what}: series {} chunks {:?}, want the overlapping whole chunks {:?}",
@@ -290,13 +394,28 @@ async fn fs_skip_chunks() -> Result<()> {
     let fx = fixture();
     let (_dir, _store, mut client) = start_main_fs().await?;
     let want_all = main_expected(fx);
-    for (mint, maxt) in [full_range(), (T0_MS, T0_MS + 10 * MINUTE), (T0_MS + 4 * HOUR, T0_MS + 5 * HOUR)] {
-        let want: Vec<Labels> = expected_select(&want_all, &all(), mint, maxt, &[])?.keys().cloned().collect();
+    for (mint, maxt) in [
+        full_range(),
+        (T0_MS, T0_MS + 10 * MINUTE),
+        (T0_MS + 4 * HOUR, T0_MS + 5 * HOUR),
+    ] {
+        let want: Vec<Labels> = expected_select(&want_all, &all(), mint, maxt, &[])?
+            .keys()
+            .cloned()
+            .collect();
         let mut req = grpc::series_request(&all(), mint, maxt);
         req.skip_chunks = true;
         let res = select(&mut client, req).await?;
-        ensure!(res.chunk_count() == 0, "skip_chunks [{mint}, {maxt}]: got {} chunks", res.chunk_count());
-        ensure!(res.label_sets() == want, "skip_chunks [{mint}, {maxt}]: got {:?}, want {want:?}", res.label_sets());
+        ensure!(
+            res.chunk_count() == 0,
+            "skip_chunks [{mint}, {maxt}]: got {} chunks",
+            res.chunk_count()
+        );
+        ensure!(
+            res.label_sets() == want,
+            "skip_chunks [{mint}, {maxt}]: got {:?}, want {want:?}",
+            res.label_sets()
+        );
     }
     Ok(())
 }
@@ -316,7 +435,10 @@ async fn fs_without_replica_labels() -> Result<()> {
     req.without_replica_labels = vec!["replica".to_owned()];
     let res = select(&mut client, req).await?;
     let want = expected_select(&want_all, &ms, mint, maxt, &["replica"])?;
-    ensure!(want.len() == 3, "test bug: expected 3 series after removing replica");
+    ensure!(
+        want.len() == 3,
+        "test bug: expected 3 series after removing replica"
+    );
     check_against(&res, &want, mint, maxt, "without replica")?;
     ensure!(
         res.label_sets() == want.keys().cloned().collect::<Vec<_>>(),
@@ -335,10 +457,25 @@ async fn fs_without_replica_labels() -> Result<()> {
         l.sort();
         l
     };
-    let a = plain.get(&with_rep("A")).context("replica A missing")?.chunks.len();
-    let b = plain.get(&with_rep("B")).context("replica B missing")?.chunks.len();
-    let merged = res.get(&host1).context("merged host-1 series missing")?.chunks.len();
-    ensure!(merged == a + b, "merged series has {merged} chunks, want replica A's {a} + replica B's {b}");
+    let a = plain
+        .get(&with_rep("A"))
+        .context("replica A missing")?
+        .chunks
+        .len();
+    let b = plain
+        .get(&with_rep("B"))
+        .context("replica B missing")?
+        .chunks
+        .len();
+    let merged = res
+        .get(&host1)
+        .context("merged host-1 series missing")?
+        .chunks
+        .len();
+    ensure!(
+        merged == a + b,
+        "merged series has {merged} chunks, want replica A's {a} + replica B's {b}"
+    );
 
     let mut req = grpc::series_request(&ms, mint, maxt);
     req.without_replica_labels = vec!["cluster".to_owned()];
@@ -359,10 +496,20 @@ async fn fs_series_limit() -> Result<()> {
         req.limit = limit as i64;
         let res = select(&mut client, req).await?;
         let want: Vec<Labels> = full.label_sets().into_iter().take(limit).collect();
-        ensure!(res.label_sets() == want, "limit {limit}: got {:?}, want the first {limit}: {want:?}", res.label_sets());
+        ensure!(
+            res.label_sets() == want,
+            "limit {limit}: got {:?}, want the first {limit}: {want:?}",
+            res.label_sets()
+        );
         for s in &res.series {
-            let f = full.get(&s.labels).context("series not in the full answer")?;
-            ensure!(s.chunks.len() == f.chunks.len(), "limit {limit}: {} lost chunks", fmt_labels(&s.labels));
+            let f = full
+                .get(&s.labels)
+                .context("series not in the full answer")?;
+            ensure!(
+                s.chunks.len() == f.chunks.len(),
+                "limit {limit}: {} lost chunks",
+                fmt_labels(&s.labels)
+            );
         }
     }
     Ok(())
@@ -393,7 +540,11 @@ async fn fs_label_apis() -> Result<()> {
         let got = grpc::label_names(&mut client, ms, *start, *end)
             .await
             .map_err(|s| anyhow::anyhow!("LabelNames {}: {s}", fmt_matchers(ms)))?;
-        ensure!(got == want, "LabelNames {} [{start}, {end}]: got {got:?}, want {want:?}", fmt_matchers(ms));
+        ensure!(
+            got == want,
+            "LabelNames {} [{start}, {end}]: got {got:?}, want {want:?}",
+            fmt_matchers(ms)
+        );
     }
     let all_names = label_names_of(want_all.keys());
     ensure!(all_names.contains(&"cluster".to_owned()) && all_names.contains(&"phase".to_owned()));
@@ -425,7 +576,10 @@ async fn fs_label_apis() -> Result<()> {
         );
     }
     // Spot checks that the expectations themselves are not vacuous.
-    let jobs_late = label_values_of(expected_select(&want_all, &[], late.0, late.1, &[])?.keys(), "job");
+    let jobs_late = label_values_of(
+        expected_select(&want_all, &[], late.0, late.1, &[])?.keys(),
+        "job",
+    );
     ensure!(!jobs_late.contains(&"init".to_owned()) && jobs_late.contains(&"api".to_owned()));
     Ok(())
 }
@@ -434,21 +588,67 @@ async fn fs_label_apis() -> Result<()> {
 #[tokio::test]
 async fn fs_info() -> Result<()> {
     let fx = fixture();
-    let (_dir, store, _client) = start_main_fs().await?;
+    let (_dir, store, mut client) = start_main_fs().await?;
     let mut info = store.info_client().await?;
-    let resp = info.info(InfoRequest {}).await.map_err(|s| anyhow::anyhow!("Info: {s}"))?.into_inner();
-    ensure!(resp.component_type == "store", "ComponentType {:?}, want \"store\"", resp.component_type);
+    let resp = info
+        .info(InfoRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("Info: {s}"))?
+        .into_inner();
+    ensure!(
+        resp.component_type == "store",
+        "ComponentType {:?}, want \"store\"",
+        resp.component_type
+    );
     let si = resp.store.context("Info has no StoreInfo")?;
-    ensure!(si.min_time == fx.min_time(), "min_time {} want {} (first block minTime)", si.min_time, fx.min_time());
+    ensure!(
+        si.min_time == fx.min_time(),
+        "min_time {} want {} (first block minTime)",
+        si.min_time,
+        fx.min_time()
+    );
     ensure!(
         si.max_time == fx.max_time(),
         "max_time {} want {} (last block meta.json maxTime, as the Thanos store gateway reports)",
         si.max_time,
         fx.max_time()
     );
-    ensure!(si.supports_without_replica_labels, "supports_without_replica_labels is false");
+    ensure!(
+        si.supports_without_replica_labels,
+        "supports_without_replica_labels is false"
+    );
     let sets = info_label_sets(&resp.label_sets);
-    ensure!(sets == vec![ext_main()], "label_sets {sets:?}, want [{}]", fmt_labels(&ext_main()));
+    ensure!(
+        sets == vec![ext_main()],
+        "label_sets {sets:?}, want [{}]",
+        fmt_labels(&ext_main())
+    );
+
+    // The legacy thanos.Store/Info, for queriers up to v0.36.
+    let legacy = client
+        .info(sluice_proto::thanos::InfoRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("legacy Store/Info: {s}"))?
+        .into_inner();
+    ensure!(
+        (legacy.min_time, legacy.max_time) == (fx.min_time(), fx.max_time()),
+        "legacy Info time range [{}, {}], want [{}, {}]",
+        legacy.min_time,
+        legacy.max_time,
+        fx.min_time(),
+        fx.max_time()
+    );
+    ensure!(
+        legacy.store_type == sluice_proto::thanos::StoreType::Store as i32,
+        "legacy Info storeType {}, want STORE (4)",
+        legacy.store_type
+    );
+    let sets = info_label_sets(&legacy.label_sets);
+    ensure!(
+        sets == vec![ext_main()],
+        "legacy label_sets {sets:?}, want [{}]",
+        fmt_labels(&ext_main())
+    );
     Ok(())
 }
 
@@ -457,20 +657,40 @@ async fn fs_info() -> Result<()> {
 async fn fs_invalid_requests() -> Result<()> {
     let (_dir, store, mut client) = start_main_fs().await?;
     let (mint, maxt) = full_range();
-    expect_code(grpc::series(&mut client, grpc::series_request(&[], mint, maxt)).await, Code::InvalidArgument, "no matchers")?;
     expect_code(
-        grpc::series(&mut client, grpc::series_request(&[re("job", "((")], mint, maxt)).await,
+        grpc::series(&mut client, grpc::series_request(&[], mint, maxt)).await,
+        Code::InvalidArgument,
+        "no matchers",
+    )?;
+    expect_code(
+        grpc::series(
+            &mut client,
+            grpc::series_request(&[re("job", "((")], mint, maxt),
+        )
+        .await,
         Code::InvalidArgument,
         "bad regex job=~\"((\"",
     )?;
     expect_code(
-        grpc::series(&mut client, grpc::series_request(&[eq("job", "api"), re("instance", "[")], mint, maxt)).await,
+        grpc::series(
+            &mut client,
+            grpc::series_request(&[eq("job", "api"), re("instance", "[")], mint, maxt),
+        )
+        .await,
         Code::InvalidArgument,
         "bad regex instance=~\"[\"",
     )?;
     // The store keeps serving after bad requests.
-    let res = select(&mut client, grpc::series_request(&[eq("job", "batch")], mint, maxt)).await?;
-    ensure!(res.series.len() == 1, "after bad requests: {} series", res.series.len());
+    let res = select(
+        &mut client,
+        grpc::series_request(&[eq("job", "batch")], mint, maxt),
+    )
+    .await?;
+    ensure!(
+        res.series.len() == 1,
+        "after bad requests: {} series",
+        res.series.len()
+    );
     let (code, _) = store.http_get("/-/healthy").await?;
     ensure!(code == 200, "/-/healthy answered {code}");
     Ok(())
@@ -486,16 +706,31 @@ async fn fs_http_endpoints() -> Result<()> {
     let (code, _) = store.http_get("/-/ready").await?;
     ensure!(code == 200, "/-/ready answered {code}");
     let (mint, maxt) = full_range();
-    select(&mut client, grpc::series_request(&[eq("job", "batch")], mint, maxt)).await?;
-    grpc::label_names(&mut client, &[], mint, maxt).await.map_err(|s| anyhow::anyhow!("LabelNames: {s}"))?;
+    select(
+        &mut client,
+        grpc::series_request(&[eq("job", "batch")], mint, maxt),
+    )
+    .await?;
+    grpc::label_names(&mut client, &[], mint, maxt)
+        .await
+        .map_err(|s| anyhow::anyhow!("LabelNames: {s}"))?;
     let m = store.metrics().await?;
-    let loaded = metric_sum(&m, "thanos_bucket_store_blocks_loaded").context("no thanos_bucket_store_blocks_loaded")?;
-    ensure!(loaded == fx.blocks.len() as f64, "blocks_loaded {loaded}, want {}", fx.blocks.len());
+    let loaded = metric_sum(&m, "thanos_bucket_store_blocks_loaded")
+        .context("no thanos_bucket_store_blocks_loaded")?;
+    ensure!(
+        loaded == fx.blocks.len() as f64,
+        "blocks_loaded {loaded}, want {}",
+        fx.blocks.len()
+    );
     let failures = metric_sum(&m, "thanos_bucket_store_block_load_failures_total")
         .context("no thanos_bucket_store_block_load_failures_total")?;
     ensure!(failures == 0.0, "load failures {failures} on a good bucket");
-    let handled = metric_sum(&m, "grpc_server_handled_total").context("no grpc_server_handled_total")?;
-    ensure!(handled >= 2.0, "grpc_server_handled_total {handled} after 2 calls");
+    let handled =
+        metric_sum(&m, "grpc_server_handled_total").context("no grpc_server_handled_total")?;
+    ensure!(
+        handled >= 2.0,
+        "grpc_server_handled_total {handled} after 2 calls"
+    );
     Ok(())
 }
 
@@ -503,27 +738,56 @@ async fn fs_http_endpoints() -> Result<()> {
 #[tokio::test]
 async fn fs_external_labels_merge_and_win() -> Result<()> {
     let fx = fixture();
-    let dir = tempfile::Builder::new().prefix("sluice-bucket-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-bucket-")
+        .tempdir()?;
     let ext = labels(&[("cluster", "eu2"), ("job", "ext")]);
     put_block(dir.path(), &fx.blocks[0], None)?;
     put_block(dir.path(), &fx.blocks[1], Some(&ext))?;
-    let want_all = expected_store(&fx.dump, &[fx.blocks[0].served(&vec![]), fx.blocks[1].served(&ext)]);
+    let want_all = expected_store(
+        &fx.dump,
+        &[fx.blocks[0].served(&vec![]), fx.blocks[1].served(&ext)],
+    );
     let (store, mut client) = start_store(&fs_objstore_yaml(dir.path()), &[]).await?;
     let (mint, maxt) = full_range();
     let res = select(&mut client, grpc::series_request(&all(), mint, maxt)).await?;
     check_against(&res, &want_all, mint, maxt, "mixed external labels")?;
-    ensure!(res.label_sets() == want_all.keys().cloned().collect::<Vec<_>>(), "order/labels: {:?}", res.label_sets());
-    for ms in [vec![eq("job", "ext")], vec![eq("job", "api")], vec![eq("cluster", "eu2"), eq("instance", "host-1")]] {
+    ensure!(
+        res.label_sets() == want_all.keys().cloned().collect::<Vec<_>>(),
+        "order/labels: {:?}",
+        res.label_sets()
+    );
+    for ms in [
+        vec![eq("job", "ext")],
+        vec![eq("job", "api")],
+        vec![eq("cluster", "eu2"), eq("instance", "host-1")],
+    ] {
         let want = expected_select(&want_all, &ms, mint, maxt, &[])?;
-        ensure!(!want.is_empty(), "test bug: {} selects nothing", fmt_matchers(&ms));
+        ensure!(
+            !want.is_empty(),
+            "test bug: {} selects nothing",
+            fmt_matchers(&ms)
+        );
         let res = select(&mut client, grpc::series_request(&ms, mint, maxt)).await?;
         check_against(&res, &want, mint, maxt, &fmt_matchers(&ms))?;
     }
     let jobs = grpc::label_values(&mut client, "job", &[], mint, maxt).await?;
-    ensure!(jobs == label_values_of(want_all.keys(), "job") && jobs.contains(&"ext".to_owned()), "job values {jobs:?}");
-    let resp = store.info_client().await?.info(InfoRequest {}).await?.into_inner();
+    ensure!(
+        jobs == label_values_of(want_all.keys(), "job") && jobs.contains(&"ext".to_owned()),
+        "job values {jobs:?}"
+    );
+    let resp = store
+        .info_client()
+        .await?
+        .info(InfoRequest {})
+        .await?
+        .into_inner();
     let sets = info_label_sets(&resp.label_sets);
-    ensure!(sets == vec![ext.clone()], "label_sets {sets:?}, want [{}]", fmt_labels(&ext));
+    ensure!(
+        sets == vec![ext.clone()],
+        "label_sets {sets:?}, want [{}]",
+        fmt_labels(&ext)
+    );
     Ok(())
 }
 
@@ -537,29 +801,59 @@ async fn fs_request_limits() -> Result<()> {
     let (mint, maxt) = full_range();
     let one = vec![eq("instance", "host-2")];
     {
-        let (_store, mut client) = start_store(&fs_objstore_yaml(dir.path()), &["--store.limits.request-series=3"]).await?;
+        let (_store, mut client) = start_store(
+            &fs_objstore_yaml(dir.path()),
+            &["--store.limits.request-series=3"],
+        )
+        .await?;
         let st = expect_code(
-            grpc::series(&mut client, grpc::series_request(&[eq("__name__", "demo_http_requests_total")], mint, maxt))
-                .await,
+            grpc::series(
+                &mut client,
+                grpc::series_request(&[eq("__name__", "demo_http_requests_total")], mint, maxt),
+            )
+            .await,
             Code::ResourceExhausted,
             "4 series with request-series=3",
         )?;
-        ensure!(st.message().to_lowercase().contains("series"), "message does not name the series limit: {:?}", st.message());
+        ensure!(
+            st.message().to_lowercase().contains("series"),
+            "message does not name the series limit: {:?}",
+            st.message()
+        );
         let res = select(&mut client, grpc::series_request(&one, mint, maxt)).await?;
-        check_against(&res, &expected_select(&want_all, &one, mint, maxt, &[])?, mint, maxt, "1 series under limit")?;
+        check_against(
+            &res,
+            &expected_select(&want_all, &one, mint, maxt, &[])?,
+            mint,
+            maxt,
+            "1 series under limit",
+        )?;
     }
     {
-        let (_store, mut client) =
-            start_store(&fs_objstore_yaml(dir.path()), &["--store.limits.request-samples=1000"]).await?;
+        let (_store, mut client) = start_store(
+            &fs_objstore_yaml(dir.path()),
+            &["--store.limits.request-samples=1000"],
+        )
+        .await?;
         let st = expect_code(
             grpc::series(&mut client, grpc::series_request(&one, mint, maxt)).await,
             Code::ResourceExhausted,
             "1440 samples with request-samples=1000",
         )?;
-        ensure!(st.message().to_lowercase().contains("sample"), "message does not name the samples limit: {:?}", st.message());
+        ensure!(
+            st.message().to_lowercase().contains("sample"),
+            "message does not name the samples limit: {:?}",
+            st.message()
+        );
         let (a, b) = (T0_MS + 10 * MINUTE, T0_MS + 15 * MINUTE);
         let res = select(&mut client, grpc::series_request(&one, a, b)).await?;
-        check_against(&res, &expected_select(&want_all, &one, a, b, &[])?, a, b, "one chunk under limit")?;
+        check_against(
+            &res,
+            &expected_select(&want_all, &one, a, b, &[])?,
+            a,
+            b,
+            "one chunk under limit",
+        )?;
     }
     Ok(())
 }
@@ -569,8 +863,14 @@ async fn fs_request_limits() -> Result<()> {
 #[tokio::test]
 async fn fs_corrupt_blocks_are_skipped() -> Result<()> {
     let fx = fixture();
-    ensure!(fx.blocks.len() == 4, "fixture has {} blocks", fx.blocks.len());
-    let dir = tempfile::Builder::new().prefix("sluice-bucket-").tempdir()?;
+    ensure!(
+        fx.blocks.len() == 4,
+        "fixture has {} blocks",
+        fx.blocks.len()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-bucket-")
+        .tempdir()?;
     for b in &fx.blocks {
         put_block(dir.path(), b, None)?;
     }
@@ -584,33 +884,84 @@ async fn fs_corrupt_blocks_are_skipped() -> Result<()> {
     // Up to the end of block 2: blocks 1 and 2 must be skipped, block 3 is not touched.
     let (mint, maxt) = (fx.min_time(), fx.blocks[2].max_time - 1);
     let res = select(&mut client, grpc::series_request(&all(), mint, maxt)).await?;
-    check_against(&res, &expected_select(&good, &all(), mint, maxt, &[])?, mint, maxt, "good block only")?;
+    check_against(
+        &res,
+        &expected_select(&good, &all(), mint, maxt, &[])?,
+        mint,
+        maxt,
+        "good block only",
+    )?;
     let served = served_blocks(&res, &fx.blocks);
-    ensure!(served == BTreeSet::from([0]), "blocks served {served:?}, want only block 0");
+    ensure!(
+        served == BTreeSet::from([0]),
+        "blocks served {served:?}, want only block 0"
+    );
 
     // The whole range touches the block without chunk files: an error or a skip, not a crash.
     let (fmin, fmax) = full_range();
-    match grpc::series(&mut client, grpc::series_request(&all(), fmin, fmax)).await {
-        Ok(r) => {
-            r.check("full range with a missing chunk file")?;
-            let served = served_blocks(&r, &fx.blocks);
-            ensure!(!served.contains(&1) && !served.contains(&2), "corrupt blocks served: {served:?}");
-            eprintln!("missing chunk file: skipped (served {served:?}, warnings {:?})", r.warnings);
-        }
-        Err(s) => eprintln!("missing chunk file: error {:?}: {}", s.code(), s.message()),
-    }
-    ensure!(store.is_running(), "store exited after the query touching the block without chunks");
+    let silently_skipped =
+        match grpc::series(&mut client, grpc::series_request(&all(), fmin, fmax)).await {
+            Ok(r) => {
+                r.check("full range with a missing chunk file")?;
+                let served = served_blocks(&r, &fx.blocks);
+                ensure!(
+                    !served.contains(&1) && !served.contains(&2),
+                    "corrupt blocks served: {served:?}"
+                );
+                eprintln!(
+                    "missing chunk file: skipped (served {served:?}, warnings {:?})",
+                    r.warnings
+                );
+                !served.contains(&3) && r.warnings.is_empty()
+            }
+            Err(s) => {
+                eprintln!("missing chunk file: error {:?}: {}", s.code(), s.message());
+                false
+            }
+        };
+    ensure!(
+        store.is_running(),
+        "store exited after the query touching the block without chunks"
+    );
     let res = select(&mut client, grpc::series_request(&all(), mint, maxt)).await?;
-    ensure!(served_blocks(&res, &fx.blocks) == BTreeSet::from([0]), "good block no longer served");
+    ensure!(
+        served_blocks(&res, &fx.blocks) == BTreeSet::from([0]),
+        "good block no longer served"
+    );
     let (code, _) = store.http_get("/-/healthy").await?;
     ensure!(code == 200, "/-/healthy answered {code}");
 
     let m = store.metrics().await?;
     let failures = metric_sum(&m, "thanos_bucket_store_block_load_failures_total")
         .context("no thanos_bucket_store_block_load_failures_total in /metrics")?;
-    ensure!(failures >= 2.0, "block_load_failures_total {failures}, want >= 2 (bad CRC and truncated index)");
-    let loaded = metric_sum(&m, "thanos_bucket_store_blocks_loaded").context("no thanos_bucket_store_blocks_loaded")?;
-    ensure!((1.0..=2.0).contains(&loaded), "blocks_loaded {loaded}, want 1 or 2 (good block, maybe the chunkless one)");
+    ensure!(
+        failures >= 2.0,
+        "block_load_failures_total {failures}, want >= 2 (bad CRC and truncated index)"
+    );
+    let loaded = metric_sum(&m, "thanos_bucket_store_blocks_loaded")
+        .context("no thanos_bucket_store_blocks_loaded")?;
+    ensure!(
+        (1.0..=2.0).contains(&loaded),
+        "blocks_loaded {loaded}, want 1 or 2 (good block, maybe the chunkless one)"
+    );
+    eprintln!("corrupt bucket: blocks_loaded {loaded}, block_load_failures_total {failures}");
+    if silently_skipped {
+        // Skipping the chunkless block without a warning is fine only if it was rejected (and counted) at load.
+        ensure!(
+            loaded == 1.0 && failures >= 3.0,
+            "the block without chunks/000001 was loaded (blocks_loaded {loaded}) but its data was dropped without a \
+             warning or error"
+        );
+    }
+    // Reported in the log too, naming the block.
+    let logs = store.logs();
+    for i in [1, 2] {
+        ensure!(
+            logs.contains(&fx.blocks[i].ulid),
+            "the store's log does not name corrupt block {i} ({})",
+            fx.blocks[i].ulid
+        );
+    }
     Ok(())
 }
 
@@ -638,7 +989,9 @@ where
 #[tokio::test]
 async fn fs_block_sync_and_deletion_marks() -> Result<()> {
     let fx = fixture();
-    let dir = tempfile::Builder::new().prefix("sluice-bucket-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-bucket-")
+        .tempdir()?;
     let b = &fx.blocks;
     put_block(dir.path(), &b[0], None)?;
     put_block(dir.path(), &b[1], None)?;
@@ -647,15 +1000,27 @@ async fn fs_block_sync_and_deletion_marks() -> Result<()> {
     bucket::mark_deleted(dir.path(), &b[2].ulid, 0)?;
     let (store, mut client) = start_store(
         &fs_objstore_yaml(dir.path()),
-        &["--sync-block-duration=1s", "--ignore-deletion-marks-delay=24h"],
+        &[
+            "--sync-block-duration=1s",
+            "--ignore-deletion-marks-delay=24h",
+        ],
     )
     .await?;
     let ms = vec![eq("__name__", "demo_temperature_celsius")];
     let (mint, maxt) = full_range();
     let res = select(&mut client, grpc::series_request(&ms, mint, maxt)).await?;
     let served = served_blocks(&res, b);
-    ensure!(served == BTreeSet::from([0, 2]), "served {served:?}: want blocks 0 and 2 (1 is marked 48h ago)");
-    let want = expected_select(&expected_store(&fx.dump, &[b[0].served(&vec![]), b[2].served(&vec![])]), &ms, mint, maxt, &[])?;
+    ensure!(
+        served == BTreeSet::from([0, 2]),
+        "served {served:?}: want blocks 0 and 2 (1 is marked 48h ago)"
+    );
+    let want = expected_select(
+        &expected_store(&fx.dump, &[b[0].served(&vec![]), b[2].served(&vec![])]),
+        &ms,
+        mint,
+        maxt,
+        &[],
+    )?;
     check_against(&res, &want, mint, maxt, "marked blocks")?;
 
     put_block(dir.path(), &b[3], None)?;
@@ -679,29 +1044,54 @@ async fn fs_block_sync_and_deletion_marks() -> Result<()> {
     .await?;
 
     bucket::delete_block(dir.path(), &b[0].ulid)?;
-    eventually(wait, "block 0 deleted from the bucket is no longer served", || {
-        let f = served_now(client.clone());
-        async move {
-            let s = f.await?;
-            Ok(((s == BTreeSet::from([2, 3])).then_some(()), format!("served {s:?}")))
-        }
-    })
+    eventually(
+        wait,
+        "block 0 deleted from the bucket is no longer served",
+        || {
+            let f = served_now(client.clone());
+            async move {
+                let s = f.await?;
+                Ok((
+                    (s == BTreeSet::from([2, 3])).then_some(()),
+                    format!("served {s:?}"),
+                ))
+            }
+        },
+    )
     .await?;
     let res = select(&mut client, grpc::series_request(&ms, mint, maxt)).await?;
-    let want = expected_select(&expected_store(&fx.dump, &[b[2].served(&vec![]), b[3].served(&vec![])]), &ms, mint, maxt, &[])?;
+    let want = expected_select(
+        &expected_store(&fx.dump, &[b[2].served(&vec![]), b[3].served(&vec![])]),
+        &ms,
+        mint,
+        maxt,
+        &[],
+    )?;
     check_against(&res, &want, mint, maxt, "after add and delete")?;
 
-    eventually(wait, "blocks_loaded == 2 and Info min_time == block 2's", || {
-        let store = &store;
-        async move {
-            let m = store.metrics().await?;
-            let loaded = metric_sum(&m, "thanos_bucket_store_blocks_loaded");
-            let info = store.info_client().await?.info(InfoRequest {}).await?.into_inner();
-            let min = info.store.map(|s| s.min_time);
-            let ok = loaded == Some(2.0) && min == Some(b[2].min_time);
-            Ok((ok.then_some(()), format!("blocks_loaded {loaded:?}, Info min_time {min:?}")))
-        }
-    })
+    eventually(
+        wait,
+        "blocks_loaded == 2 and Info min_time == block 2's",
+        || {
+            let store = &store;
+            async move {
+                let m = store.metrics().await?;
+                let loaded = metric_sum(&m, "thanos_bucket_store_blocks_loaded");
+                let info = store
+                    .info_client()
+                    .await?
+                    .info(InfoRequest {})
+                    .await?
+                    .into_inner();
+                let min = info.store.map(|s| s.min_time);
+                let ok = loaded == Some(2.0) && min == Some(b[2].min_time);
+                Ok((
+                    ok.then_some(()),
+                    format!("blocks_loaded {loaded:?}, Info min_time {min:?}"),
+                ))
+            }
+        },
+    )
     .await?;
     Ok(())
 }
@@ -721,8 +1111,11 @@ async fn s3_store_matches_filesystem_store() -> Result<()> {
         keys.iter().filter(|k| k.ends_with("/meta.json")).count() == fx.blocks.len(),
         "uploaded keys: {keys:?}"
     );
-    let (s3_store, mut s3) =
-        start_store(&s3_objstore_yaml(&moto.endpoint(), "sluice-e2e", Some(prefix)), &[]).await?;
+    let (s3_store, mut s3) = start_store(
+        &s3_objstore_yaml(&moto.endpoint(), "sluice-e2e", Some(prefix)),
+        &[],
+    )
+    .await?;
     let (fs_store, mut fs) = start_store(&fs_objstore_yaml(fs_dir.path()), &[]).await?;
 
     let want_all = main_expected(fx);
@@ -732,9 +1125,15 @@ async fn s3_store_matches_filesystem_store() -> Result<()> {
 
     let queries: Vec<(Vec<Matcher>, (i64, i64))> = vec![
         (all(), full_range()),
-        (vec![eq("__name__", "demo_http_requests_total")], full_range()),
+        (
+            vec![eq("__name__", "demo_http_requests_total")],
+            full_range(),
+        ),
         (vec![re("job", "ap")], full_range()),
-        (vec![re("job", "ap.*"), nre("instance", "host-1")], (T0_MS + HOUR, T0_MS + 3 * HOUR)),
+        (
+            vec![re("job", "ap.*"), nre("instance", "host-1")],
+            (T0_MS + HOUR, T0_MS + 3 * HOUR),
+        ),
         (vec![neq("phase", "")], full_range()),
         (all(), (fx.blocks[0].max_time - 1, fx.blocks[1].min_time)),
     ];
@@ -742,35 +1141,92 @@ async fn s3_store_matches_filesystem_store() -> Result<()> {
         let what = format!("{} [{a}, {b}]", fmt_matchers(ms));
         let r1 = select(&mut s3, grpc::series_request(ms, *a, *b)).await?;
         let r2 = select(&mut fs, grpc::series_request(ms, *a, *b)).await?;
-        ensure!(r1.label_sets() == r2.label_sets(), "{what}: S3 {:?} vs FS {:?}", r1.label_sets(), r2.label_sets());
+        ensure!(
+            r1.label_sets() == r2.label_sets(),
+            "{what}: S3 {:?} vs FS {:?}",
+            r1.label_sets(),
+            r2.label_sets()
+        );
         let chunks = |r: &SeriesResult| -> Vec<Vec<(i64, i64, Vec<u8>)>> {
-            r.series.iter().map(|s| s.chunks.iter().map(|c| (c.min_time, c.max_time, c.data.clone())).collect()).collect()
+            r.series
+                .iter()
+                .map(|s| {
+                    s.chunks
+                        .iter()
+                        .map(|c| (c.min_time, c.max_time, c.data.clone()))
+                        .collect()
+                })
+                .collect()
         };
-        ensure!(chunks(&r1) == chunks(&r2), "{what}: chunks differ between S3 and FS");
-        check_against(&r1, &expected_select(&want_all, ms, *a, *b, &[])?, *a, *b, &what)?;
+        ensure!(
+            chunks(&r1) == chunks(&r2),
+            "{what}: chunks differ between S3 and FS"
+        );
+        check_against(
+            &r1,
+            &expected_select(&want_all, ms, *a, *b, &[])?,
+            *a,
+            *b,
+            &what,
+        )?;
         let mut req = grpc::series_request(ms, *a, *b);
         req.without_replica_labels = vec!["replica".into()];
         let w1 = select(&mut s3, req.clone()).await?;
         let w2 = select(&mut fs, req).await?;
-        ensure!(w1.samples() == w2.samples(), "{what} without replica: S3 and FS differ");
+        ensure!(
+            w1.samples() == w2.samples(),
+            "{what} without replica: S3 and FS differ"
+        );
     }
     for (ms, (a, b)) in &queries {
         let n1 = grpc::label_names(&mut s3, ms, *a, *b).await?;
         let n2 = grpc::label_names(&mut fs, ms, *a, *b).await?;
-        ensure!(n1 == n2, "LabelNames {}: S3 {n1:?} vs FS {n2:?}", fmt_matchers(ms));
+        ensure!(
+            n1 == n2,
+            "LabelNames {}: S3 {n1:?} vs FS {n2:?}",
+            fmt_matchers(ms)
+        );
         for name in ["job", "__name__", "cluster", "replica"] {
             let v1 = grpc::label_values(&mut s3, name, ms, *a, *b).await?;
             let v2 = grpc::label_values(&mut fs, name, ms, *a, *b).await?;
-            ensure!(v1 == v2, "LabelValues {name} {}: S3 {v1:?} vs FS {v2:?}", fmt_matchers(ms));
+            ensure!(
+                v1 == v2,
+                "LabelValues {name} {}: S3 {v1:?} vs FS {v2:?}",
+                fmt_matchers(ms)
+            );
         }
     }
-    let i1 = s3_store.info_client().await?.info(InfoRequest {}).await?.into_inner();
-    let i2 = fs_store.info_client().await?.info(InfoRequest {}).await?.into_inner();
+    let i1 = s3_store
+        .info_client()
+        .await?
+        .info(InfoRequest {})
+        .await?
+        .into_inner();
+    let i2 = fs_store
+        .info_client()
+        .await?
+        .info(InfoRequest {})
+        .await?
+        .into_inner();
     let key = |i: &sluice_proto::thanos::info::InfoResponse| {
-        (i.store.as_ref().map(|s| (s.min_time, s.max_time, s.supports_without_replica_labels)), info_label_sets(&i.label_sets))
+        (
+            i.store
+                .as_ref()
+                .map(|s| (s.min_time, s.max_time, s.supports_without_replica_labels)),
+            info_label_sets(&i.label_sets),
+        )
     };
-    ensure!(key(&i1) == key(&i2), "Info differs: S3 {:?} vs FS {:?}", key(&i1), key(&i2));
-    expect_code(grpc::series(&mut s3, grpc::series_request(&[], mint, maxt)).await, Code::InvalidArgument, "S3: no matchers")?;
+    ensure!(
+        key(&i1) == key(&i2),
+        "Info differs: S3 {:?} vs FS {:?}",
+        key(&i1),
+        key(&i2)
+    );
+    expect_code(
+        grpc::series(&mut s3, grpc::series_request(&[], mint, maxt)).await,
+        Code::InvalidArgument,
+        "S3: no matchers",
+    )?;
     Ok(())
 }
 
@@ -787,7 +1243,11 @@ async fn s3_block_sync() -> Result<()> {
     let b = &fx.blocks;
     moto.put_dir("sync", &staging.path().join(&b[0].ulid), &b[0].ulid)?;
     moto.put_dir("sync", &staging.path().join(&b[1].ulid), &b[1].ulid)?;
-    let (_store, client) = start_store(&s3_objstore_yaml(&moto.endpoint(), "sync", None), &["--sync-block-duration=1s"]).await?;
+    let (_store, client) = start_store(
+        &s3_objstore_yaml(&moto.endpoint(), "sync", None),
+        &["--sync-block-duration=1s"],
+    )
+    .await?;
     let ms = vec![eq("__name__", "demo_temperature_celsius")];
     let (mint, maxt) = full_range();
     let served_now = || {
@@ -806,7 +1266,10 @@ async fn s3_block_sync() -> Result<()> {
         let f = served_now();
         async move {
             let s = f.await?;
-            Ok(((s == BTreeSet::from([1, 2])).then_some(()), format!("served {s:?}")))
+            Ok((
+                (s == BTreeSet::from([1, 2])).then_some(()),
+                format!("served {s:?}"),
+            ))
         }
     })
     .await?;

@@ -172,22 +172,8 @@ impl<'a> BitReader<'a> {
                 // `sh == 0` shifts the ninth byte out entirely.
                 (hi << sh) | (u64::from(c[8]) >> (8 - sh))
             }
-            None => self.peek64_tail(),
+            None => peek64_tail(self.data, self.pos),
         }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn peek64_tail(&self) -> u64 {
-        let byte = self.pos >> 3;
-        let sh = (self.pos & 7) as u32;
-        let mut c = [0u8; 9];
-        if let Some(rest) = self.data.get(byte..) {
-            let n = rest.len().min(9);
-            c[..n].copy_from_slice(&rest[..n]);
-        }
-        let hi = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        (hi << sh) | (u64::from(c[8]) >> (8 - sh))
     }
 
     /// Advances by `n` bits (may pass the end; see [`BitReader::overrun`]).
@@ -220,6 +206,22 @@ impl<'a> BitReader<'a> {
     pub fn read_byte(&mut self) -> u8 {
         self.read_bits(8) as u8
     }
+}
+
+/// [`BitReader::peek64`] within 9 bytes of the end. Takes its inputs by
+/// value so that the reader never escapes to memory in the hot loop.
+#[cold]
+#[inline(never)]
+fn peek64_tail(data: &[u8], pos: usize) -> u64 {
+    let byte = pos >> 3;
+    let sh = (pos & 7) as u32;
+    let mut c = [0u8; 9];
+    if let Some(rest) = data.get(byte..) {
+        let n = rest.len().min(9);
+        c[..n].copy_from_slice(&rest[..n]);
+    }
+    let hi = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+    (hi << sh) | (u64::from(c[8]) >> (8 - sh))
 }
 
 #[cfg(test)]

@@ -206,7 +206,8 @@ pub fn num_samples(data: &[u8]) -> Result<u16> {
     }
 }
 
-/// Decoder state carried from one sample to the next.
+/// Decoder state carried from one sample to the next. Kept in locals by the
+/// hot loop: nothing here is passed to a non-inlined function.
 #[derive(Debug, Clone, Copy)]
 struct State {
     t: i64,
@@ -218,99 +219,228 @@ struct State {
     /// first window the decoder behaves like Prometheus' (leading = trailing
     /// = 0, i.e. 64 bits).
     sig: u32,
+    /// Non-zero once a window with more than 64 bits was seen.
+    bad: u32,
 }
 
 impl State {
-    /// Applies a timestamp delta-of-delta.
-    #[inline(always)]
-    fn apply_dod(&mut self, dod: i64) {
-        self.delta = self.delta.wrapping_add(dod as u64);
-        self.t = self.t.wrapping_add(self.delta as i64);
+    fn new(t: i64, delta: u64, v: u64) -> Self {
+        State {
+            t,
+            delta,
+            v,
+            trailing: 0,
+            sig: 64,
+            bad: 0,
+        }
     }
 
     /// Decodes one sample after the second: a delta-of-delta timestamp field
-    /// and an XOR value field. Returns false if the value's window is invalid.
+    /// and an XOR value field.
     ///
     /// One 64-bit window covers the timestamp field and the value's header
     /// (at most 24 + 13 bits unless the timestamp takes the rare 64-bit
-    /// form); a second load fetches the value payload. Bucket branches are
-    /// well predicted on real data (nearly always `0`); the value decoding is
-    /// branch-free because the reuse/new-window choice is not predictable.
+    /// form); a second load fetches the value payload. The bucket branches
+    /// are well predicted on real data (nearly always `0`); the value
+    /// decoding is branch-free because the unchanged/reuse/new-window choice
+    /// is not predictable. Reads past the end see zeros; callers check
+    /// [`BitReader::overrun`] and `bad`.
     #[inline(always)]
-    fn step(&mut self, r: &mut BitReader<'_>) -> bool {
+    fn step(&mut self, r: &mut BitReader<'_>) {
         let w = r.peek64();
-        let (ts_len, dod) = if w >> 63 == 0 {
-            (1, 0)
+        let (pre, dod, wv) = if w >> 63 == 0 {
+            (1, 0, w << 1)
         } else {
             match w.leading_ones() {
                 1 => dod_field(w, 2, 14),
                 2 => dod_field(w, 3, 17),
                 3 => dod_field(w, 4, 20),
-                _ => return self.step_wide_dod(r),
+                _ => {
+                    r.skip(4);
+                    let dod = r.read_bits(64) as i64;
+                    (0, dod, r.peek64())
+                }
             }
         };
-        self.apply_dod(dod);
-        self.value_from(w << ts_len, ts_len, r)
-    }
-
-    /// [`State::step`] for the `1111` + 64-bit timestamp form.
-    #[cold]
-    #[inline(never)]
-    fn step_wide_dod(&mut self, r: &mut BitReader<'_>) -> bool {
-        r.skip(4);
-        let dod = r.read_bits(64) as i64;
-        self.apply_dod(dod);
-        self.read_value(r)
+        self.delta = self.delta.wrapping_add(dod as u64);
+        self.t = self.t.wrapping_add(self.delta as i64);
+        self.value_from(wv, pre, r);
     }
 
     /// Decodes an XOR value field at the reader's position.
     #[inline(always)]
-    fn read_value(&mut self, r: &mut BitReader<'_>) -> bool {
+    fn read_value(&mut self, r: &mut BitReader<'_>) {
         let w = r.peek64();
-        self.value_from(w, 0, r)
+        self.value_from(w, 0, r);
     }
 
     /// Decodes an XOR value field whose first bits are the top bits of `w`,
-    /// which starts `pre` bits after the reader's position.
+    /// which starts `pre` bits after the reader's position. Selections use
+    /// masks rather than branches.
     #[inline(always)]
-    fn value_from(&mut self, w: u64, pre: u32, r: &mut BitReader<'_>) -> bool {
+    fn value_from(&mut self, w: u64, pre: u32, r: &mut BitReader<'_>) {
         // Control bits: `0` unchanged, `10` reuse window, `11` new window.
         let changed = (w >> 63) as u32;
         let new = changed & ((w >> 62) as u32 & 1);
+        let changed_mask = 0u32.wrapping_sub(changed);
+        let new_mask = 0u32.wrapping_sub(new);
         // New window: 5 bits leading zeros, 6 bits significant bits (0 = 64).
         let leading = ((w >> 57) & 0x1f) as u32;
         let s_raw = ((w >> 51) & 0x3f) as u32;
-        let s_new = if s_raw == 0 { 64 } else { s_raw };
-        let ok = new == 0 || leading + s_new <= 64;
-        if new != 0 {
-            self.sig = s_new;
-            self.trailing = 64u32.wrapping_sub(leading + s_new) & 63;
-        }
+        let s_new = s_raw | (u32::from(s_raw == 0) << 6);
+        let width = leading + s_new;
+        self.bad |= new & u32::from(width > 64);
+        self.sig = (s_new & new_mask) | (self.sig & !new_mask);
+        self.trailing = (64u32.wrapping_sub(width) & 63 & new_mask) | (self.trailing & !new_mask);
         // Header length 1, 2 or 13; payload length 0 when unchanged.
         let header = 1 + changed + 11 * new;
-        let sig = if changed != 0 { self.sig } else { 0 };
+        let sig = self.sig & changed_mask;
         r.skip(pre + header);
-        let payload = r.peek64().checked_shr(64 - sig).unwrap_or(0);
+        let x = r.peek64();
+        let payload = (x >> ((64 - sig) & 63)) & 0u64.wrapping_sub(u64::from(changed));
         r.skip(sig);
         self.v ^= payload << self.trailing;
-        ok
     }
 }
 
 /// Decodes a `prefix`-bit bucket prefix and `width`-bit payload at the top of
-/// `w`: returns (field length, dod). Payloads above `2^(width-1)` are
-/// negative; `2^(width-1)` itself is positive (spec §2.3).
+/// `w`: returns (field length, dod, `w` after the field). Payloads above
+/// `2^(width-1)` are negative; `2^(width-1)` itself is positive (spec §2.3).
 #[inline(always)]
-fn dod_field(w: u64, prefix: u32, width: u32) -> (u32, i64) {
+fn dod_field(w: u64, prefix: u32, width: u32) -> (u32, i64, u64) {
     let raw = (w << prefix) >> (64 - width);
     let half = 1u64 << (width - 1);
     let dod = raw as i64 - (i64::from(raw > half) << width);
-    (prefix + width, dod)
+    (prefix + width, dod, w << (prefix + width))
 }
 
 #[cold]
 fn bad_window() -> Error {
     Error::corrupt(WHAT, "xor value window has more than 64 bits (leading + significant)")
+}
+
+/// Big-endian u64 at `win[at..at + 8]`; `at` is masked so that the index
+/// is provably in bounds (callers pass small offsets).
+#[inline(always)]
+fn be64_at(win: &[u8; FAST_WIN], at: usize) -> u64 {
+    let at = at & 15;
+    let c = &win[at..at + 8];
+    u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+}
+
+/// Bytes the fast loop needs from a sample's first byte: the sample itself
+/// (at most 4 + 64 + 2 + 5 + 6 + 64 = 145 bits, 19 bytes) plus the loads'
+/// look-ahead.
+const FAST_WIN: usize = 32;
+
+/// Result of [`fast_run`].
+struct FastRun {
+    pos: usize,
+    decoded: usize,
+    bad: bool,
+}
+
+/// Decodes up to `k` (≤ 32) samples starting at bit `pos` into `out`, while
+/// a full [`FAST_WIN`]-byte window from each sample's first byte is inside
+/// `data`, so that no load needs an end check.
+///
+/// This is [`State::step`] specialised for the common case, with all state
+/// in registers: one window load for the timestamp field and the value
+/// header, one for the payload. Stops early on an invalid XOR window.
+#[inline(never)]
+fn fast_run(data: &[u8], mut pos: usize, s: &mut State, out: &mut [(i64, u64); 32], k: usize) -> FastRun {
+    let mut st = *s;
+    let mut j = 0;
+    let k = k.min(32);
+    let mut bad = false;
+    // `w`: the 64 bits at `pos`, carried from sample to sample so that a
+    // short sample's successor needs no load on the position chain.
+    let mut w = match data.get(pos >> 3..).and_then(|d| d.first_chunk::<FAST_WIN>()) {
+        Some(win) => window(win, 0, (pos & 7) as u32),
+        None => 0,
+    };
+    while j < k {
+        let byte = pos >> 3;
+        let Some(win) = data.get(byte..).and_then(|d| d.first_chunk::<FAST_WIN>()) else {
+            break;
+        };
+        let sh = (pos & 7) as u32;
+        // The 64 bits after `w`; its address is known a sample ahead.
+        let w2 = window(win, 8, sh);
+        // Timestamp field.
+        let tl = if (w as i64) >= 0 {
+            1u32
+        } else {
+            let (tl, dod) = match w.leading_ones() {
+                1 => dod_len(w, 2, 14),
+                2 => dod_len(w, 3, 17),
+                3 => dod_len(w, 4, 20),
+                _ => {
+                    let mut r = BitReader::at(data, pos);
+                    st.step(&mut r);
+                    pos = r.position();
+                    out[j] = (st.t, st.v);
+                    j += 1;
+                    w = match data.get(pos >> 3..).and_then(|d| d.first_chunk::<FAST_WIN>()) {
+                        Some(win) => window(win, 0, (pos & 7) as u32),
+                        None => 0,
+                    };
+                    continue;
+                }
+            };
+            st.delta = st.delta.wrapping_add(dod as u64);
+            tl
+        };
+        st.t = st.t.wrapping_add(st.delta as i64);
+
+        // Value header: `0` unchanged, `10` reuse, `11` + 5 + 6 new window.
+        let wv = w << tl;
+        let changed = (wv >> 63) as u32;
+        let new = ((wv >> 62) as u32) & changed;
+        let new_mask = 0u32.wrapping_sub(new);
+        let leading = ((wv >> 57) & 0x1f) as u32;
+        // 6-bit field, 0 means 64.
+        let s_new = ((((wv >> 51) as u32) + 63) & 63) + 1;
+        let width = leading + s_new;
+        if new & ((width + 63) >> 7) != 0 {
+            bad = true;
+            break;
+        }
+        st.sig = (s_new & new_mask) | (st.sig & !new_mask);
+        st.trailing = (64u32.wrapping_sub(width) & 63 & new_mask) | (st.trailing & !new_mask);
+        let sig = st.sig & 0u32.wrapping_sub(changed);
+        // Header end (2..=37 bits into `w`), then the payload from `w:w2`.
+        let k1 = tl + 1 + changed + 11 * new;
+        let a = (w << k1) | (w2 >> (64 - k1));
+        // Unchanged: sig is 0 and the mask clears the (unshifted) bits.
+        let payload = (a >> ((64 - sig) & 63)) & 0u64.wrapping_sub(u64::from(changed));
+        st.v ^= payload << st.trailing;
+        out[j] = (st.t, st.v);
+        j += 1;
+
+        let adv = k1 + sig;
+        pos += adv as usize;
+        w = if adv < 64 {
+            (w << adv) | (w2 >> (64 - adv))
+        } else {
+            window(win, (pos >> 3) - byte, (pos & 7) as u32)
+        };
+    }
+    *s = st;
+    FastRun { pos, decoded: j, bad }
+}
+
+/// The 64 bits starting `sh` bits into `win[at]` (9 bytes read).
+#[inline(always)]
+fn window(win: &[u8; FAST_WIN], at: usize, sh: u32) -> u64 {
+    (be64_at(win, at) << sh) | ((be64_at(win, at + 1) << sh) >> 8)
+}
+
+/// [`dod_field`] returning only (field length, dod).
+#[inline(always)]
+fn dod_len(w: u64, prefix: u32, width: u32) -> (u32, i64) {
+    let (len, dod, _) = dod_field(w, prefix, width);
+    (len, dod)
 }
 
 /// Parsed whole-byte prefix of a chunk: sample 0 and the bit offset after it.
@@ -351,10 +481,10 @@ fn relocate(e: Error, off: usize) -> Error {
     }
 }
 
+/// The error for a sample that ends at bit `pos` of `len` bytes of data.
 #[cold]
-fn overrun(r: &BitReader<'_>) -> Error {
-    let have = r.len_bits() / 8;
-    Error::truncated(WHAT, have, r.position().div_ceil(8) - have, 0)
+fn overrun(pos: usize, len: usize) -> Error {
+    Error::truncated(WHAT, len, pos.div_ceil(8).saturating_sub(len), 0)
 }
 
 /// Upper bound on the samples `data` can hold, used to cap allocations driven
@@ -391,28 +521,64 @@ fn decode_into_inner(data: &[u8], ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> Resul
         return Ok(());
     }
     let (d1, off) = read_first_delta(data, head.off)?;
-    let mut s = State {
-        t: head.t0.wrapping_add(d1 as i64),
-        delta: d1,
-        v: head.v0,
-        trailing: 0,
-        sig: 64,
-    };
+    let mut s = State::new(head.t0.wrapping_add(d1 as i64), d1, head.v0);
     let mut r = BitReader::at(data, off * 8);
-    if !s.read_value(&mut r) {
+    s.read_value(&mut r);
+    if s.bad != 0 {
         return Err(bad_window());
     }
     if r.overrun() {
-        return Err(overrun(&r));
+        return Err(overrun(r.position(), data.len()));
     }
     ts.push(s.t);
     vs.push(f64::from_bits(s.v));
-    for _ in 2..n {
-        if !s.step(&mut r) {
+
+    // Fast part: while a worst-case sample and the loads' look-ahead fit in
+    // the data, decode without end checks into small stack blocks that are
+    // appended in bulk.
+    const BLOCK: usize = 32;
+    let len = data.len();
+    let mut remaining = n - 2;
+    let mut block = [(0i64, 0u64); BLOCK];
+    while remaining > 0 {
+        let k = remaining.min(BLOCK);
+        let run = fast_run(data, r.position(), &mut s, &mut block, k);
+        r = BitReader::at(data, run.pos);
+        let done = &block[..run.decoded.min(BLOCK)];
+        ts.extend(done.iter().map(|&(t, _)| t));
+        vs.extend(done.iter().map(|&(_, v)| f64::from_bits(v)));
+        remaining -= done.len();
+        if run.bad {
             return Err(bad_window());
         }
-        if r.overrun() {
-            return Err(overrun(&r));
+        if done.len() < k {
+            break;
+        }
+    }
+    if remaining == 0 {
+        return Ok(());
+    }
+
+    // Tail: the last bytes, copied into a zero-padded buffer so the reader
+    // never takes its slow path; the end is checked per sample.
+    let start = r.position() >> 3;
+    let rest = data.get(start..).unwrap_or(&[]);
+    let mut pad = [0u8; 2 * FAST_WIN + 16];
+    let (buf, base): (&[u8], usize) = if rest.len() + FAST_WIN <= pad.len() {
+        pad[..rest.len()].copy_from_slice(rest);
+        (&pad, start * 8)
+    } else {
+        (data, 0)
+    };
+    let end_bits = len * 8 - base;
+    let mut tr = BitReader::at(buf, r.position() - base);
+    for _ in 0..remaining {
+        s.step(&mut tr);
+        if tr.position() > end_bits {
+            return Err(overrun(base + tr.position(), len));
+        }
+        if s.bad != 0 {
+            return Err(bad_window());
         }
         ts.push(s.t);
         vs.push(f64::from_bits(s.v));
@@ -448,13 +614,7 @@ impl<'a> XorIter<'a> {
         Ok(XorIter {
             data,
             r: BitReader::at(data, 16),
-            s: State {
-                t: 0,
-                delta: 0,
-                v: 0,
-                trailing: 0,
-                sig: 64,
-            },
+            s: State::new(0, 0, 0),
             total,
             read: 0,
         })
@@ -486,8 +646,7 @@ impl<'a> XorIter<'a> {
         match self.read {
             0 => {
                 let h = read_head(self.data)?;
-                self.s.t = h.t0;
-                self.s.v = h.v0;
+                self.s = State::new(h.t0, 0, h.v0);
                 self.r = BitReader::at(self.data, h.off * 8);
             }
             1 => {
@@ -496,18 +655,15 @@ impl<'a> XorIter<'a> {
                 self.s.delta = d1;
                 self.s.t = self.s.t.wrapping_add(d1 as i64);
                 self.r = BitReader::at(self.data, off * 8);
-                if !self.s.read_value(&mut self.r) {
-                    return Err(bad_window());
-                }
+                self.s.read_value(&mut self.r);
             }
-            _ => {
-                if !self.s.step(&mut self.r) {
-                    return Err(bad_window());
-                }
-            }
+            _ => self.s.step(&mut self.r),
+        }
+        if self.s.bad != 0 {
+            return Err(bad_window());
         }
         if self.r.overrun() {
-            return Err(overrun(&self.r));
+            return Err(overrun(self.r.position(), self.data.len()));
         }
         Ok(())
     }

@@ -1,0 +1,702 @@
+//! `series-throughput`: samples per second streamed to a client by
+//! `sluice store` (`thanos.Store/Series`, filesystem bucket) versus
+//! Prometheus 2.42's streamed remote read (`STREAMED_XOR_CHUNKS`) over the
+//! same blocks, both on 127.0.0.1, in one run.
+//!
+//! ```text
+//! cargo run --release -p sluice-bench --bin series-throughput -- [--series 10000] [--hours 2] [--rounds 11]
+//! ```
+//!
+//! Steps: write an OpenMetrics file, make blocks with the real `promtool tsdb
+//! create-blocks-from openmetrics`, copy them into a filesystem bucket for
+//! `sluice store` and into a data dir for `prometheus`, then time interleaved
+//! rounds of one full-range `{__name__="bench_metric"}` read from each. Both
+//! clients stream and decode every message and count samples (the first two
+//! bytes of each XOR chunk); both counts must equal series × samples per
+//! series, so the benchmark is also a correctness check. Prints medians, best
+//! rounds, the throughput ratio, CPU per call and peak RSS (VmHWM) of both
+//! servers.
+
+use std::io::{BufRead, BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use prost::Message;
+use sluice_bench::fixture::{Fixture, METRIC};
+use sluice_bench::frames::FrameReader;
+use sluice_bench::procs::{self, ChildGuard, Mem};
+use sluice_bench::stats::{best, median};
+use sluice_bench::xor_samples;
+use sluice_proto::prometheus::{self as prompb, ChunkedReadResponse, ReadRequest, read_request};
+use sluice_proto::thanos::store_client::StoreClient;
+use sluice_proto::thanos::{self, SeriesRequest, label_matcher, series_response};
+use tonic::transport::{Channel, Endpoint};
+
+const USAGE: &str = "\
+series-throughput: sluice store Series vs Prometheus 2.42 streamed remote read
+
+usage: cargo run --release -p sluice-bench --bin series-throughput -- [options]
+
+  --series N        series to generate (default 10000)
+  --hours H         hours of data at a 15 s interval (default 2)
+  --rounds R        measured rounds per server, interleaved (default 11)
+  --warmup W        unmeasured rounds per server first (default 2)
+  --batch-size B    SeriesRequest.response_batch_size (default 64)
+  --sluice PATH     sluice binary (default <target>/release/sluice, built if missing)
+  --build           run `cargo build --release -p sluice --bin sluice` first even if the binary exists
+  --adaptive-window gRPC client with HTTP/2 adaptive flow-control window (like grpc-go's BDP estimation)
+  --keep            keep the work directory (blocks, logs) and print its path
+  --help            this text
+
+Needs promtool and prometheus 2.42 on PATH (apt-get install prometheus).";
+
+#[derive(Debug, Clone)]
+struct Args {
+    series: usize,
+    hours: u32,
+    rounds: usize,
+    warmup: usize,
+    batch_size: i64,
+    sluice: Option<PathBuf>,
+    build: bool,
+    adaptive_window: bool,
+    keep: bool,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        series: 10_000,
+        hours: 2,
+        rounds: 11,
+        warmup: 2,
+        batch_size: 64,
+        sluice: None,
+        build: false,
+        adaptive_window: false,
+        keep: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (flag, None),
+        };
+        let mut value = |name: &str| -> anyhow::Result<String> {
+            inline.clone().or_else(|| it.next()).with_context(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "--series" => a.series = value("--series")?.parse().context("--series")?,
+            "--hours" => a.hours = value("--hours")?.parse().context("--hours")?,
+            "--rounds" => a.rounds = value("--rounds")?.parse().context("--rounds")?,
+            "--warmup" => a.warmup = value("--warmup")?.parse().context("--warmup")?,
+            "--batch-size" => a.batch_size = value("--batch-size")?.parse().context("--batch-size")?,
+            "--sluice" => a.sluice = Some(PathBuf::from(value("--sluice")?)),
+            "--build" => a.build = true,
+            "--adaptive-window" => a.adaptive_window = true,
+            "--keep" => a.keep = true,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+        }
+    }
+    ensure!(a.series > 0, "--series must be at least 1");
+    ensure!(a.hours > 0 && a.hours <= 24 * 14, "--hours must be in 1..=336");
+    ensure!(a.rounds > 0 && a.rounds <= 100, "--rounds must be in 1..=100");
+    ensure!(a.warmup <= 10, "--warmup must be at most 10");
+    Ok(a)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(args)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    here.canonicalize().unwrap_or(here)
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("[series-throughput] {}", msg.as_ref());
+}
+
+/// `<tool> --version`'s first line, or a clear error when the tool is missing.
+fn tool_version(tool: &str) -> anyhow::Result<String> {
+    let out = Command::new(tool).arg("--version").output().map_err(|e| {
+        anyhow::anyhow!("cannot run `{tool}` ({e}); install Prometheus 2.42: apt-get install prometheus")
+    })?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "`{tool} --version` failed: {text}");
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+fn sluice_binary(args: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &args.sluice {
+        ensure!(p.is_file(), "--sluice {} does not exist", p.display());
+        return Ok(p.clone());
+    }
+    let root = workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let bin = target.join("release").join("sluice");
+    if args.build || !bin.is_file() {
+        log("building sluice: cargo build --release -p sluice --bin sluice");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "-p", "sluice", "--bin", "sluice"])
+            .current_dir(&root)
+            .status()
+            .context("running cargo build")?;
+        ensure!(status.success(), "cargo build --release -p sluice --bin sluice failed ({status})");
+    }
+    ensure!(bin.is_file(), "{} missing after build", bin.display());
+    Ok(bin)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<u64> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    let mut bytes = 0;
+    for e in std::fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
+        let e = e?;
+        let dst = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            bytes += copy_dir(&e.path(), &dst)?;
+        } else {
+            bytes += std::fs::copy(e.path(), &dst).with_context(|| format!("copying {}", e.path().display()))?;
+        }
+    }
+    Ok(bytes)
+}
+
+/// Block directories (those with a meta.json) under `dir`.
+fn block_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let p = e?.path();
+        if p.join("meta.json").is_file() {
+            v.push(p);
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+fn dir_size(dir: &Path, sub: &str) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir.join(sub)) else { return 0 };
+    rd.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+}
+
+/// Polls `url` until it answers 200, the child dies, or `limit` passes.
+async fn wait_ready(http: &reqwest::Client, url: &str, guard: &mut ChildGuard, limit: Duration) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        guard.check_alive()?;
+        if let Ok(r) = http.get(url).timeout(Duration::from_secs(2)).send().await
+            && r.status() == reqwest::StatusCode::OK
+        {
+            return Ok(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{} not ready at {url} after {limit:?}; last log lines:\n{}", guard.name, procs::tail(&guard.log, 20))
+}
+
+struct Sluice {
+    guard: ChildGuard,
+    grpc: String,
+    http: String,
+}
+
+fn start_sluice(bin: &Path, work: &Path, bucket: &Path) -> anyhow::Result<Sluice> {
+    let log_path = work.join("sluice.log");
+    let log_file = std::fs::File::create(&log_path)?;
+    let objstore = format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", bucket.display());
+    let mut child = Command::new(bin)
+        .arg("store")
+        .arg(format!("--objstore.config={objstore}"))
+        .arg("--grpc-address=127.0.0.1:0")
+        .arg("--http-address=127.0.0.1:0")
+        .arg(format!("--data-dir={}", work.join("sluice-data").display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("sluice stdout")?;
+    let mut guard = ChildGuard { name: "sluice store", child, log: log_path };
+    // Read stdout on a thread (to the end, so the pipe never fills) and hand
+    // over the "listening" line.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("sluice store listening") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) => break l,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => guard.check_alive()?,
+            Err(_) => {
+                guard.check_alive()?;
+                bail!("sluice store printed no `listening` line within 30 s; log:\n{}", procs::tail(&guard.log, 20));
+            }
+        }
+    };
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .map(str::to_string)
+            .with_context(|| format!("no {k} in {line:?}"))
+    };
+    let (grpc, http) = (field("grpc=")?, field("http=")?);
+    Ok(Sluice { guard, grpc, http })
+}
+
+fn start_prometheus(work: &Path, data: &Path, port: u16) -> anyhow::Result<ChildGuard> {
+    let cfg = work.join("prometheus.yml");
+    std::fs::write(&cfg, "global:\n  scrape_interval: 15s\nscrape_configs: []\n")?;
+    let log_path = work.join("prometheus.log");
+    let log_file = std::fs::File::create(&log_path)?;
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg("--storage.tsdb.retention.time=100y")
+        .arg("--storage.tsdb.min-block-duration=2h")
+        .arg("--storage.tsdb.max-block-duration=2h")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .context("starting prometheus (apt-get install prometheus)")?;
+    Ok(ChildGuard { name: "prometheus", child, log: log_path })
+}
+
+/// What one read returned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Count {
+    series: u64,
+    chunks: u64,
+    samples: u64,
+    /// Protobuf bytes of all messages (gRPC: counted only when asked).
+    bytes: u64,
+    frames: u64,
+}
+
+fn count_thanos_series(s: &thanos::Series, c: &mut Count) -> anyhow::Result<()> {
+    c.series += 1;
+    for ac in &s.chunks {
+        let raw = ac.raw.as_ref().context("AggrChunk without a raw chunk")?;
+        ensure!(raw.r#type == thanos::chunk::Encoding::Xor as i32, "chunk encoding {} is not XOR", raw.r#type);
+        c.chunks += 1;
+        c.samples += xor_samples(&raw.data);
+    }
+    Ok(())
+}
+
+async fn sluice_read(client: &mut StoreClient<Channel>, f: &Fixture, batch: i64, measure_bytes: bool) -> anyhow::Result<Count> {
+    let req = SeriesRequest {
+        min_time: f.min_time_ms(),
+        max_time: f.max_time_ms(),
+        matchers: vec![thanos::LabelMatcher {
+            r#type: label_matcher::Type::Eq as i32,
+            name: "__name__".into(),
+            value: METRIC.into(),
+        }],
+        response_batch_size: batch,
+        ..Default::default()
+    };
+    let mut stream = client.series(req).await.context("Series call")?.into_inner();
+    let mut c = Count::default();
+    while let Some(resp) = stream.message().await.context("Series stream")? {
+        c.frames += 1;
+        if measure_bytes {
+            c.bytes += resp.encoded_len() as u64;
+        }
+        match resp.result {
+            Some(series_response::Result::Series(s)) => count_thanos_series(&s, &mut c)?,
+            Some(series_response::Result::Batch(b)) => {
+                for s in &b.series {
+                    count_thanos_series(s, &mut c)?;
+                }
+            }
+            Some(series_response::Result::Warning(w)) => bail!("sluice store sent a warning: {w}"),
+            Some(series_response::Result::Hints(_)) | None => {}
+        }
+    }
+    Ok(c)
+}
+
+fn remote_read_body(f: &Fixture) -> anyhow::Result<Vec<u8>> {
+    let req = ReadRequest {
+        queries: vec![prompb::Query {
+            start_timestamp_ms: f.min_time_ms(),
+            end_timestamp_ms: f.max_time_ms(),
+            matchers: vec![prompb::LabelMatcher {
+                r#type: prompb::label_matcher::Type::Eq as i32,
+                name: "__name__".into(),
+                value: METRIC.into(),
+            }],
+            hints: None,
+        }],
+        accepted_response_types: vec![read_request::ResponseType::StreamedXorChunks as i32],
+    };
+    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).context("snappy")
+}
+
+async fn prometheus_read(http: &reqwest::Client, url: &str, body: &[u8]) -> anyhow::Result<Count> {
+    let mut resp = http
+        .post(url)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+        .body(body.to_vec())
+        .send()
+        .await
+        .context("remote read request")?;
+    if resp.status() != reqwest::StatusCode::OK {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        bail!("remote read answered {status}: {text}");
+    }
+    let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    ensure!(
+        ctype.starts_with("application/x-streamed-protobuf"),
+        "remote read answered Content-Type {ctype:?}, not a streamed response"
+    );
+    let mut frames = FrameReader::new();
+    let mut c = Count::default();
+    let mut last_labels: Vec<prompb::Label> = Vec::new();
+    while let Some(piece) = resp.chunk().await.context("remote read body")? {
+        c.bytes += piece.len() as u64;
+        frames.push(&piece);
+        while let Some(msg) = frames.next_frame()? {
+            let m = ChunkedReadResponse::decode(msg).context("decoding ChunkedReadResponse")?;
+            ensure!(m.query_index == 0, "frame for query {}", m.query_index);
+            for cs in m.chunked_series {
+                // A series may be split over consecutive frames.
+                if cs.labels != last_labels {
+                    c.series += 1;
+                    last_labels = cs.labels;
+                }
+                for ch in &cs.chunks {
+                    ensure!(ch.r#type == prompb::chunk::Encoding::Xor as i32, "chunk encoding {} is not XOR", ch.r#type);
+                    c.chunks += 1;
+                    c.samples += xor_samples(&ch.data);
+                }
+            }
+        }
+    }
+    frames.finish()?;
+    c.frames = frames.frames();
+    Ok(c)
+}
+
+/// One measured call.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    secs: f64,
+    server_cpu: f64,
+    client_cpu: f64,
+}
+
+#[derive(Debug, Default)]
+struct Side {
+    rounds: Vec<Round>,
+    count: Count,
+    /// Largest byte count seen (gRPC bytes are only counted in warm-up rounds).
+    bytes: u64,
+    idle: Mem,
+    peak: Mem,
+}
+
+impl Side {
+    fn secs(&self) -> Vec<f64> {
+        self.rounds.iter().map(|r| r.secs).collect()
+    }
+    fn median_secs(&self) -> f64 {
+        median(&self.secs())
+    }
+    fn server_cpu(&self) -> f64 {
+        median(&self.rounds.iter().map(|r| r.server_cpu).collect::<Vec<_>>())
+    }
+    fn client_cpu(&self) -> f64 {
+        median(&self.rounds.iter().map(|r| r.client_cpu).collect::<Vec<_>>())
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let prom_version = tool_version("prometheus")?;
+    let promtool_version = tool_version("promtool")?;
+    if !prom_version.contains("2.42") {
+        log(format!("warning: the oracle is Prometheus 2.42, found {prom_version}"));
+    }
+    let sluice_bin = sluice_binary(&args)?;
+    let fixture = Fixture { series: args.series, hours: args.hours };
+    let expected = fixture.total_samples();
+
+    let tmp = tempfile::Builder::new().prefix("sluice-bench-").tempdir().context("creating a temp dir")?;
+    let work = tmp.path().to_path_buf();
+    let _keep = KeepDir { dir: args.keep.then(|| work.clone()) };
+    let tmp = if args.keep {
+        let _kept: PathBuf = tmp.keep();
+        None
+    } else {
+        Some(tmp)
+    };
+
+    // 1. Fixture and blocks, by the real promtool.
+    let om = work.join("data.om");
+    let t = Instant::now();
+    {
+        let file = std::fs::File::create(&om).with_context(|| format!("creating {}", om.display()))?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        fixture.write_openmetrics(&mut w).context("writing OpenMetrics")?;
+        std::io::Write::flush(&mut w)?;
+    }
+    let om_bytes = std::fs::metadata(&om)?.len();
+    log(format!(
+        "wrote {} ({:.0} MiB, {} series x {} samples) in {:.1} s",
+        om.display(),
+        om_bytes as f64 / 1048576.0,
+        fixture.series,
+        fixture.samples_per_series(),
+        t.elapsed().as_secs_f64()
+    ));
+    let blocks = work.join("blocks");
+    let t = Instant::now();
+    let out = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&om)
+        .arg(&blocks)
+        .output()
+        .context("running promtool (apt-get install prometheus)")?;
+    ensure!(
+        out.status.success(),
+        "promtool tsdb create-blocks-from openmetrics failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    log(format!("promtool tsdb create-blocks-from openmetrics: {:.1} s", t.elapsed().as_secs_f64()));
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    std::fs::remove_file(&om).ok();
+    let block_list = block_dirs(&blocks)?;
+    ensure!(!block_list.is_empty(), "promtool made no blocks in {}", blocks.display());
+    let chunk_bytes: u64 = block_list.iter().map(|b| dir_size(b, "chunks")).sum();
+    let index_bytes: u64 = block_list.iter().map(|b| std::fs::metadata(b.join("index")).map(|m| m.len()).unwrap_or(0)).sum();
+
+    // 2. Same blocks in a filesystem bucket and in a Prometheus data dir.
+    let bucket = work.join("bucket");
+    let serve = work.join("prometheus-data");
+    for b in &block_list {
+        let name = b.file_name().context("block name")?;
+        copy_dir(b, &bucket.join(name))?;
+        copy_dir(b, &serve.join(name))?;
+    }
+
+    let http = reqwest::Client::builder().build().context("HTTP client")?;
+
+    // 3. sluice store.
+    let mut sluice = start_sluice(&sluice_bin, &work, &bucket)?;
+    let ready = wait_ready(&http, &format!("http://{}/-/ready", sluice.http), &mut sluice.guard, Duration::from_secs(60)).await?;
+    log(format!("sluice store ready in {:.1} s (pid {}, grpc {})", ready.as_secs_f64(), sluice.guard.pid(), sluice.grpc));
+
+    // 4. Prometheus on its copy.
+    let port = procs::free_port()?;
+    let mut prom = start_prometheus(&work, &serve, port)?;
+    let prom_base = format!("http://127.0.0.1:{port}");
+    let ready = wait_ready(&http, &format!("{prom_base}/-/ready"), &mut prom, Duration::from_secs(120)).await?;
+    log(format!("prometheus ready in {:.1} s (pid {}, {prom_base})", ready.as_secs_f64(), prom.pid()));
+    let metrics = http.get(format!("{prom_base}/metrics")).send().await?.text().await?;
+    let loaded = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("prometheus_tsdb_blocks_loaded "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(-1.0);
+    ensure!(
+        loaded as usize == block_list.len(),
+        "prometheus loaded {loaded} blocks, expected {}; log:\n{}",
+        block_list.len(),
+        procs::tail(&prom.log, 20)
+    );
+
+    // 5. Clients.
+    let mut endpoint = Endpoint::from_shared(format!("http://{}", sluice.grpc))?.tcp_nodelay(true);
+    if args.adaptive_window {
+        endpoint = endpoint.http2_adaptive_window(true);
+    }
+    let channel = endpoint.connect().await.context("connecting to sluice store")?;
+    let mut client = StoreClient::new(channel).max_decoding_message_size(usize::MAX);
+    let read_url = format!("{prom_base}/api/v1/read");
+    let read_body = remote_read_body(&fixture)?;
+    let tck = procs::clk_tck();
+
+    let mut s = Side { idle: procs::mem(sluice.guard.pid())?, ..Default::default() };
+    let mut p = Side { idle: procs::mem(prom.pid())?, ..Default::default() };
+    let sluice_pid = sluice.guard.pid().to_string();
+    let prom_pid = prom.pid().to_string();
+
+    for round in 0..args.warmup + args.rounds {
+        let measured = round >= args.warmup;
+        // Alternate who goes first so neither always runs on a warmer cache.
+        let order = if round % 2 == 0 { [true, false] } else { [false, true] };
+        for is_sluice in order {
+            let server_pid = if is_sluice { &sluice_pid } else { &prom_pid };
+            let (cpu0, me0) = (procs::cpu_seconds(server_pid, tck)?, procs::cpu_seconds("self", tck)?);
+            let t = Instant::now();
+            let c = if is_sluice {
+                sluice_read(&mut client, &fixture, args.batch_size, !measured).await?
+            } else {
+                prometheus_read(&http, &read_url, &read_body).await?
+            };
+            let secs = t.elapsed().as_secs_f64();
+            let r = Round {
+                secs,
+                server_cpu: procs::cpu_seconds(server_pid, tck)? - cpu0,
+                client_cpu: procs::cpu_seconds("self", tck)? - me0,
+            };
+            let (name, side) = if is_sluice { ("sluice", &mut s) } else { ("prometheus", &mut p) };
+            ensure!(
+                c.samples == expected && c.series == fixture.series as u64,
+                "{name} returned {} series / {} samples, expected {} / {expected}",
+                c.series,
+                c.samples,
+                fixture.series
+            );
+            log(format!(
+                "{} round {round} {name}: {:.3} s, {} samples, {:.2} M samples/s",
+                if measured { "measured" } else { "warm-up" },
+                secs,
+                c.samples,
+                c.samples as f64 / secs / 1e6
+            ));
+            if measured {
+                side.rounds.push(r);
+            }
+            side.bytes = side.bytes.max(c.bytes);
+            side.count = c;
+            sluice.guard.check_alive()?;
+            prom.check_alive()?;
+        }
+    }
+    s.peak = procs::mem(sluice.guard.pid())?;
+    p.peak = procs::mem(prom.pid())?;
+    ensure!(s.count.samples == p.count.samples, "sluice and prometheus disagree on the sample count");
+
+    // 6. Report.
+    let (nproc, cpu) = procs::machine();
+    println!();
+    println!("series-throughput: sluice store Series (gRPC) vs Prometheus streamed remote read (STREAMED_XOR_CHUNKS)");
+    println!("machine    : {nproc} CPUs (nproc), {cpu}");
+    println!("peer       : {prom_version} / {promtool_version}");
+    println!("sluice     : {}", sluice_bin.display());
+    println!(
+        "data       : {} series x {}h @ 15s = {} samples; {} block(s), chunks {:.1} MiB, index {:.1} MiB",
+        fixture.series,
+        fixture.hours,
+        expected,
+        block_list.len(),
+        chunk_bytes as f64 / 1048576.0,
+        index_bytes as f64 / 1048576.0
+    );
+    println!(
+        "query      : {{__name__=\"{METRIC}\"}} [{}, {}] ms; gRPC response_batch_size={}{}; {} measured rounds (interleaved) after {} warm-up",
+        fixture.min_time_ms(),
+        fixture.max_time_ms(),
+        args.batch_size,
+        if args.adaptive_window { ", client adaptive HTTP/2 window" } else { "" },
+        args.rounds,
+        args.warmup
+    );
+    println!();
+    println!(
+        "{:<26} {:>10} {:>9} {:>9} {:>12} {:>12} {:>9} {:>9} {:>10} {:>10}",
+        "server", "samples", "median s", "best s", "median S/s", "best S/s", "srv CPU s", "cli CPU s", "MiB sent", "peak RSS"
+    );
+    for (name, side) in [("sluice store (gRPC)", &s), ("prometheus remote read", &p)] {
+        let secs = side.secs();
+        let (med, bst) = (median(&secs), best(&secs));
+        println!(
+            "{:<26} {:>10} {:>9.3} {:>9.3} {:>12.0} {:>12.0} {:>9.3} {:>9.3} {:>10.1} {:>6.1} MiB",
+            name,
+            side.count.samples,
+            med,
+            bst,
+            side.count.samples as f64 / med,
+            side.count.samples as f64 / bst,
+            side.server_cpu(),
+            side.client_cpu(),
+            side.bytes as f64 / 1048576.0,
+            mib(side.peak.hwm_kib),
+        );
+    }
+    let ratio = p.median_secs() / s.median_secs();
+    println!();
+    println!(
+        "ratio sluice/prometheus throughput (median): {ratio:.2}x   best: {:.2}x   goal >= 2x: {}",
+        best(&p.secs()) / best(&s.secs()),
+        if ratio >= 2.0 { "MET" } else { "NOT MET" }
+    );
+    for (name, side) in [("sluice store", &s), ("prometheus", &p)] {
+        println!(
+            "RSS {:<13}: peak (VmHWM) {:.1} MiB; idle before reads {:.1} MiB; after reads {:.1} MiB (anon {:.1}, file-backed {:.1})",
+            name,
+            mib(side.peak.hwm_kib),
+            mib(side.idle.rss_kib),
+            mib(side.peak.rss_kib),
+            mib(side.peak.anon_kib),
+            mib(side.peak.file_kib)
+        );
+    }
+    println!(
+        "frames     : sluice {} gRPC messages, prometheus {} frames; chunks {} / {}",
+        s.count.frames, p.count.frames, s.count.chunks, p.count.chunks
+    );
+    println!("columns    : S/s = samples/s; CPU = seconds of CPU per call (median) of the server process and of this client; MiB sent = protobuf bytes (gRPC messages) / response body bytes");
+
+    drop(client);
+    drop(prom);
+    drop(sluice);
+    drop(tmp);
+    Ok(())
+}
+
+/// Prints where the kept work directory is, even on error.
+struct KeepDir {
+    dir: Option<PathBuf>,
+}
+
+impl Drop for KeepDir {
+    fn drop(&mut self) {
+        if let Some(d) = &self.dir {
+            log(format!("work directory kept: {}", d.display()));
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Child processes of the benchmark and what `/proc` says about them.
+//!
+//! Every server is wrapped in a [`ChildGuard`], which kills it by PID when
+//! dropped, so an error or a panic never leaves one running.
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+
+use anyhow::Context;
+
+/// Kills and reaps its child when dropped.
+#[derive(Debug)]
+pub struct ChildGuard {
+    pub name: &'static str,
+    pub child: Child,
+    /// Where the child's output goes, for error messages.
+    pub log: PathBuf,
+}
+
+impl ChildGuard {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// An error if the child has exited, with the tail of its log.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait().context("waiting on child")? {
+            anyhow::bail!("{} exited early ({status}); last log lines:\n{}", self.name, tail(&self.log, 20));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The last `n` lines of a log file (empty if unreadable).
+pub fn tail(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Memory figures of a process from `/proc/PID/status`, in KiB.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mem {
+    /// Peak resident set size (`VmHWM`).
+    pub hwm_kib: u64,
+    /// Current resident set size (`VmRSS`).
+    pub rss_kib: u64,
+    /// Current anonymous resident memory (`RssAnon`): heap, stacks.
+    pub anon_kib: u64,
+    /// Current file-backed resident memory (`RssFile`): mmapped files.
+    pub file_kib: u64,
+}
+
+pub fn mem(pid: u32) -> anyhow::Result<Mem> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let mut m = Mem::default();
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else { continue };
+        let kib = rest.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0);
+        match key {
+            "VmHWM" => m.hwm_kib = kib,
+            "VmRSS" => m.rss_kib = kib,
+            "RssAnon" => m.anon_kib = kib,
+            "RssFile" => m.file_kib = kib,
+            _ => {}
+        }
+    }
+    Ok(m)
+}
+
+/// Clock ticks per second for `/proc/PID/stat` times (`getconf CLK_TCK`, else 100).
+pub fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|&t| t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU seconds a process (all its threads, live and exited)
+/// has used, from `/proc/PID/stat` (`"self"` for this process).
+pub fn cpu_seconds(pid: &str, tck: f64) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // Fields after the parenthesised command name; utime and stime are
+    // fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let after = text.rsplit_once(')').map(|(_, r)| r).context("malformed stat")?;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    Ok((ticks(11) + ticks(12)) / tck)
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for a child
+/// that binds it right away).
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// `nproc` and the CPU model.
+pub fn machine() -> (usize, String) {
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    (n, model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_proc_entries() {
+        let pid = std::process::id();
+        let m = mem(pid).expect("own status");
+        assert!(m.hwm_kib > 0 && m.rss_kib > 0);
+        assert!(cpu_seconds("self", clk_tck()).expect("own stat") >= 0.0);
+    }
+}
