@@ -34,10 +34,16 @@ async fn ready_handler(State(s): State<OpsState>) -> impl IntoResponse {
     if (s.ready)() {
         (StatusCode::OK, "OK\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: initial block sync in progress\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: initial block sync in progress\n",
+        )
     }
 }
 
 async fn metrics_handler(State(s): State<OpsState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], s.metrics.encode())
+    (
+        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+        s.metrics.encode(),
+    )
 }

@@ -162,12 +162,17 @@ pub struct BucketStore {
 
 impl std::fmt::Debug for BucketStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BucketStore").field("bucket", &self.bucket.to_string()).finish()
+        f.debug_struct("BucketStore")
+            .field("bucket", &self.bucket.to_string())
+            .finish()
     }
 }
 
 fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl BucketStore {
@@ -189,7 +194,10 @@ impl BucketStore {
 
     /// A snapshot of the loaded blocks.
     pub fn blocks(&self) -> Arc<BlockMap> {
-        self.blocks.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.blocks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn options(&self) -> &StoreOptions {
@@ -212,7 +220,11 @@ impl BucketStore {
         let mut ids: Vec<Ulid> = listing
             .common_prefixes
             .iter()
-            .filter_map(|p| p.parts().last().and_then(|s| Ulid::from_string(s.as_ref()).ok()))
+            .filter_map(|p| {
+                p.parts()
+                    .last()
+                    .and_then(|s| Ulid::from_string(s.as_ref()).ok())
+            })
             .collect();
         ids.sort();
         let current = self.blocks();
@@ -249,7 +261,10 @@ impl BucketStore {
             .collect()
             .await;
         let hidden: HashMap<Ulid, bool> = marks.into_iter().collect();
-        let wanted: Vec<Ulid> = ids.into_iter().filter(|id| !hidden.get(id).copied().unwrap_or(false)).collect();
+        let wanted: Vec<Ulid> = ids
+            .into_iter()
+            .filter(|id| !hidden.get(id).copied().unwrap_or(false))
+            .collect();
 
         let to_load: Vec<Ulid> = {
             let corrupt = self.corrupt.lock().unwrap_or_else(|p| p.into_inner());
@@ -259,11 +274,17 @@ impl BucketStore {
                 .copied()
                 .collect()
         };
-        let results: Vec<(Ulid, Result<Option<Block>, BlockError>)> = futures::stream::iter(to_load)
-            .map(|id| async move { (id, Block::load(self.bucket.clone(), id, &self.opts.data_dir).await) })
-            .buffer_unordered(self.opts.sync_concurrency.max(1))
-            .collect()
-            .await;
+        let results: Vec<(Ulid, Result<Option<Block>, BlockError>)> =
+            futures::stream::iter(to_load)
+                .map(|id| async move {
+                    (
+                        id,
+                        Block::load(self.bucket.clone(), id, &self.opts.data_dir).await,
+                    )
+                })
+                .buffer_unordered(self.opts.sync_concurrency.max(1))
+                .collect()
+                .await;
 
         let mut report = SyncReport::default();
         let mut next: BlockMap = current
@@ -294,13 +315,18 @@ impl BucketStore {
                     report.loaded.push(id);
                 }
                 // No meta.json yet: a partial upload, not an error.
-                Ok(None) => tracing::debug!(block = %id, "skipping block without meta.json (partial upload)"),
+                Ok(None) => {
+                    tracing::debug!(block = %id, "skipping block without meta.json (partial upload)")
+                }
                 Err(e) => {
                     self.metrics.block_loads.inc();
                     self.metrics.block_load_failures.inc();
                     tracing::error!(block = %id, error = %e, "failed to load block; skipping it");
                     if e.is_permanent() {
-                        self.corrupt.lock().unwrap_or_else(|p| p.into_inner()).insert(id, e.to_string());
+                        self.corrupt
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(id, e.to_string());
                     }
                     report.failed.push((id, e.to_string()));
                 }
@@ -336,13 +362,19 @@ impl BucketStore {
         for b in blocks.values() {
             min = min.min(b.meta.min_time);
             max = max.max(b.meta.max_time);
-            let e = sets.entry(b.ext_labels.clone()).or_insert((i64::MAX, i64::MIN));
+            let e = sets
+                .entry(b.ext_labels.clone())
+                .or_insert((i64::MAX, i64::MIN));
             e.0 = e.0.min(b.meta.min_time);
             e.1 = e.1.max(b.meta.max_time);
         }
         let sets = sets
             .into_iter()
-            .map(|(labels, (min_time, max_time))| LabelSetInfo { labels, min_time, max_time })
+            .map(|(labels, (min_time, max_time))| LabelSetInfo {
+                labels,
+                min_time,
+                max_time,
+            })
             .collect();
         (min, max, sets)
     }

@@ -44,7 +44,8 @@ impl Metrics {
 }
 
 /// Content type of [`Metrics::encode`] output.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 type GrpcLabels = Vec<(&'static str, String)>;
 
@@ -67,10 +68,16 @@ impl GrpcMetrics {
         let m = GrpcMetrics {
             handled: Family::default(),
             started: Family::default(),
-            seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 4.0, 10))),
+            seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 4.0, 10))
+            }),
         };
         metrics.register(|r| {
-            r.register("grpc_server_started", "Total number of RPCs started on the server.", m.started.clone());
+            r.register(
+                "grpc_server_started",
+                "Total number of RPCs started on the server.",
+                m.started.clone(),
+            );
             r.register(
                 "grpc_server_handled",
                 "Total number of RPCs completed on the server, regardless of success or failure.",
@@ -95,11 +102,20 @@ impl GrpcMetrics {
 
     /// Records the start of an RPC.
     pub fn started(&self, service: &str, method: &str, kind: &str) {
-        self.started.get_or_create(&Self::labels(service, method, kind)).inc();
+        self.started
+            .get_or_create(&Self::labels(service, method, kind))
+            .inc();
     }
 
     /// Records the end of an RPC with its gRPC status code name and duration.
-    pub fn handled(&self, service: &str, method: &str, kind: &str, code: tonic::Code, seconds: f64) {
+    pub fn handled(
+        &self,
+        service: &str,
+        method: &str,
+        kind: &str,
+        code: tonic::Code,
+        seconds: f64,
+    ) {
         let mut l = Self::labels(service, method, kind);
         self.seconds.get_or_create(&l).observe(seconds);
         l.push(("grpc_code", code_name(code).to_string()));

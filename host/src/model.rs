@@ -35,7 +35,9 @@ impl Labels {
     }
 
     /// Builds a label set from pairs in any order; on duplicate names the last wins.
-    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
         let mut v: Vec<Label> = pairs.into_iter().map(|(n, v)| Label::new(n, v)).collect();
         v.reverse();
         v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -217,7 +219,11 @@ impl PartialEq for Matcher {
 
 impl Matcher {
     /// Builds a matcher, compiling the regular expression for `=~` and `!~`.
-    pub fn new(op: MatchOp, name: impl Into<String>, value: impl Into<String>) -> Result<Self, MatcherError> {
+    pub fn new(
+        op: MatchOp,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, MatcherError> {
         let name = name.into();
         let value = value.into();
         let re = match op {
@@ -234,7 +240,12 @@ impl Matcher {
             ),
             MatchOp::Eq | MatchOp::Neq => None,
         };
-        Ok(Matcher { op, name, value, re })
+        Ok(Matcher {
+            op,
+            name,
+            value,
+            re,
+        })
     }
 
     /// Whether `v` satisfies the matcher (an absent label has value "").
@@ -281,7 +292,10 @@ mod tests {
     fn external_labels_win() {
         let mut a = ls(&[("a", "1"), ("cluster", "series"), ("z", "2")]);
         a.extend_overriding(&ls(&[("cluster", "ext"), ("b", "3")]));
-        assert_eq!(a, ls(&[("a", "1"), ("b", "3"), ("cluster", "ext"), ("z", "2")]));
+        assert_eq!(
+            a,
+            ls(&[("a", "1"), ("b", "3"), ("cluster", "ext"), ("z", "2")])
+        );
     }
 
     #[test]

@@ -42,7 +42,11 @@ pub struct Secret(pub String);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() { f.write_str("\"\"") } else { f.write_str("<redacted>") }
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("<redacted>")
+        }
     }
 }
 
@@ -186,25 +190,78 @@ pub struct AzureConfig {
 }
 
 const HTTP_KEYS: &[&str] = &[
-    "idle_conn_timeout", "response_header_timeout", "insecure_skip_verify", "tls_handshake_timeout",
-    "expect_continue_timeout", "max_idle_conns", "max_idle_conns_per_host", "max_conns_per_host",
-    "disable_compression", "tls_config",
+    "idle_conn_timeout",
+    "response_header_timeout",
+    "insecure_skip_verify",
+    "tls_handshake_timeout",
+    "expect_continue_timeout",
+    "max_idle_conns",
+    "max_idle_conns_per_host",
+    "max_conns_per_host",
+    "disable_compression",
+    "tls_config",
 ];
-const TLS_KEYS: &[&str] = &["ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify"];
+const TLS_KEYS: &[&str] = &[
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "server_name",
+    "insecure_skip_verify",
+];
 const S3_KEYS: &[&str] = &[
-    "bucket", "endpoint", "region", "access_key", "secret_key", "session_token", "insecure", "bucket_lookup_type",
-    "max_retries", "http_config", "sse_config", "sts_endpoint", "disable_dualstack", "aws_sdk_auth",
-    "signature_version2", "put_user_metadata", "list_objects_version", "send_content_md5", "disable_multipart",
-    "part_size", "trace",
+    "bucket",
+    "endpoint",
+    "region",
+    "access_key",
+    "secret_key",
+    "session_token",
+    "insecure",
+    "bucket_lookup_type",
+    "max_retries",
+    "http_config",
+    "sse_config",
+    "sts_endpoint",
+    "disable_dualstack",
+    "aws_sdk_auth",
+    "signature_version2",
+    "put_user_metadata",
+    "list_objects_version",
+    "send_content_md5",
+    "disable_multipart",
+    "part_size",
+    "trace",
 ];
-const SSE_KEYS: &[&str] = &["type", "kms_key_id", "kms_encryption_context", "encryption_key"];
+const SSE_KEYS: &[&str] = &[
+    "type",
+    "kms_key_id",
+    "kms_encryption_context",
+    "encryption_key",
+];
 const GCS_KEYS: &[&str] = &[
-    "bucket", "service_account", "max_retries", "http_config", "use_grpc", "grpc_conn_pool_size", "chunk_size_bytes",
+    "bucket",
+    "service_account",
+    "max_retries",
+    "http_config",
+    "use_grpc",
+    "grpc_conn_pool_size",
+    "chunk_size_bytes",
 ];
 const AZURE_KEYS: &[&str] = &[
-    "storage_account", "storage_account_key", "storage_connection_string", "container", "endpoint", "az_tenant_id",
-    "client_id", "client_secret", "user_assigned_id", "max_retries", "http_config", "storage_create_container",
-    "reader_config", "pipeline_config", "msi_resource",
+    "storage_account",
+    "storage_account_key",
+    "storage_connection_string",
+    "container",
+    "endpoint",
+    "az_tenant_id",
+    "client_id",
+    "client_secret",
+    "user_assigned_id",
+    "max_retries",
+    "http_config",
+    "storage_create_container",
+    "reader_config",
+    "pipeline_config",
+    "msi_resource",
 ];
 const FS_KEYS: &[&str] = &["directory"];
 
@@ -230,9 +287,19 @@ fn check_http(cfg: &Value, at: &str, problems: &mut Vec<String>) {
     if let Some(h) = cfg.get("http_config") {
         check_keys(h, HTTP_KEYS, &format!("{at}.http_config"), problems);
         if let Some(t) = h.get("tls_config") {
-            check_keys(t, TLS_KEYS, &format!("{at}.http_config.tls_config"), problems);
+            check_keys(
+                t,
+                TLS_KEYS,
+                &format!("{at}.http_config.tls_config"),
+                problems,
+            );
         }
-        for k in ["idle_conn_timeout", "response_header_timeout", "tls_handshake_timeout", "expect_continue_timeout"] {
+        for k in [
+            "idle_conn_timeout",
+            "response_header_timeout",
+            "tls_handshake_timeout",
+            "expect_continue_timeout",
+        ] {
             if let Some(s) = h.get(k).and_then(Value::as_str)
                 && let Err(e) = parse_duration(s)
             {
@@ -245,12 +312,17 @@ fn check_http(cfg: &Value, at: &str, problems: &mut Vec<String>) {
 impl BucketConfig {
     /// Parses the YAML text of an `objstore.yml`.
     pub fn parse(yaml: &str) -> Result<Self, ObjstoreError> {
-        let root: Value = serde_saphyr::from_str(yaml).map_err(|e| ObjstoreError::Parse(e.to_string()))?;
+        let root: Value =
+            serde_saphyr::from_str(yaml).map_err(|e| ObjstoreError::Parse(e.to_string()))?;
         let mut problems = Vec::new();
         check_keys(&root, &["type", "config", "prefix"], "", &mut problems);
         let kind = str_at(&root, "type").to_ascii_uppercase();
         let cfg = root.get("config").cloned().unwrap_or(Value::Null);
-        let cfg = if cfg.is_null() { Value::Object(Default::default()) } else { cfg };
+        let cfg = if cfg.is_null() {
+            Value::Object(Default::default())
+        } else {
+            cfg
+        };
         let prefix = str_at(&root, "prefix").trim_matches('/').to_string();
         let required = |keys: &[&str], problems: &mut Vec<String>| {
             for k in keys {
@@ -273,11 +345,18 @@ impl BucketConfig {
                 required(&["bucket"], &mut problems);
                 let lookup = str_at(&cfg, "bucket_lookup_type");
                 if !["", "auto", "virtual-hosted", "path"].contains(&lookup) {
-                    problems.push(format!("config.bucket_lookup_type {lookup:?}: must be auto, virtual-hosted or path"));
+                    problems.push(format!(
+                        "config.bucket_lookup_type {lookup:?}: must be auto, virtual-hosted or path"
+                    ));
                 }
-                let sse = cfg.get("sse_config").map(|s| str_at(s, "type")).unwrap_or("");
+                let sse = cfg
+                    .get("sse_config")
+                    .map(|s| str_at(s, "type"))
+                    .unwrap_or("");
                 if !["", "SSE-KMS", "SSE-C", "SSE-S3"].contains(&sse) {
-                    problems.push(format!("config.sse_config.type {sse:?}: must be SSE-KMS, SSE-C or SSE-S3"));
+                    problems.push(format!(
+                        "config.sse_config.type {sse:?}: must be SSE-KMS, SSE-C or SSE-S3"
+                    ));
                 }
             }
             "GCS" => {
@@ -289,12 +368,16 @@ impl BucketConfig {
                 check_keys(&cfg, AZURE_KEYS, "config", &mut problems);
                 check_http(&cfg, "config", &mut problems);
                 required(&["container"], &mut problems);
-                if str_at(&cfg, "storage_account").is_empty() && str_at(&cfg, "storage_connection_string").is_empty() {
+                if str_at(&cfg, "storage_account").is_empty()
+                    && str_at(&cfg, "storage_connection_string").is_empty()
+                {
                     problems.push("missing required key config.storage_account (or config.storage_connection_string) for type AZURE".into());
                 }
             }
             "" => problems.push("missing required key type (S3, GCS, AZURE or FILESYSTEM)".into()),
-            other => problems.push(format!("unsupported type {other:?}: Sluice supports S3, GCS, AZURE and FILESYSTEM")),
+            other => problems.push(format!(
+                "unsupported type {other:?}: Sluice supports S3, GCS, AZURE and FILESYSTEM"
+            )),
         }
         if !problems.is_empty() {
             return Err(ObjstoreError::Invalid(problems));
@@ -321,7 +404,9 @@ impl BucketConfig {
     /// A configuration for a local directory bucket.
     pub fn filesystem(dir: impl Into<String>) -> Self {
         BucketConfig {
-            kind: BucketKind::Filesystem(FilesystemConfig { directory: dir.into() }),
+            kind: BucketKind::Filesystem(FilesystemConfig {
+                directory: dir.into(),
+            }),
             prefix: String::new(),
         }
     }
@@ -336,7 +421,10 @@ impl BucketConfig {
                     path: c.directory.clone(),
                     source,
                 })?;
-                Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&c.directory).map_err(wrap)?)
+                Arc::new(
+                    object_store::local::LocalFileSystem::new_with_prefix(&c.directory)
+                        .map_err(wrap)?,
+                )
             }
             BucketKind::S3(c) => Arc::new(build_s3(c)?.build().map_err(wrap)?),
             BucketKind::Gcs(c) => {
@@ -369,7 +457,9 @@ fn dur(s: &Option<String>) -> Result<Option<Duration>, ObjstoreError> {
 fn client_options(h: &HttpConfig) -> Result<object_store::ClientOptions, ObjstoreError> {
     let mut o = object_store::ClientOptions::new()
         .with_connect_timeout(Duration::from_secs(10))
-        .with_allow_invalid_certificates(h.insecure_skip_verify || h.tls_config.insecure_skip_verify);
+        .with_allow_invalid_certificates(
+            h.insecure_skip_verify || h.tls_config.insecure_skip_verify,
+        );
     if let Some(d) = dur(&h.response_header_timeout)? {
         o = o.with_timeout(d);
     } else {
@@ -386,7 +476,11 @@ fn client_options(h: &HttpConfig) -> Result<object_store::ClientOptions, Objstor
             path: h.tls_config.ca_file.clone(),
             source,
         })?;
-        let cert = object_store::Certificate::from_pem(&pem).map_err(|source| ObjstoreError::Build { kind: "tls", source })?;
+        let cert =
+            object_store::Certificate::from_pem(&pem).map_err(|source| ObjstoreError::Build {
+                kind: "tls",
+                source,
+            })?;
         o = o.with_root_certificate(cert);
     }
     Ok(o)
@@ -403,13 +497,21 @@ fn retry(max: Option<usize>) -> object_store::RetryConfig {
 fn build_s3(c: &S3Config) -> Result<object_store::aws::AmazonS3Builder, ObjstoreError> {
     let mut b = object_store::aws::AmazonS3Builder::from_env()
         .with_bucket_name(&c.bucket)
-        .with_region(if c.region.is_empty() { "us-east-1" } else { &c.region })
+        .with_region(if c.region.is_empty() {
+            "us-east-1"
+        } else {
+            &c.region
+        })
         .with_allow_http(c.insecure)
         .with_client_options(client_options(&c.http_config)?.with_allow_http(c.insecure))
         .with_retry(retry(c.max_retries));
     if !c.endpoint.is_empty() {
         let scheme = if c.insecure { "http" } else { "https" };
-        let endpoint = if c.endpoint.contains("://") { c.endpoint.clone() } else { format!("{scheme}://{}", c.endpoint) };
+        let endpoint = if c.endpoint.contains("://") {
+            c.endpoint.clone()
+        } else {
+            format!("{scheme}://{}", c.endpoint)
+        };
         b = b.with_endpoint(endpoint);
     }
     let aws_endpoint = c.endpoint.is_empty() || c.endpoint.contains("amazonaws.com");
@@ -420,7 +522,9 @@ fn build_s3(c: &S3Config) -> Result<object_store::aws::AmazonS3Builder, Objstore
     };
     b = b.with_virtual_hosted_style_request(virtual_hosted);
     if !c.access_key.is_empty() {
-        b = b.with_access_key_id(&c.access_key).with_secret_access_key(&c.secret_key.0);
+        b = b
+            .with_access_key_id(&c.access_key)
+            .with_secret_access_key(&c.secret_key.0);
     }
     if !c.session_token.0.is_empty() {
         b = b.with_token(&c.session_token.0);
@@ -428,9 +532,11 @@ fn build_s3(c: &S3Config) -> Result<object_store::aws::AmazonS3Builder, Objstore
     match c.sse_config.kind.as_str() {
         "SSE-KMS" => b = b.with_sse_kms_encryption(&c.sse_config.kms_key_id),
         "SSE-C" => {
-            let key = std::fs::read(&c.sse_config.encryption_key).map_err(|source| ObjstoreError::Read {
-                path: c.sse_config.encryption_key.clone(),
-                source,
+            let key = std::fs::read(&c.sse_config.encryption_key).map_err(|source| {
+                ObjstoreError::Read {
+                    path: c.sse_config.encryption_key.clone(),
+                    source,
+                }
             })?;
             b = b.with_ssec_encryption(base64_encode(&key));
         }
@@ -439,7 +545,9 @@ fn build_s3(c: &S3Config) -> Result<object_store::aws::AmazonS3Builder, Objstore
     Ok(b)
 }
 
-fn build_azure(c: &AzureConfig) -> Result<object_store::azure::MicrosoftAzureBuilder, ObjstoreError> {
+fn build_azure(
+    c: &AzureConfig,
+) -> Result<object_store::azure::MicrosoftAzureBuilder, ObjstoreError> {
     let mut account = c.storage_account.clone();
     let mut key = c.storage_account_key.0.clone();
     let mut blob_endpoint = String::new();
@@ -484,7 +592,9 @@ fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -499,14 +609,32 @@ fn base64_encode(data: &[u8]) -> String {
 /// Keys of a config that were accepted for compatibility but have no effect.
 pub fn ignored_keys(yaml: &str) -> BTreeSet<String> {
     const NO_EFFECT: &[&str] = &[
-        "disable_dualstack", "aws_sdk_auth", "signature_version2", "put_user_metadata", "list_objects_version",
-        "send_content_md5", "disable_multipart", "part_size", "trace", "use_grpc", "grpc_conn_pool_size",
-        "chunk_size_bytes", "storage_create_container", "reader_config", "pipeline_config", "msi_resource",
+        "disable_dualstack",
+        "aws_sdk_auth",
+        "signature_version2",
+        "put_user_metadata",
+        "list_objects_version",
+        "send_content_md5",
+        "disable_multipart",
+        "part_size",
+        "trace",
+        "use_grpc",
+        "grpc_conn_pool_size",
+        "chunk_size_bytes",
+        "storage_create_container",
+        "reader_config",
+        "pipeline_config",
+        "msi_resource",
     ];
     let root: Value = serde_saphyr::from_str(yaml).unwrap_or(Value::Null);
     root.get("config")
         .and_then(Value::as_object)
-        .map(|m| m.keys().filter(|k| NO_EFFECT.contains(&k.as_str())).cloned().collect())
+        .map(|m| {
+            m.keys()
+                .filter(|k| NO_EFFECT.contains(&k.as_str()))
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -521,11 +649,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.prefix, "tenant-a");
-        let BucketKind::S3(s3) = &c.kind else { panic!("not s3") };
+        let BucketKind::S3(s3) = &c.kind else {
+            panic!("not s3")
+        };
         assert_eq!(s3.bucket, "metrics");
         assert!(s3.insecure);
         assert!(s3.http_config.tls_config.insecure_skip_verify);
-        assert!(!format!("{s3:?}").contains("\"b\""), "secret leaked in Debug");
+        assert!(
+            !format!("{s3:?}").contains("\"b\""),
+            "secret leaked in Debug"
+        );
         c.build().unwrap();
     }
 
@@ -534,24 +667,48 @@ mod tests {
         let err = BucketConfig::parse("type: S3\nconfig:\n  endpoint: x\n  bukket: y\n  sse_config:\n    type: nope\nextra: 1\n")
             .unwrap_err()
             .to_string();
-        for needle in ["unknown key config.bukket", "missing required key config.bucket", "unknown key .extra", "sse_config.type"] {
+        for needle in [
+            "unknown key config.bukket",
+            "missing required key config.bucket",
+            "unknown key .extra",
+            "sse_config.type",
+        ] {
             assert!(err.contains(needle), "{needle:?} not in {err}");
         }
     }
 
     #[test]
     fn rejects_unknown_type_and_missing_type() {
-        assert!(BucketConfig::parse("type: SWIFT\nconfig: {}\n").unwrap_err().to_string().contains("SWIFT"));
-        assert!(BucketConfig::parse("config: {}\n").unwrap_err().to_string().contains("missing required key type"));
-        assert!(BucketConfig::parse("type: FILESYSTEM\n").unwrap_err().to_string().contains("config.directory"));
+        assert!(
+            BucketConfig::parse("type: SWIFT\nconfig: {}\n")
+                .unwrap_err()
+                .to_string()
+                .contains("SWIFT")
+        );
+        assert!(
+            BucketConfig::parse("config: {}\n")
+                .unwrap_err()
+                .to_string()
+                .contains("missing required key type")
+        );
+        assert!(
+            BucketConfig::parse("type: FILESYSTEM\n")
+                .unwrap_err()
+                .to_string()
+                .contains("config.directory")
+        );
         assert!(BucketConfig::parse(": : :\n  - [").is_err());
     }
 
     #[test]
     fn gcs_and_azure_parse() {
-        let c = BucketConfig::parse("type: GCS\nconfig:\n  bucket: b\n  use_grpc: false\n").unwrap();
+        let c =
+            BucketConfig::parse("type: GCS\nconfig:\n  bucket: b\n  use_grpc: false\n").unwrap();
         assert!(matches!(c.kind, BucketKind::Gcs(_)));
-        assert_eq!(ignored_keys("type: GCS\nconfig:\n  bucket: b\n  use_grpc: false\n").len(), 1);
+        assert_eq!(
+            ignored_keys("type: GCS\nconfig:\n  bucket: b\n  use_grpc: false\n").len(),
+            1
+        );
         let c = BucketConfig::parse("type: AZURE\nconfig:\n  storage_account: acct\n  storage_account_key: a2V5\n  container: c\n").unwrap();
         assert!(matches!(c.kind, BucketKind::Azure(_)));
         c.build().unwrap();
@@ -562,11 +719,25 @@ mod tests {
     async fn filesystem_bucket_with_prefix_roundtrips() {
         use object_store::{ObjectStoreExt, path::Path};
         let dir = tempfile::tempdir().unwrap();
-        let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {}\nprefix: p\n", dir.path().display());
+        let yaml = format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\nprefix: p\n",
+            dir.path().display()
+        );
         let b = BucketConfig::parse(&yaml).unwrap().build().unwrap();
-        b.put(&Path::from("x/meta.json"), b"{}".to_vec().into()).await.unwrap();
+        b.put(&Path::from("x/meta.json"), b"{}".to_vec().into())
+            .await
+            .unwrap();
         assert!(dir.path().join("p/x/meta.json").exists());
-        assert_eq!(b.get(&Path::from("x/meta.json")).await.unwrap().bytes().await.unwrap().as_ref(), b"{}");
+        assert_eq!(
+            b.get(&Path::from("x/meta.json"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .as_ref(),
+            b"{}"
+        );
     }
 
     #[test]

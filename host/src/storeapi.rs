@@ -10,11 +10,14 @@ use std::time::Instant;
 use futures::{Stream, StreamExt};
 use sluice_proto::MAX_GRPC_MESSAGE_SIZE;
 use sluice_proto::thanos::info::info_server::{Info, InfoServer};
-use sluice_proto::thanos::info::{InfoRequest as InfoReq, InfoResponse as InfoResp, StoreInfo, TsdbInfo};
+use sluice_proto::thanos::info::{
+    InfoRequest as InfoReq, InfoResponse as InfoResp, StoreInfo, TsdbInfo,
+};
 use sluice_proto::thanos::store_server::{Store, StoreServer};
 use sluice_proto::thanos::{
-    Aggr, InfoRequest, InfoResponse, LabelMatcher, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
-    LabelValuesResponse, PartialResponseStrategy, SeriesRequest, SeriesResponse, StoreType, ZLabelSet, label_matcher,
+    Aggr, InfoRequest, InfoResponse, LabelMatcher, LabelNamesRequest, LabelNamesResponse,
+    LabelValuesRequest, LabelValuesResponse, PartialResponseStrategy, SeriesRequest,
+    SeriesResponse, StoreType, ZLabelSet, label_matcher,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
@@ -44,9 +47,15 @@ pub fn matchers_from_pb(ms: &[LabelMatcher]) -> Result<Vec<Matcher>, BucketError
                 Ok(label_matcher::Type::Neq) => MatchOp::Neq,
                 Ok(label_matcher::Type::Re) => MatchOp::Re,
                 Ok(label_matcher::Type::Nre) => MatchOp::Nre,
-                Err(_) => return Err(BucketError::InvalidArgument(format!("unknown matcher type {}", m.r#type))),
+                Err(_) => {
+                    return Err(BucketError::InvalidArgument(format!(
+                        "unknown matcher type {}",
+                        m.r#type
+                    )));
+                }
             };
-            Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| BucketError::InvalidArgument(e.to_string()))
+            Matcher::new(op, m.name.clone(), m.value.clone())
+                .map_err(|e| BucketError::InvalidArgument(e.to_string()))
         })
         .collect()
 }
@@ -64,13 +73,19 @@ pub struct StoreService {
 
 impl std::fmt::Debug for StoreService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreService").field("component", &self.component).finish()
+        f.debug_struct("StoreService")
+            .field("component", &self.component)
+            .finish()
     }
 }
 
 impl StoreService {
     pub fn new(store: Arc<BucketStore>, metrics: &Metrics) -> Self {
-        StoreService { store, metrics: GrpcMetrics::new(metrics), component: "store" }
+        StoreService {
+            store,
+            metrics: GrpcMetrics::new(metrics),
+            component: "store",
+        }
     }
 
     /// `thanos.Store` server with Thanos' message size limits.
@@ -87,10 +102,22 @@ impl StoreService {
             .max_encoding_message_size(MAX_GRPC_MESSAGE_SIZE)
     }
 
-    fn unary<T>(&self, service: &str, method: &str, start: Instant, r: Result<T, BucketError>) -> Result<Response<T>, Status> {
+    fn unary<T>(
+        &self,
+        service: &str,
+        method: &str,
+        start: Instant,
+        r: Result<T, BucketError>,
+    ) -> Result<Response<T>, Status> {
         let r = r.map(Response::new).map_err(|e| status(&e));
         let code = r.as_ref().err().map(Status::code).unwrap_or(Code::Ok);
-        self.metrics.handled(service, method, "unary", code, start.elapsed().as_secs_f64());
+        self.metrics.handled(
+            service,
+            method,
+            "unary",
+            code,
+            start.elapsed().as_secs_f64(),
+        );
         r
     }
 }
@@ -104,7 +131,13 @@ struct StreamTrack {
 
 impl Drop for StreamTrack {
     fn drop(&mut self) {
-        self.metrics.handled(STORE_SERVICE, "Series", "server_stream", self.code, self.start.elapsed().as_secs_f64());
+        self.metrics.handled(
+            STORE_SERVICE,
+            "Series",
+            "server_stream",
+            self.code,
+            self.start.elapsed().as_secs_f64(),
+        );
     }
 }
 
@@ -130,9 +163,17 @@ type SeriesStream = Pin<Box<dyn Stream<Item = Result<SeriesResponse, Status>> + 
 impl Store for StoreService {
     type SeriesStream = SeriesStream;
 
-    async fn series(&self, request: Request<SeriesRequest>) -> Result<Response<SeriesStream>, Status> {
-        self.metrics.started(STORE_SERVICE, "Series", "server_stream");
-        let mut track = StreamTrack { metrics: self.metrics.clone(), start: Instant::now(), code: Code::Ok };
+    async fn series(
+        &self,
+        request: Request<SeriesRequest>,
+    ) -> Result<Response<SeriesStream>, Status> {
+        self.metrics
+            .started(STORE_SERVICE, "Series", "server_stream");
+        let mut track = StreamTrack {
+            metrics: self.metrics.clone(),
+            start: Instant::now(),
+            code: Code::Ok,
+        };
         let r = request.into_inner();
         let matchers = match matchers_from_pb(&r.matchers) {
             Ok(m) => m,
@@ -142,14 +183,23 @@ impl Store for StoreService {
                 return Err(s);
             }
         };
-        let aggregates = r.aggregates.iter().filter_map(|&a| Aggr::try_from(a).ok()).collect();
-        let abort = r.partial_response_disabled || r.partial_response_strategy == PartialResponseStrategy::Abort as i32;
-        let shard = r.shard_info.as_ref().filter(|s| s.total_shards > 0).map(|s| Shard {
-            index: s.shard_index.max(0) as u64,
-            total: s.total_shards as u64,
-            by: s.by,
-            labels: s.labels.clone(),
-        });
+        let aggregates = r
+            .aggregates
+            .iter()
+            .filter_map(|&a| Aggr::try_from(a).ok())
+            .collect();
+        let abort = r.partial_response_disabled
+            || r.partial_response_strategy == PartialResponseStrategy::Abort as i32;
+        let shard = r
+            .shard_info
+            .as_ref()
+            .filter(|s| s.total_shards > 0)
+            .map(|s| Shard {
+                index: s.shard_index.max(0) as u64,
+                total: s.total_shards as u64,
+                by: s.by,
+                labels: s.labels.clone(),
+            });
         let q = SeriesQuery {
             min_time: r.min_time,
             max_time: r.max_time,
@@ -176,30 +226,58 @@ impl Store for StoreService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn label_names(&self, request: Request<LabelNamesRequest>) -> Result<Response<LabelNamesResponse>, Status> {
+    async fn label_names(
+        &self,
+        request: Request<LabelNamesRequest>,
+    ) -> Result<Response<LabelNamesResponse>, Status> {
         self.metrics.started(STORE_SERVICE, "LabelNames", "unary");
         let start = Instant::now();
         let r = request.into_inner();
         let res = async {
-            let q = labels_query(r.start, r.end, &r.matchers, r.without_replica_labels, r.limit)?;
+            let q = labels_query(
+                r.start,
+                r.end,
+                &r.matchers,
+                r.without_replica_labels,
+                r.limit,
+            )?;
             let names = self.store.label_names(q).await?;
-            Ok(LabelNamesResponse { names, warnings: vec![], hints: None })
+            Ok(LabelNamesResponse {
+                names,
+                warnings: vec![],
+                hints: None,
+            })
         }
         .await;
         self.unary(STORE_SERVICE, "LabelNames", start, res)
     }
 
-    async fn label_values(&self, request: Request<LabelValuesRequest>) -> Result<Response<LabelValuesResponse>, Status> {
+    async fn label_values(
+        &self,
+        request: Request<LabelValuesRequest>,
+    ) -> Result<Response<LabelValuesResponse>, Status> {
         self.metrics.started(STORE_SERVICE, "LabelValues", "unary");
         let start = Instant::now();
         let r = request.into_inner();
         let res = async {
             if r.label.is_empty() {
-                return Err(BucketError::InvalidArgument("label name parameter cannot be empty".into()));
+                return Err(BucketError::InvalidArgument(
+                    "label name parameter cannot be empty".into(),
+                ));
             }
-            let q = labels_query(r.start, r.end, &r.matchers, r.without_replica_labels, r.limit)?;
+            let q = labels_query(
+                r.start,
+                r.end,
+                &r.matchers,
+                r.without_replica_labels,
+                r.limit,
+            )?;
             let values = self.store.label_values(&r.label, q).await?;
-            Ok(LabelValuesResponse { values, warnings: vec![], hints: None })
+            Ok(LabelValuesResponse {
+                values,
+                warnings: vec![],
+                hints: None,
+            })
         }
         .await;
         self.unary(STORE_SERVICE, "LabelValues", start, res)
@@ -215,7 +293,12 @@ impl Store for StoreService {
                 min_time,
                 max_time,
                 store_type: StoreType::Store as i32,
-                label_sets: sets.iter().map(|s| ZLabelSet { labels: to_pb_labels(&s.labels) }).collect(),
+                label_sets: sets
+                    .iter()
+                    .map(|s| ZLabelSet {
+                        labels: to_pb_labels(&s.labels),
+                    })
+                    .collect(),
             })
         } else {
             Err(BucketError::NotReady)
@@ -232,7 +315,12 @@ impl Info for StoreService {
         let res = if self.store.is_ready() {
             let (min_time, max_time, sets) = self.store.info();
             Ok(InfoResp {
-                label_sets: sets.iter().map(|s| ZLabelSet { labels: to_pb_labels(&s.labels) }).collect(),
+                label_sets: sets
+                    .iter()
+                    .map(|s| ZLabelSet {
+                        labels: to_pb_labels(&s.labels),
+                    })
+                    .collect(),
                 component_type: self.component.to_string(),
                 store: Some(StoreInfo {
                     min_time,
@@ -242,7 +330,9 @@ impl Info for StoreService {
                     tsdb_infos: sets
                         .iter()
                         .map(|s| TsdbInfo {
-                            labels: Some(ZLabelSet { labels: to_pb_labels(&s.labels) }),
+                            labels: Some(ZLabelSet {
+                                labels: to_pb_labels(&s.labels),
+                            }),
                             min_time: s.min_time,
                             max_time: s.max_time,
                         })

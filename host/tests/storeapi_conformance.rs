@@ -13,7 +13,8 @@ use sluice_proto::thanos::info::InfoRequest as InfoReq;
 use sluice_proto::thanos::info::info_client::InfoClient;
 use sluice_proto::thanos::store_client::StoreClient;
 use sluice_proto::thanos::{
-    LabelMatcher, LabelNamesRequest, LabelValuesRequest, Series, SeriesRequest, label_matcher, series_response,
+    LabelMatcher, LabelNamesRequest, LabelValuesRequest, Series, SeriesRequest, label_matcher,
+    series_response,
 };
 use sluice_tsdb::block::{BlockWriterOptions, write_block};
 use sluice_tsdb::meta::ThanosMeta;
@@ -26,7 +27,10 @@ const STEP: i64 = 15_000;
 const HOUR: i64 = 3_600_000;
 
 fn lv(p: &[(&str, &str)]) -> LabelVec {
-    let mut v: LabelVec = p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let mut v: LabelVec = p
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
     v.sort();
     v
 }
@@ -34,7 +38,12 @@ fn lv(p: &[(&str, &str)]) -> LabelVec {
 /// Series of the fixture: (labels without external labels, samples over [0, 4h)).
 fn fixture_series() -> Vec<(LabelVec, Samples)> {
     let mut out = Vec::new();
-    for (job, inst, replica, reset_at) in [("api", "i1", "A", Some(90)), ("api", "i1", "B", Some(90)), ("api", "i2", "A", None), ("db", "i3", "A", None)] {
+    for (job, inst, replica, reset_at) in [
+        ("api", "i1", "A", Some(90)),
+        ("api", "i1", "B", Some(90)),
+        ("api", "i2", "A", None),
+        ("db", "i3", "A", None),
+    ] {
         let mut v = 0.0;
         let samples: Samples = (0..4 * HOUR / STEP)
             .map(|i| {
@@ -47,10 +56,27 @@ fn fixture_series() -> Vec<(LabelVec, Samples)> {
             })
             .filter(|(t, _)| !(replica == "B" && (*t >= 180 * 60_000 && *t < 200 * 60_000)))
             .collect();
-        out.push((lv(&[("__name__", "http_requests_total"), ("instance", inst), ("job", job), ("replica", replica)]), samples));
+        out.push((
+            lv(&[
+                ("__name__", "http_requests_total"),
+                ("instance", inst),
+                ("job", job),
+                ("replica", replica),
+            ]),
+            samples,
+        ));
     }
-    let gauge: Samples = (0..4 * HOUR / STEP).map(|i| (i * STEP, 20.0 + ((i as f64) / 40.0).sin())).collect();
-    out.push((lv(&[("__name__", "temperature"), ("instance", "i1"), ("job", "sensor")]), gauge));
+    let gauge: Samples = (0..4 * HOUR / STEP)
+        .map(|i| (i * STEP, 20.0 + ((i as f64) / 40.0).sin()))
+        .collect();
+    out.push((
+        lv(&[
+            ("__name__", "temperature"),
+            ("instance", "i1"),
+            ("job", "sensor"),
+        ]),
+        gauge,
+    ));
     out.sort_by(|a, b| cmp_labels(&a.0, &b.0));
     out
 }
@@ -58,10 +84,23 @@ fn fixture_series() -> Vec<(LabelVec, Samples)> {
 fn write_fixture(dir: &Path, ext: &[(&str, &str)], from: i64, to: i64) {
     let series: Vec<(LabelVec, Samples)> = fixture_series()
         .into_iter()
-        .map(|(l, s)| (l, s.into_iter().filter(|(t, _)| *t >= from && *t < to).collect::<Samples>()))
+        .map(|(l, s)| {
+            (
+                l,
+                s.into_iter()
+                    .filter(|(t, _)| *t >= from && *t < to)
+                    .collect::<Samples>(),
+            )
+        })
         .collect();
-    let labels: BTreeMap<String, String> = ext.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-    let opts = BlockWriterOptions { thanos: Some(ThanosMeta::new(labels, 0, "test")), ..Default::default() };
+    let labels: BTreeMap<String, String> = ext
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let opts = BlockWriterOptions {
+        thanos: Some(ThanosMeta::new(labels, 0, "test")),
+        ..Default::default()
+    };
     write_block(dir, series, &opts).expect("write block");
 }
 
@@ -83,7 +122,10 @@ async fn fixture(limit_series: u64, limit_samples: u64) -> Fixture {
     write_fixture(&bucket, &[("cluster", "b")], 0, 4 * HOUR);
     let args = StoreArgs {
         objstore_config_file: None,
-        objstore_config: Some(format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", bucket.display())),
+        objstore_config: Some(format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket.display()
+        )),
         grpc_address: "127.0.0.1:0".parse().expect("addr"),
         http_address: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().join("data"),
@@ -107,7 +149,11 @@ async fn fixture(limit_series: u64, limit_samples: u64) -> Fixture {
     }
     assert!(running.store.is_ready(), "store did not become ready");
     let url = format!("http://{}", running.grpc_addr);
-    let ch = Channel::from_shared(url).expect("url").connect().await.expect("connect");
+    let ch = Channel::from_shared(url)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
     Fixture {
         _dir: dir,
         store: StoreClient::new(ch.clone()).max_decoding_message_size(usize::MAX),
@@ -118,7 +164,11 @@ async fn fixture(limit_series: u64, limit_samples: u64) -> Fixture {
 }
 
 fn m(t: label_matcher::Type, name: &str, value: &str) -> LabelMatcher {
-    LabelMatcher { r#type: t as i32, name: name.into(), value: value.into() }
+    LabelMatcher {
+        r#type: t as i32,
+        name: name.into(),
+        value: value.into(),
+    }
 }
 
 fn all_matcher() -> Vec<LabelMatcher> {
@@ -140,7 +190,10 @@ async fn series(f: &mut Fixture, req: SeriesRequest) -> Result<Vec<Series>, toni
 }
 
 fn labels_of(s: &Series) -> LabelVec {
-    s.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect()
+    s.labels
+        .iter()
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect()
 }
 
 fn decode(s: &Series) -> Samples {
@@ -166,12 +219,17 @@ fn xxhash(b: &[u8]) -> u64 {
     const P3: u64 = 0x165667B19E3779F9;
     const P4: u64 = 0x85EBCA77C2B2AE63;
     const P5: u64 = 0x27D4EB2F165667C5;
-    let round = |acc: u64, v: u64| acc.wrapping_add(v.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1);
+    let round = |acc: u64, v: u64| {
+        acc.wrapping_add(v.wrapping_mul(P2))
+            .rotate_left(31)
+            .wrapping_mul(P1)
+    };
     let merge = |acc: u64, v: u64| (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4);
     let u64le = |s: &[u8]| u64::from_le_bytes(s[..8].try_into().expect("8 bytes"));
     let mut i = 0;
     let mut h = if b.len() >= 32 {
-        let (mut v1, mut v2, mut v3, mut v4) = (P1.wrapping_add(P2), P2, 0u64, 0u64.wrapping_sub(P1));
+        let (mut v1, mut v2, mut v3, mut v4) =
+            (P1.wrapping_add(P2), P2, 0u64, 0u64.wrapping_sub(P1));
         while i + 32 <= b.len() {
             v1 = round(v1, u64le(&b[i..]));
             v2 = round(v2, u64le(&b[i + 8..]));
@@ -179,7 +237,11 @@ fn xxhash(b: &[u8]) -> u64 {
             v4 = round(v4, u64le(&b[i + 24..]));
             i += 32;
         }
-        let mut h = v1.rotate_left(1).wrapping_add(v2.rotate_left(7)).wrapping_add(v3.rotate_left(12)).wrapping_add(v4.rotate_left(18));
+        let mut h = v1
+            .rotate_left(1)
+            .wrapping_add(v2.rotate_left(7))
+            .wrapping_add(v3.rotate_left(12))
+            .wrapping_add(v4.rotate_left(18));
         h = merge(h, v1);
         h = merge(h, v2);
         h = merge(h, v3);
@@ -189,15 +251,24 @@ fn xxhash(b: &[u8]) -> u64 {
     };
     h = h.wrapping_add(b.len() as u64);
     while i + 8 <= b.len() {
-        h = (h ^ round(0, u64le(&b[i..]))).rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+        h = (h ^ round(0, u64le(&b[i..])))
+            .rotate_left(27)
+            .wrapping_mul(P1)
+            .wrapping_add(P4);
         i += 8;
     }
     if i + 4 <= b.len() {
-        h = (h ^ u64::from(u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"))).wrapping_mul(P1)).rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+        h = (h ^ u64::from(u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")))
+            .wrapping_mul(P1))
+        .rotate_left(23)
+        .wrapping_mul(P2)
+        .wrapping_add(P3);
         i += 4;
     }
     while i < b.len() {
-        h = (h ^ u64::from(b[i]).wrapping_mul(P5)).rotate_left(11).wrapping_mul(P1);
+        h = (h ^ u64::from(b[i]).wrapping_mul(P5))
+            .rotate_left(11)
+            .wrapping_mul(P1);
         i += 1;
     }
     h ^= h >> 33;
@@ -222,13 +293,20 @@ fn expected_all() -> BTreeMap<LabelVec, Samples> {
 }
 
 fn req(matchers: Vec<LabelMatcher>, min: i64, max: i64) -> SeriesRequest {
-    SeriesRequest { min_time: min, max_time: max, matchers, ..Default::default() }
+    SeriesRequest {
+        min_time: min,
+        max_time: max,
+        matchers,
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn series_returns_exactly_what_the_blocks_hold() {
     let mut f = fixture(0, 0).await;
-    let got = series(&mut f, req(all_matcher(), i64::MIN, i64::MAX)).await.expect("series");
+    let got = series(&mut f, req(all_matcher(), i64::MIN, i64::MAX))
+        .await
+        .expect("series");
     let labels: Vec<LabelVec> = got.iter().map(labels_of).collect();
     let mut sorted = labels.clone();
     sorted.sort_by(|a, b| cmp_labels(a, b));
@@ -244,7 +322,10 @@ async fn series_returns_exactly_what_the_blocks_hold() {
             assert_eq!(a.1.to_bits(), b.1.to_bits());
         }
         let mins: Vec<i64> = s.chunks.iter().map(|c| c.min_time).collect();
-        assert!(mins.windows(2).all(|w| w[0] < w[1]), "chunks ascend by time");
+        assert!(
+            mins.windows(2).all(|w| w[0] < w[1]),
+            "chunks ascend by time"
+        );
     }
 }
 
@@ -265,24 +346,90 @@ async fn matchers_time_range_and_options() {
     let names = |v: &[Series]| v.iter().map(labels_of).collect::<Vec<_>>();
 
     // = and external-label matcher
-    let got = series(&mut f, req(vec![m(Eq, "job", "db"), m(Eq, "cluster", "b")], 0, 4 * HOUR)).await.expect("eq");
-    assert_eq!(names(&got), vec![lv(&[("__name__", "http_requests_total"), ("cluster", "b"), ("instance", "i3"), ("job", "db"), ("replica", "A")])]);
+    let got = series(
+        &mut f,
+        req(vec![m(Eq, "job", "db"), m(Eq, "cluster", "b")], 0, 4 * HOUR),
+    )
+    .await
+    .expect("eq");
+    assert_eq!(
+        names(&got),
+        vec![lv(&[
+            ("__name__", "http_requests_total"),
+            ("cluster", "b"),
+            ("instance", "i3"),
+            ("job", "db"),
+            ("replica", "A")
+        ])]
+    );
     // Fully anchored regex: "ap" does not match "api".
-    assert!(series(&mut f, req(vec![m(Re, "job", "ap")], 0, 4 * HOUR)).await.expect("re").is_empty());
-    assert_eq!(series(&mut f, req(vec![m(Re, "job", "ap.")], 0, 4 * HOUR)).await.expect("re").len(), 6);
+    assert!(
+        series(&mut f, req(vec![m(Re, "job", "ap")], 0, 4 * HOUR))
+            .await
+            .expect("re")
+            .is_empty()
+    );
+    assert_eq!(
+        series(&mut f, req(vec![m(Re, "job", "ap.")], 0, 4 * HOUR))
+            .await
+            .expect("re")
+            .len(),
+        6
+    );
     // != and !~ ; a matcher on a missing label with "" matches series without it.
-    let got = series(&mut f, req(vec![m(Re, "__name__", ".+"), m(Neq, "job", "api"), m(Nre, "cluster", "b")], 0, 4 * HOUR)).await.expect("neq");
+    let got = series(
+        &mut f,
+        req(
+            vec![
+                m(Re, "__name__", ".+"),
+                m(Neq, "job", "api"),
+                m(Nre, "cluster", "b"),
+            ],
+            0,
+            4 * HOUR,
+        ),
+    )
+    .await
+    .expect("neq");
     assert_eq!(got.len(), 2, "{:?}", names(&got));
-    let got = series(&mut f, req(vec![m(Re, "__name__", ".+"), m(Eq, "replica", "")], 0, 4 * HOUR)).await.expect("empty");
+    let got = series(
+        &mut f,
+        req(
+            vec![m(Re, "__name__", ".+"), m(Eq, "replica", "")],
+            0,
+            4 * HOUR,
+        ),
+    )
+    .await
+    .expect("empty");
     assert!(got.iter().all(|s| labels_of(s)[0].1 == "temperature") && got.len() == 2);
 
     // Time range: only chunks overlapping [1h, 1h+1m] come back.
-    let got = series(&mut f, req(vec![m(Eq, "__name__", "temperature"), m(Eq, "cluster", "a")], HOUR, HOUR + 60_000)).await.expect("range");
+    let got = series(
+        &mut f,
+        req(
+            vec![m(Eq, "__name__", "temperature"), m(Eq, "cluster", "a")],
+            HOUR,
+            HOUR + 60_000,
+        ),
+    )
+    .await
+    .expect("range");
     assert_eq!(got.len(), 1);
-    assert!(got[0].chunks.iter().all(|c| c.max_time >= HOUR && c.min_time <= HOUR + 60_000));
+    assert!(
+        got[0]
+            .chunks
+            .iter()
+            .all(|c| c.max_time >= HOUR && c.min_time <= HOUR + 60_000)
+    );
     assert!(!got[0].chunks.is_empty() && got[0].chunks.len() < 4);
     // Outside all blocks: nothing.
-    assert!(series(&mut f, req(all_matcher(), 10 * HOUR, 11 * HOUR)).await.expect("outside").is_empty());
+    assert!(
+        series(&mut f, req(all_matcher(), 10 * HOUR, 11 * HOUR))
+            .await
+            .expect("outside")
+            .is_empty()
+    );
 
     // skip_chunks
     let mut r = req(all_matcher(), 0, 4 * HOUR);
@@ -292,15 +439,44 @@ async fn matchers_time_range_and_options() {
     assert!(got.iter().all(|s| s.chunks.is_empty()));
 
     // without_replica_labels: the two replicas of api/i1 merge into one series.
-    let mut r = req(vec![m(Eq, "instance", "i1"), m(Eq, "cluster", "a"), m(Eq, "job", "api")], 0, 4 * HOUR);
+    let mut r = req(
+        vec![
+            m(Eq, "instance", "i1"),
+            m(Eq, "cluster", "a"),
+            m(Eq, "job", "api"),
+        ],
+        0,
+        4 * HOUR,
+    );
     r.without_replica_labels = vec!["replica".into()];
     let got = series(&mut f, r).await.expect("without replica");
-    assert_eq!(names(&got), vec![lv(&[("__name__", "http_requests_total"), ("cluster", "a"), ("instance", "i1"), ("job", "api")])]);
+    assert_eq!(
+        names(&got),
+        vec![lv(&[
+            ("__name__", "http_requests_total"),
+            ("cluster", "a"),
+            ("instance", "i1"),
+            ("job", "api")
+        ])]
+    );
     let fx = fixture_series();
     let (a, b) = (&fx[0].1, &fx[1].1);
-    let n: usize = got[0].chunks.iter().map(|c| u16::from_be_bytes([c.raw.as_ref().expect("raw").data[0], c.raw.as_ref().expect("raw").data[1]]) as usize).sum();
+    let n: usize = got[0]
+        .chunks
+        .iter()
+        .map(|c| {
+            u16::from_be_bytes([
+                c.raw.as_ref().expect("raw").data[0],
+                c.raw.as_ref().expect("raw").data[1],
+            ]) as usize
+        })
+        .sum();
     assert_eq!(n, a.len() + b.len(), "chunks of both replicas are returned");
-    let mins: Vec<(i64, i64)> = got[0].chunks.iter().map(|c| (c.min_time, c.max_time)).collect();
+    let mins: Vec<(i64, i64)> = got[0]
+        .chunks
+        .iter()
+        .map(|c| (c.min_time, c.max_time))
+        .collect();
     assert!(mins.windows(2).all(|w| w[0] <= w[1]));
 
     // limit and batching
@@ -313,20 +489,44 @@ async fn matchers_time_range_and_options() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_requests_and_limits() {
     let mut f = fixture(0, 0).await;
-    let e = series(&mut f, req(vec![], 0, HOUR)).await.expect_err("no matchers");
+    let e = series(&mut f, req(vec![], 0, HOUR))
+        .await
+        .expect_err("no matchers");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    let e = series(&mut f, req(vec![m(label_matcher::Type::Re, "job", "(")], 0, HOUR)).await.expect_err("bad regex");
+    let e = series(
+        &mut f,
+        req(vec![m(label_matcher::Type::Re, "job", "(")], 0, HOUR),
+    )
+    .await
+    .expect_err("bad regex");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    assert!(e.message().contains("regular expression"), "{}", e.message());
+    assert!(
+        e.message().contains("regular expression"),
+        "{}",
+        e.message()
+    );
 
     let mut f = fixture(3, 0).await;
-    let e = series(&mut f, req(all_matcher(), 0, 4 * HOUR)).await.expect_err("series limit");
+    let e = series(&mut f, req(all_matcher(), 0, 4 * HOUR))
+        .await
+        .expect_err("series limit");
     assert_eq!(e.code(), tonic::Code::ResourceExhausted);
     assert!(e.message().contains("request-series"), "{}", e.message());
-    assert_eq!(series(&mut f, req(vec![m(label_matcher::Type::Eq, "job", "db")], 0, 4 * HOUR)).await.expect("under limit").len(), 2);
+    assert_eq!(
+        series(
+            &mut f,
+            req(vec![m(label_matcher::Type::Eq, "job", "db")], 0, 4 * HOUR)
+        )
+        .await
+        .expect("under limit")
+        .len(),
+        2
+    );
 
     let mut f = fixture(0, 1000).await;
-    let e = series(&mut f, req(all_matcher(), 0, 4 * HOUR)).await.expect_err("samples limit");
+    let e = series(&mut f, req(all_matcher(), 0, 4 * HOUR))
+        .await
+        .expect_err("samples limit");
     assert_eq!(e.code(), tonic::Code::ResourceExhausted);
     assert!(e.message().contains("request-samples"), "{}", e.message());
 }
@@ -335,11 +535,29 @@ async fn invalid_requests_and_limits() {
 async fn label_apis_and_info() {
     use label_matcher::Type::*;
     let mut f = fixture(0, 0).await;
-    let names = f.store.label_names(LabelNamesRequest { start: 0, end: 4 * HOUR, ..Default::default() }).await.expect("names").into_inner().names;
-    assert_eq!(names, vec!["__name__", "cluster", "instance", "job", "replica"]);
     let names = f
         .store
-        .label_names(LabelNamesRequest { start: 0, end: 4 * HOUR, matchers: vec![m(Eq, "__name__", "temperature")], ..Default::default() })
+        .label_names(LabelNamesRequest {
+            start: 0,
+            end: 4 * HOUR,
+            ..Default::default()
+        })
+        .await
+        .expect("names")
+        .into_inner()
+        .names;
+    assert_eq!(
+        names,
+        vec!["__name__", "cluster", "instance", "job", "replica"]
+    );
+    let names = f
+        .store
+        .label_names(LabelNamesRequest {
+            start: 0,
+            end: 4 * HOUR,
+            matchers: vec![m(Eq, "__name__", "temperature")],
+            ..Default::default()
+        })
         .await
         .expect("names")
         .into_inner()
@@ -347,23 +565,71 @@ async fn label_apis_and_info() {
     assert_eq!(names, vec!["__name__", "cluster", "instance", "job"]);
     let names = f
         .store
-        .label_names(LabelNamesRequest { start: 0, end: 4 * HOUR, without_replica_labels: vec!["replica".into()], ..Default::default() })
+        .label_names(LabelNamesRequest {
+            start: 0,
+            end: 4 * HOUR,
+            without_replica_labels: vec!["replica".into()],
+            ..Default::default()
+        })
         .await
         .expect("names")
         .into_inner()
         .names;
     assert!(!names.contains(&"replica".to_string()));
 
-    let vals = |label: &str, ms: Vec<LabelMatcher>, start: i64, end: i64| LabelValuesRequest { label: label.into(), start, end, matchers: ms, ..Default::default() };
-    let v = f.store.label_values(vals("job", vec![], 0, 4 * HOUR)).await.expect("values").into_inner().values;
+    let vals = |label: &str, ms: Vec<LabelMatcher>, start: i64, end: i64| LabelValuesRequest {
+        label: label.into(),
+        start,
+        end,
+        matchers: ms,
+        ..Default::default()
+    };
+    let v = f
+        .store
+        .label_values(vals("job", vec![], 0, 4 * HOUR))
+        .await
+        .expect("values")
+        .into_inner()
+        .values;
     assert_eq!(v, vec!["api", "db", "sensor"]);
-    let v = f.store.label_values(vals("cluster", vec![], 0, 4 * HOUR)).await.expect("values").into_inner().values;
+    let v = f
+        .store
+        .label_values(vals("cluster", vec![], 0, 4 * HOUR))
+        .await
+        .expect("values")
+        .into_inner()
+        .values;
     assert_eq!(v, vec!["a", "b"]);
-    let v = f.store.label_values(vals("instance", vec![m(Eq, "job", "api")], 0, 4 * HOUR)).await.expect("values").into_inner().values;
+    let v = f
+        .store
+        .label_values(vals("instance", vec![m(Eq, "job", "api")], 0, 4 * HOUR))
+        .await
+        .expect("values")
+        .into_inner()
+        .values;
     assert_eq!(v, vec!["i1", "i2"]);
-    let v = f.store.label_values(vals("replica", vec![m(Eq, "cluster", "b"), m(Eq, "instance", "i1")], 0, 4 * HOUR)).await.expect("values").into_inner().values;
+    let v = f
+        .store
+        .label_values(vals(
+            "replica",
+            vec![m(Eq, "cluster", "b"), m(Eq, "instance", "i1")],
+            0,
+            4 * HOUR,
+        ))
+        .await
+        .expect("values")
+        .into_inner()
+        .values;
     assert_eq!(v, vec!["A", "B"]);
-    assert!(f.store.label_values(vals("job", vec![], 10 * HOUR, 11 * HOUR)).await.expect("values").into_inner().values.is_empty());
+    assert!(
+        f.store
+            .label_values(vals("job", vec![], 10 * HOUR, 11 * HOUR))
+            .await
+            .expect("values")
+            .into_inner()
+            .values
+            .is_empty()
+    );
 
     let info = f.info.info(InfoReq {}).await.expect("info").into_inner();
     assert_eq!(info.component_type, "store");
@@ -371,20 +637,253 @@ async fn label_apis_and_info() {
     assert_eq!(store.min_time, 0);
     assert_eq!(store.max_time, 4 * HOUR - STEP + 1);
     assert!(store.supports_without_replica_labels && store.supports_sharding);
-    let sets: Vec<Vec<(String, String)>> = info.label_sets.iter().map(|s| s.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect()).collect();
+    let sets: Vec<Vec<(String, String)>> = info
+        .label_sets
+        .iter()
+        .map(|s| {
+            s.labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect()
+        })
+        .collect();
     assert_eq!(sets, vec![lv(&[("cluster", "a")]), lv(&[("cluster", "b")])]);
 
     let body = http_get(f.http, "/metrics").await;
-    assert!(body.contains("thanos_bucket_store_blocks_loaded 3"), "{body}");
-    assert!(body.contains("grpc_server_handled_total{grpc_service=\"thanos.Store\",grpc_method=\"LabelValues\""), "{body}");
+    assert!(
+        body.contains("thanos_bucket_store_blocks_loaded 3"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "grpc_server_handled_total{grpc_service=\"thanos.Store\",grpc_method=\"LabelValues\""
+        ),
+        "{body}"
+    );
     assert!(http_get(f.http, "/-/ready").await.contains("OK"));
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect http");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("write");
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect http");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).await.expect("read");
     out
+}
+
+/// Writes a 5m-resolution block for cluster "a" covering [0, 4h): one series
+/// whose AggrChunk holds count/sum/min/max (no counter), samples at window ends.
+fn write_downsampled(dir: &Path) {
+    use sluice_tsdb::aggr::encode_aggr;
+    use sluice_tsdb::chunk::RawChunk;
+    use sluice_tsdb::xor::XorEncoder;
+    let windows: Vec<i64> = (1..=48).map(|w| w * 300_000 - 1).collect();
+    let enc = |f: &dyn Fn(i64) -> f64| {
+        let mut e = XorEncoder::new();
+        for &t in &windows {
+            e.append(t, f(t));
+        }
+        e.into_bytes()
+    };
+    let (count, sum, min, max) = (
+        enc(&|_| 20.0),
+        enc(&|t| t as f64),
+        enc(&|_| 19.0),
+        enc(&|_| 21.0),
+    );
+    let xor = 1u8;
+    let aggr = encode_aggr([
+        Some(RawChunk {
+            encoding: xor,
+            data: &count,
+        }),
+        Some(RawChunk {
+            encoding: xor,
+            data: &sum,
+        }),
+        Some(RawChunk {
+            encoding: xor,
+            data: &min,
+        }),
+        Some(RawChunk {
+            encoding: xor,
+            data: &max,
+        }),
+        None,
+    ]);
+    let labels: BTreeMap<String, String> = [("cluster".to_string(), "a".to_string())].into();
+    let opts = BlockWriterOptions {
+        thanos: Some(ThanosMeta::new(labels, 300_000, "compactor")),
+        min_time: Some(0),
+        max_time: Some(4 * HOUR),
+        ..Default::default()
+    };
+    let series = vec![(
+        lv(&[
+            ("__name__", "temperature"),
+            ("instance", "i1"),
+            ("job", "sensor"),
+        ]),
+        vec![(windows[0], windows[47], 0xFFu8, aggr)],
+    )];
+    sluice_tsdb::block::write_block_chunks(dir, series, &opts).expect("write downsampled block");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downsampled_blocks_are_chosen_by_resolution_and_split_into_aggregates() {
+    use label_matcher::Type::*;
+    use sluice_proto::thanos::Aggr;
+    let mut f = fixture(0, 0).await;
+    // Add a 5m block next to the raw ones and let the store pick it up.
+    let bucket = f._dir.path().join("bucket");
+    write_downsampled(&bucket);
+    let ms = || vec![m(Eq, "__name__", "temperature"), m(Eq, "cluster", "a")];
+
+    // Raw only (window 0): two raw chunks' worth of samples, raw field set.
+    f = resync(f).await;
+    let got = series(&mut f, req(ms(), 0, 4 * HOUR)).await.expect("raw");
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0]
+            .chunks
+            .iter()
+            .all(|c| c.raw.is_some() && c.count.is_none())
+    );
+
+    // Window 5m: the downsampled block covers the range, so only its chunk comes back,
+    // with exactly the requested aggregates.
+    let mut r = req(ms(), 0, 4 * HOUR);
+    r.max_resolution_window = 300_000;
+    r.aggregates = vec![Aggr::Count as i32, Aggr::Sum as i32];
+    let got = series(&mut f, r.clone()).await.expect("downsampled");
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].chunks.len(),
+        1,
+        "one aggregate chunk instead of raw chunks"
+    );
+    let c = &got[0].chunks[0];
+    assert!(c.raw.is_none() && c.min.is_none() && c.max.is_none() && c.counter.is_none());
+    let (mut ts, mut vs) = (Vec::new(), Vec::new());
+    sluice_tsdb::xor::decode_into(&c.count.as_ref().expect("count").data, &mut ts, &mut vs)
+        .expect("count decodes");
+    assert_eq!((ts.len(), vs[0]), (48, 20.0));
+    assert_eq!(
+        c.sum.as_ref().expect("sum").hash,
+        xxhash(&c.sum.as_ref().expect("sum").data)
+    );
+
+    // An aggregate the block lacks is an error naming it.
+    r.aggregates = vec![Aggr::Counter as i32];
+    let e = series(&mut f, r).await.expect_err("no counter aggregate");
+    assert!(
+        e.message().contains("aggregate counter does not exist"),
+        "{}",
+        e.message()
+    );
+}
+
+/// Re-syncs the fixture's store by restarting it over the same directories.
+async fn resync(f: Fixture) -> Fixture {
+    let Fixture { _dir, _stop, .. } = f;
+    drop(_stop);
+    let bucket = _dir.path().join("bucket");
+    let args = StoreArgs {
+        objstore_config_file: None,
+        objstore_config: Some(format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket.display()
+        )),
+        grpc_address: "127.0.0.1:0".parse().expect("addr"),
+        http_address: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: _dir.path().join("data"),
+        sync_block_duration: Duration::from_secs(3600),
+        ignore_deletion_marks_delay: Duration::from_secs(86_400),
+        limit_series: 0,
+        limit_samples: 0,
+        block_sync_concurrency: 4,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (running, _task) = start(&args, Metrics::new(), async move {
+        let _ = stopped.await;
+    })
+    .await
+    .expect("restart store");
+    for _ in 0..200 {
+        if running.store.is_ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let ch = Channel::from_shared(format!("http://{}", running.grpc_addr))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    Fixture {
+        _dir,
+        store: StoreClient::new(ch.clone()).max_decoding_message_size(usize::MAX),
+        info: InfoClient::new(ch),
+        http: running.http_addr,
+        _stop: stop,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_info_partitions_the_series() {
+    use sluice_proto::thanos::ShardInfo;
+    let mut f = fixture(0, 0).await;
+    let mut seen = Vec::new();
+    for shard_index in 0..3 {
+        let mut r = req(all_matcher(), 0, 4 * HOUR);
+        r.skip_chunks = true;
+        r.shard_info = Some(ShardInfo {
+            shard_index,
+            total_shards: 3,
+            by: false,
+            labels: vec![],
+        });
+        seen.extend(
+            series(&mut f, r)
+                .await
+                .expect("shard")
+                .iter()
+                .map(labels_of),
+        );
+    }
+    seen.sort_by(cmp_labels);
+    let all: Vec<LabelVec> = expected_all().into_keys().collect::<Vec<_>>();
+    let mut all_sorted = all.clone();
+    all_sorted.sort_by(cmp_labels);
+    assert_eq!(seen, all_sorted, "every series is in exactly one shard");
+    // Sharding by cluster keeps each cluster's series together.
+    let mut r = req(all_matcher(), 0, 4 * HOUR);
+    r.skip_chunks = true;
+    r.shard_info = Some(ShardInfo {
+        shard_index: 0,
+        total_shards: 2,
+        by: true,
+        labels: vec!["cluster".into()],
+    });
+    let got = series(&mut f, r).await.expect("shard by cluster");
+    let clusters: std::collections::BTreeSet<String> = got
+        .iter()
+        .map(|s| {
+            labels_of(s)
+                .into_iter()
+                .find(|l| l.0 == "cluster")
+                .expect("cluster")
+                .1
+        })
+        .collect();
+    assert!(
+        got.is_empty() || clusters.len() == 1 && got.len() == 5,
+        "{clusters:?} {}",
+        got.len()
+    );
 }

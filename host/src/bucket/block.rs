@@ -52,11 +52,17 @@ impl BlockError {
 }
 
 fn bucket_err(path: &Path) -> impl FnOnce(object_store::Error) -> BlockError + '_ {
-    move |source| BlockError::Bucket { path: path.to_string(), source }
+    move |source| BlockError::Bucket {
+        path: path.to_string(),
+        source,
+    }
 }
 
 fn io_err(path: &FsPath) -> impl FnOnce(std::io::Error) -> BlockError + '_ {
-    move |source| BlockError::Io { path: path.display().to_string(), source }
+    move |source| BlockError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// A chunk segment file of a block.
@@ -88,7 +94,10 @@ pub struct Block {
 
 impl std::fmt::Debug for Block {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Block").field("id", &self.id).field("ext_labels", &self.ext_labels).finish()
+        f.debug_struct("Block")
+            .field("id", &self.id)
+            .field("ext_labels", &self.ext_labels)
+            .finish()
     }
 }
 
@@ -99,18 +108,32 @@ const CHUNK_SIZE_ESTIMATE: u64 = 16 * 1024;
 impl Block {
     /// Loads block `id`: meta.json, the segment list, and a verified local
     /// copy of the index. `Ok(None)` means there is no meta.json (yet).
-    pub async fn load(bucket: Arc<dyn ObjectStore>, id: Ulid, data_dir: &FsPath) -> Result<Option<Block>, BlockError> {
+    pub async fn load(
+        bucket: Arc<dyn ObjectStore>,
+        id: Ulid,
+        data_dir: &FsPath,
+    ) -> Result<Option<Block>, BlockError> {
         let meta_path = Path::from(format!("{id}/meta.json"));
         let meta_bytes = match bucket.get(&meta_path).await {
             Ok(r) => r.bytes().await.map_err(bucket_err(&meta_path))?,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(bucket_err(&meta_path)(e)),
         };
-        let meta = BlockMeta::parse(&meta_bytes).map_err(|source| BlockError::Format { what: "meta.json", source })?;
+        let meta = BlockMeta::parse(&meta_bytes).map_err(|source| BlockError::Format {
+            what: "meta.json",
+            source,
+        })?;
         if meta.ulid != id {
-            return Err(BlockError::Invalid(format!("meta.json names block {} but lives in directory {id}", meta.ulid)));
+            return Err(BlockError::Invalid(format!(
+                "meta.json names block {} but lives in directory {id}",
+                meta.ulid
+            )));
         }
-        let ext_labels = Labels::from_pairs(meta.external_labels().iter().map(|(k, v)| (k.clone(), v.clone())));
+        let ext_labels = Labels::from_pairs(
+            meta.external_labels()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
 
         // Segment files must be exactly 000001..N: chunk refs address them by
         // position, so a gap would silently shift every later reference.
@@ -130,14 +153,22 @@ impl Block {
                     "chunk segment chunks/{expected} is missing (found chunks/{name})"
                 )));
             }
-            segments.push(Segment { path: o.location.clone(), size: o.size });
+            segments.push(Segment {
+                path: o.location.clone(),
+                size: o.size,
+            });
         }
         if let Some(t) = &meta.thanos {
             for f in &t.files {
                 if let Some(seg) = f.rel_path.strip_prefix("chunks/") {
                     let found = segments.iter().find(|s| s.path.filename() == Some(seg));
                     match (found, f.size_bytes) {
-                        (None, _) => return Err(BlockError::Invalid(format!("chunk segment {} listed in meta.json is missing", f.rel_path))),
+                        (None, _) => {
+                            return Err(BlockError::Invalid(format!(
+                                "chunk segment {} listed in meta.json is missing",
+                                f.rel_path
+                            )));
+                        }
                         (Some(s), want) if want > 0 && s.size != want as u64 => {
                             return Err(BlockError::Invalid(format!(
                                 "chunk segment {} has {} bytes, meta.json says {want}",
@@ -158,13 +189,17 @@ impl Block {
 
         let index = fetch_index(&bucket, id, data_dir).await?;
         let segments_for_verify: Vec<u64> = segments.iter().map(|s| s.size).collect();
-        let index = tokio::task::spawn_blocking(move || -> Result<IndexReader<Mmap>, BlockError> {
-            let reader = IndexReader::new(index).map_err(|source| BlockError::Format { what: "index", source })?;
-            verify_index(&reader, &segments_for_verify)?;
-            Ok(reader)
-        })
-        .await
-        .map_err(|e| BlockError::Invalid(format!("index verification task failed: {e}")))??;
+        let index =
+            tokio::task::spawn_blocking(move || -> Result<IndexReader<Mmap>, BlockError> {
+                let reader = IndexReader::new(index).map_err(|source| BlockError::Format {
+                    what: "index",
+                    source,
+                })?;
+                verify_index(&reader, &segments_for_verify)?;
+                Ok(reader)
+            })
+            .await
+            .map_err(|e| BlockError::Invalid(format!("index verification task failed: {e}")))??;
 
         let chunk_size_estimate = meta
             .thanos
@@ -173,7 +208,15 @@ impl Block {
             .filter(|&n| n > 0)
             .map(|n| n as u64)
             .unwrap_or(CHUNK_SIZE_ESTIMATE);
-        Ok(Some(Block { id, meta, ext_labels, index, segments, bucket, chunk_size_estimate }))
+        Ok(Some(Block {
+            id,
+            meta,
+            ext_labels,
+            index,
+            segments,
+            bucket,
+            chunk_size_estimate,
+        }))
     }
 
     /// Downsampling resolution in ms (0 = raw).
@@ -185,11 +228,19 @@ impl Block {
     pub(crate) fn labels_of(&self, entry: &SeriesEntry) -> Result<Labels, BlockError> {
         let mut v = Vec::with_capacity(entry.labels.len() + self.ext_labels.len());
         for &(n, val) in &entry.labels {
-            let fmt = |source| BlockError::Format { what: "index symbols", source };
-            v.push(Label::new(self.index.symbol(n).map_err(fmt)?, self.index.symbol(val).map_err(fmt)?));
+            let fmt = |source| BlockError::Format {
+                what: "index symbols",
+                source,
+            };
+            v.push(Label::new(
+                self.index.symbol(n).map_err(fmt)?,
+                self.index.symbol(val).map_err(fmt)?,
+            ));
         }
         if v.windows(2).any(|w| w[0].name >= w[1].name) {
-            return Err(BlockError::Invalid("series labels in index are not sorted or not unique".into()));
+            return Err(BlockError::Invalid(
+                "series labels in index are not sorted or not unique".into(),
+            ));
         }
         Ok(Labels::from_sorted(v))
     }
@@ -206,7 +257,11 @@ impl Block {
                 j += 1;
             }
             let seg = self.segments.get(seg_idx as usize).ok_or_else(|| {
-                BlockError::Invalid(format!("chunk reference {:#x} points at missing segment {:06}", refs[i], seg_idx + 1))
+                BlockError::Invalid(format!(
+                    "chunk reference {:#x} points at missing segment {:06}",
+                    refs[i],
+                    seg_idx + 1
+                ))
             })?;
             let group = &refs[i..j];
             let ranges: Vec<std::ops::Range<u64>> = group
@@ -221,7 +276,11 @@ impl Block {
                     start..end.max(start)
                 })
                 .collect();
-            let bufs = self.bucket.get_ranges(&seg.path, &ranges).await.map_err(bucket_err(&seg.path))?;
+            let bufs = self
+                .bucket
+                .get_ranges(&seg.path, &ranges)
+                .await
+                .map_err(bucket_err(&seg.path))?;
             for (range, buf) in ranges.iter().zip(bufs) {
                 out.push(self.decode_fetched(seg, range.start, buf).await?);
             }
@@ -230,8 +289,16 @@ impl Block {
         Ok(out)
     }
 
-    async fn decode_fetched(&self, seg: &Segment, start: u64, buf: Bytes) -> Result<FetchedChunk, BlockError> {
-        let fmt = |source| BlockError::Format { what: "chunk", source };
+    async fn decode_fetched(
+        &self,
+        seg: &Segment,
+        start: u64,
+        buf: Bytes,
+    ) -> Result<FetchedChunk, BlockError> {
+        let fmt = |source| BlockError::Format {
+            what: "chunk",
+            source,
+        };
         let buf = match parse_chunk(&buf) {
             Ok(_) => buf,
             Err(sluice_tsdb::Error::Truncated { .. }) => {
@@ -243,7 +310,10 @@ impl Block {
                         seg.path, seg.size
                     )));
                 }
-                self.bucket.get_range(&seg.path, start..start + need).await.map_err(bucket_err(&seg.path))?
+                self.bucket
+                    .get_range(&seg.path, start..start + need)
+                    .await
+                    .map_err(bucket_err(&seg.path))?
             }
             Err(e) => return Err(fmt(e)),
         };
@@ -251,12 +321,19 @@ impl Block {
         let data_len = chunk.data.len();
         let encoding = chunk.encoding;
         let data_start = total - 4 - data_len;
-        Ok(FetchedChunk { encoding, data: buf.slice(data_start..data_start + data_len) })
+        Ok(FetchedChunk {
+            encoding,
+            data: buf.slice(data_start..data_start + data_len),
+        })
     }
 }
 
 /// Ensures `<data_dir>/<id>/index` is a complete local copy and mmaps it.
-async fn fetch_index(bucket: &Arc<dyn ObjectStore>, id: Ulid, data_dir: &FsPath) -> Result<Mmap, BlockError> {
+async fn fetch_index(
+    bucket: &Arc<dyn ObjectStore>,
+    id: Ulid,
+    data_dir: &FsPath,
+) -> Result<Mmap, BlockError> {
     let remote = Path::from(format!("{id}/index"));
     let head = bucket.head(&remote).await.map_err(bucket_err(&remote))?;
     let dir: PathBuf = data_dir.join(id.to_string());
@@ -266,17 +343,25 @@ async fn fetch_index(bucket: &Arc<dyn ObjectStore>, id: Ulid, data_dir: &FsPath)
         Err(_) => true,
     };
     if fresh {
-        tokio::fs::create_dir_all(&dir).await.map_err(io_err(&dir))?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(io_err(&dir))?;
         let tmp = dir.join("index.tmp");
         let mut file = tokio::fs::File::create(&tmp).await.map_err(io_err(&tmp))?;
-        let mut stream = bucket.get(&remote).await.map_err(bucket_err(&remote))?.into_stream();
+        let mut stream = bucket
+            .get(&remote)
+            .await
+            .map_err(bucket_err(&remote))?
+            .into_stream();
         while let Some(chunk) = stream.try_next().await.map_err(bucket_err(&remote))? {
             file.write_all(&chunk).await.map_err(io_err(&tmp))?;
         }
         file.flush().await.map_err(io_err(&tmp))?;
         file.sync_all().await.map_err(io_err(&tmp))?;
         drop(file);
-        tokio::fs::rename(&tmp, &local).await.map_err(io_err(&local))?;
+        tokio::fs::rename(&tmp, &local)
+            .await
+            .map_err(io_err(&local))?;
     }
     let file = std::fs::File::open(&local).map_err(io_err(&local))?;
     // The cache file is ours and only ever replaced by rename, never modified
@@ -299,7 +384,8 @@ fn verify_index(ix: &IndexReader<Mmap>, segment_sizes: &[u64]) -> Result<(), Blo
         })
         .map_err(fmt("index postings offset table"))?;
         for off in offsets {
-            ix.postings_into(off, &mut list).map_err(fmt("index postings"))?;
+            ix.postings_into(off, &mut list)
+                .map_err(fmt("index postings"))?;
         }
     }
     let all = ix.all_postings().map_err(fmt("index postings"))?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use sluice_proto::thanos::{AggrChunk, Aggr, Chunk, SeriesBatch, SeriesResponse, series_response};
+use sluice_proto::thanos::{Aggr, AggrChunk, Chunk, SeriesBatch, SeriesResponse, series_response};
 use sluice_proto::thanos::{Label as PbLabel, Series};
 use sluice_tsdb::aggr::decode_aggr;
 use sluice_tsdb::chunk::Encoding;
@@ -90,7 +90,10 @@ struct OutSeries {
 /// Postings of the series matching `ms` with Prometheus semantics: matchers
 /// that match the empty string select by exclusion, so series lacking the
 /// label match them too.
-fn postings_for_matchers<B: AsRef<[u8]>>(ix: &IndexReader<B>, ms: &[&Matcher]) -> Result<Vec<u32>, sluice_tsdb::Error> {
+fn postings_for_matchers<B: AsRef<[u8]>>(
+    ix: &IndexReader<B>,
+    ms: &[&Matcher],
+) -> Result<Vec<u32>, sluice_tsdb::Error> {
     let mut intersect: Vec<Vec<u32>> = Vec::new();
     let mut subtract: Vec<Vec<u32>> = Vec::new();
     for m in ms {
@@ -199,7 +202,10 @@ fn block_series(
     let mut out = Vec::with_capacity(ids.len());
     let mut entry = SeriesEntry::default();
     for id in ids {
-        block.index.series(id, &mut entry).map_err(fmt("index series"))?;
+        block
+            .index
+            .series(id, &mut entry)
+            .map_err(fmt("index series"))?;
         let chunks: Vec<ChunkMeta> = entry
             .chunks
             .iter()
@@ -224,7 +230,9 @@ fn block_series(
 
 fn check_matchers(ms: &[Matcher]) -> Result<(), BucketError> {
     if ms.is_empty() {
-        return Err(BucketError::InvalidArgument("no matchers specified (excluding selector labels)".into()));
+        return Err(BucketError::InvalidArgument(
+            "no matchers specified (excluding selector labels)".into(),
+        ));
     }
     Ok(())
 }
@@ -232,7 +240,11 @@ fn check_matchers(ms: &[Matcher]) -> Result<(), BucketError> {
 impl BucketStore {
     /// Runs a Series query, sending frames to `tx` as they are ready. Returns
     /// when everything was sent, the receiver went away, or an error was sent.
-    pub async fn series(self: &Arc<Self>, q: SeriesQuery, tx: mpsc::Sender<Result<SeriesResponse, BucketError>>) {
+    pub async fn series(
+        self: &Arc<Self>,
+        q: SeriesQuery,
+        tx: mpsc::Sender<Result<SeriesResponse, BucketError>>,
+    ) {
         if let Err(e) = self.series_inner(q, &tx).await {
             let _ = tx.send(Err(e)).await;
         }
@@ -247,30 +259,51 @@ impl BucketStore {
             return Err(BucketError::NotReady);
         }
         check_matchers(&q.matchers)?;
-        let all: Vec<Arc<Block>> = self.blocks().values().filter(|b| overlaps(b, q.min_time, q.max_time)).cloned().collect();
+        let all: Vec<Arc<Block>> = self
+            .blocks()
+            .values()
+            .filter(|b| overlaps(b, q.min_time, q.max_time))
+            .cloned()
+            .collect();
         let blocks = select_blocks(&all, q.min_time, q.max_time, q.max_resolution_window);
 
         // Postings and series entries, one blocking task per block.
         let q = Arc::new(q);
         let mut tasks = Vec::new();
         for (bi, b) in blocks.iter().enumerate() {
-            let Some(ms) = block_matchers(&b.ext_labels, &q.matchers) else { continue };
+            let Some(ms) = block_matchers(&b.ext_labels, &q.matchers) else {
+                continue;
+            };
             let ms: Vec<Matcher> = ms.into_iter().cloned().collect();
             let (b, q) = (b.clone(), q.clone());
             tasks.push(tokio::task::spawn_blocking(move || {
                 let refs: Vec<&Matcher> = ms.iter().collect();
-                let r = block_series(&b, &refs, q.min_time, q.max_time, &q.without_replica_labels, q.shard.as_ref());
+                let r = block_series(
+                    &b,
+                    &refs,
+                    q.min_time,
+                    q.max_time,
+                    &q.without_replica_labels,
+                    q.shard.as_ref(),
+                );
                 (bi, b.id, r)
             }));
         }
         let mut entries: Vec<(Labels, usize, Vec<ChunkMeta>)> = Vec::new();
         let mut warnings = Vec::new();
         for t in tasks {
-            let (bi, id, r) = t.await.map_err(|e| BucketError::Internal(format!("series task: {e}")))?;
+            let (bi, id, r) = t
+                .await
+                .map_err(|e| BucketError::Internal(format!("series task: {e}")))?;
             match r {
                 Ok(v) => entries.extend(v.into_iter().map(|(l, c)| (l, bi, c))),
                 Err(e) if q.partial_response => warnings.push(format!("block {id}: {e}")),
-                Err(e) => return Err(BucketError::Block { block: id, source: Box::new(e) }),
+                Err(e) => {
+                    return Err(BucketError::Block {
+                        block: id,
+                        source: Box::new(e),
+                    });
+                }
             }
         }
         for w in warnings {
@@ -286,7 +319,10 @@ impl BucketStore {
         for (labels, bi, chunks) in entries {
             match out.last_mut() {
                 Some(last) if last.labels == labels => last.parts.push((bi, chunks)),
-                _ => out.push(OutSeries { labels, parts: vec![(bi, chunks)] }),
+                _ => out.push(OutSeries {
+                    labels,
+                    parts: vec![(bi, chunks)],
+                }),
             }
         }
         if q.limit > 0 && out.len() > q.limit {
@@ -306,7 +342,13 @@ impl BucketStore {
 
         let batch_size = q.batch_size.max(1);
         if q.skip_chunks {
-            let series: Vec<Series> = out.into_iter().map(|s| Series { labels: to_pb_labels(&s.labels), chunks: vec![] }).collect();
+            let series: Vec<Series> = out
+                .into_iter()
+                .map(|s| Series {
+                    labels: to_pb_labels(&s.labels),
+                    chunks: vec![],
+                })
+                .collect();
             return send_series(tx, series, batch_size).await;
         }
 
@@ -318,7 +360,11 @@ impl BucketStore {
         let blocks = Arc::new(blocks);
         let mut fetched = futures::stream::iter(batches.into_iter().map(|batch| {
             let (blocks, q, store) = (blocks.clone(), q.clone(), self.clone());
-            async move { store.read_batch(&blocks, batch, &q.aggregates, q.partial_response).await }
+            async move {
+                store
+                    .read_batch(&blocks, batch, &q.aggregates, q.partial_response)
+                    .await
+            }
         }))
         .buffered(2);
         while let Some(r) = fetched.next().await {
@@ -332,7 +378,9 @@ impl BucketStore {
             if samples_limit > 0 && samples > samples_limit {
                 return Err(BucketError::LimitExceeded {
                     limit: "samples",
-                    detail: format!("the query reads more than --store.limits.request-samples={samples_limit} samples"),
+                    detail: format!(
+                        "the query reads more than --store.limits.request-samples={samples_limit} samples"
+                    ),
                 });
             }
             send_series(tx, series, batch_size).await?;
@@ -354,12 +402,16 @@ impl BucketStore {
                 per_block[*bi].extend(chunks.iter().map(|c| c.chunk_ref));
             }
         }
-        let reads = per_block.iter_mut().enumerate().filter(|(_, r)| !r.is_empty()).map(|(bi, refs)| {
-            refs.sort_unstable();
-            refs.dedup();
-            let refs = &*refs;
-            async move { (bi, blocks[bi].fetch_chunks(refs).await) }
-        });
+        let reads = per_block
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(bi, refs)| {
+                refs.sort_unstable();
+                refs.dedup();
+                let refs = &*refs;
+                async move { (bi, blocks[bi].fetch_chunks(refs).await) }
+            });
         let results = futures::future::join_all(reads).await;
         let mut data: Vec<Option<Vec<super::block::FetchedChunk>>> = vec![None; blocks.len()];
         let mut warnings = Vec::new();
@@ -375,7 +427,12 @@ impl BucketStore {
                     tracing::warn!(block = %blocks[bi].id, error = %e, "cannot read chunks; returning partial data");
                     warnings.push(format!("block {}: {e}", blocks[bi].id));
                 }
-                Err(e) => return Err(BucketError::Block { block: blocks[bi].id, source: Box::new(e) }),
+                Err(e) => {
+                    return Err(BucketError::Block {
+                        block: blocks[bi].id,
+                        source: Box::new(e),
+                    });
+                }
             }
         }
         self.metrics.chunk_bytes_fetched.inc_by(bytes_read);
@@ -387,16 +444,26 @@ impl BucketStore {
             for (bi, metas) in &s.parts {
                 let Some(fetched) = &data[*bi] else { continue };
                 for m in metas {
-                    let Ok(pos) = per_block[*bi].binary_search(&m.chunk_ref) else { continue };
+                    let Ok(pos) = per_block[*bi].binary_search(&m.chunk_ref) else {
+                        continue;
+                    };
                     let c = &fetched[pos];
-                    let (ac, n) = to_aggr_chunk(m, c.encoding, &c.data, aggregates)
-                        .map_err(|e| BucketError::Block { block: blocks[*bi].id, source: Box::new(e) })?;
+                    let (ac, n) =
+                        to_aggr_chunk(m, c.encoding, &c.data, aggregates).map_err(|e| {
+                            BucketError::Block {
+                                block: blocks[*bi].id,
+                                source: Box::new(e),
+                            }
+                        })?;
                     samples += n;
                     chunks.push(ac);
                 }
             }
             chunks.sort_by_key(|c| (c.min_time, c.max_time));
-            out.push(Series { labels: to_pb_labels(&s.labels), chunks });
+            out.push(Series {
+                labels: to_pb_labels(&s.labels),
+                chunks,
+            });
         }
         Ok((out, warnings, samples))
     }
@@ -408,30 +475,52 @@ impl BucketStore {
     }
 
     /// Values of `name` on the series matching the query, sorted and unique.
-    pub async fn label_values(self: &Arc<Self>, name: &str, q: LabelsQuery) -> Result<Vec<String>, BucketError> {
+    pub async fn label_values(
+        self: &Arc<Self>,
+        name: &str,
+        q: LabelsQuery,
+    ) -> Result<Vec<String>, BucketError> {
         if q.without_replica_labels.iter().any(|l| l == name) {
             return Ok(Vec::new());
         }
         self.labels_common(q, Some(name.to_string())).await
     }
 
-    async fn labels_common(self: &Arc<Self>, q: LabelsQuery, value_of: Option<String>) -> Result<Vec<String>, BucketError> {
+    async fn labels_common(
+        self: &Arc<Self>,
+        q: LabelsQuery,
+        value_of: Option<String>,
+    ) -> Result<Vec<String>, BucketError> {
         if !self.is_ready() {
             return Err(BucketError::NotReady);
         }
-        let blocks: Vec<Arc<Block>> = self.blocks().values().filter(|b| overlaps(b, q.start, q.end)).cloned().collect();
+        let blocks: Vec<Arc<Block>> = self
+            .blocks()
+            .values()
+            .filter(|b| overlaps(b, q.start, q.end))
+            .cloned()
+            .collect();
         let q = Arc::new(q);
         let mut tasks = Vec::new();
         for b in blocks {
             let (q, value_of) = (q.clone(), value_of.clone());
-            tasks.push(tokio::task::spawn_blocking(move || block_labels(&b, &q, value_of.as_deref()).map_err(|e| (b.id, e))));
+            tasks.push(tokio::task::spawn_blocking(move || {
+                block_labels(&b, &q, value_of.as_deref()).map_err(|e| (b.id, e))
+            }));
         }
         let mut set = BTreeSet::new();
         for t in tasks {
-            let r = t.await.map_err(|e| BucketError::Internal(format!("labels task: {e}")))?;
+            let r = t
+                .await
+                .map_err(|e| BucketError::Internal(format!("labels task: {e}")))?;
             match r {
                 Ok(v) => set.extend(v),
-                Err((block, e)) => return Err(BucketError::Block { block, source: Box::new(e) }),
+                Err((block, e)) => {
+                    return Err(BucketError::Block {
+                        block,
+                        source: Box::new(e),
+                    });
+                }
             }
         }
         let mut v: Vec<String> = set.into_iter().filter(|s| !s.is_empty()).collect();
@@ -446,18 +535,34 @@ impl BucketStore {
 }
 
 /// Names (or values of one name) contributed by one block.
-fn block_labels(b: &Block, q: &LabelsQuery, value_of: Option<&str>) -> Result<Vec<String>, BlockError> {
-    let Some(ms) = block_matchers(&b.ext_labels, &q.matchers) else { return Ok(Vec::new()) };
+fn block_labels(
+    b: &Block,
+    q: &LabelsQuery,
+    value_of: Option<&str>,
+) -> Result<Vec<String>, BlockError> {
+    let Some(ms) = block_matchers(&b.ext_labels, &q.matchers) else {
+        return Ok(Vec::new());
+    };
     let fmt = |what| move |source| BlockError::Format { what, source };
     if ms.is_empty() {
         // Only external-label matchers (or none): the index's lists answer.
         return Ok(match value_of {
             Some(name) => match b.ext_labels.get(name) {
                 Some(v) => vec![v.to_string()],
-                None => b.index.label_values(name).into_iter().map(str::to_string).collect(),
+                None => b
+                    .index
+                    .label_values(name)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
             },
             None => {
-                let mut v: Vec<String> = b.index.label_names().into_iter().map(str::to_string).collect();
+                let mut v: Vec<String> = b
+                    .index
+                    .label_names()
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
                 v.extend(b.ext_labels.iter().map(|l| l.name.clone()));
                 v
             }
@@ -467,8 +572,14 @@ fn block_labels(b: &Block, q: &LabelsQuery, value_of: Option<&str>) -> Result<Ve
     let mut set = BTreeSet::new();
     let mut entry = SeriesEntry::default();
     for id in ids {
-        b.index.series(id, &mut entry).map_err(fmt("index series"))?;
-        if !entry.chunks.iter().any(|c| c.max_time >= q.start && c.min_time <= q.end) {
+        b.index
+            .series(id, &mut entry)
+            .map_err(fmt("index series"))?;
+        if !entry
+            .chunks
+            .iter()
+            .any(|c| c.max_time >= q.start && c.min_time <= q.end)
+        {
             continue;
         }
         let mut labels = b.labels_of(&entry)?;
@@ -507,7 +618,9 @@ async fn send_series(
 ) -> Result<(), BucketError> {
     if batch_size <= 1 {
         for s in series {
-            let frame = SeriesResponse { result: Some(series_response::Result::Series(s)) };
+            let frame = SeriesResponse {
+                result: Some(series_response::Result::Series(s)),
+            };
             if tx.send(Ok(frame)).await.is_err() {
                 return Ok(());
             }
@@ -517,7 +630,11 @@ async fn send_series(
     let mut it = series.into_iter().peekable();
     while it.peek().is_some() {
         let batch: Vec<Series> = it.by_ref().take(batch_size).collect();
-        let frame = SeriesResponse { result: Some(series_response::Result::Batch(SeriesBatch { series: batch })) };
+        let frame = SeriesResponse {
+            result: Some(series_response::Result::Batch(SeriesBatch {
+                series: batch,
+            })),
+        };
         if tx.send(Ok(frame)).await.is_err() {
             return Ok(());
         }
@@ -526,11 +643,18 @@ async fn send_series(
 }
 
 fn warning_frame(w: String) -> SeriesResponse {
-    SeriesResponse { result: Some(series_response::Result::Warning(w)) }
+    SeriesResponse {
+        result: Some(series_response::Result::Warning(w)),
+    }
 }
 
 pub fn to_pb_labels(l: &Labels) -> Vec<PbLabel> {
-    l.iter().map(|l| PbLabel { name: l.name.clone(), value: l.value.clone() }).collect()
+    l.iter()
+        .map(|l| PbLabel {
+            name: l.name.clone(),
+            value: l.value.clone(),
+        })
+        .collect()
 }
 
 fn pb_chunk(encoding: u8, data: Bytes) -> Result<Chunk, BlockError> {
@@ -539,27 +663,51 @@ fn pb_chunk(encoding: u8, data: Bytes) -> Result<Chunk, BlockError> {
         Ok(Encoding::Xor) => 0,
         Ok(Encoding::Histogram) => 1,
         Ok(Encoding::FloatHistogram) => 2,
-        _ => return Err(BlockError::Invalid(format!("unsupported chunk encoding {encoding:#04x} inside an aggregate chunk"))),
+        _ => {
+            return Err(BlockError::Invalid(format!(
+                "unsupported chunk encoding {encoding:#04x} inside an aggregate chunk"
+            )));
+        }
     };
     let hash = xxhash_rust::xxh64::xxh64(&data, 0);
-    Ok(Chunk { r#type: kind, data, hash })
+    Ok(Chunk {
+        r#type: kind,
+        data,
+        hash,
+    })
 }
 
 fn samples_in(data: &[u8]) -> u64 {
-    if data.len() >= 2 { u64::from(u16::from_be_bytes([data[0], data[1]])) } else { 0 }
+    if data.len() >= 2 {
+        u64::from(u16::from_be_bytes([data[0], data[1]]))
+    } else {
+        0
+    }
 }
 
 /// Turns a stored chunk into the wire's AggrChunk: raw chunks go in `raw`,
 /// downsampled (0xFF) chunks are split into the requested aggregates.
 /// Returns the chunk and its sample count (for the samples limit).
-fn to_aggr_chunk(m: &ChunkMeta, encoding: u8, data: &Bytes, aggregates: &[Aggr]) -> Result<(AggrChunk, u64), BlockError> {
-    let mut ac = AggrChunk { min_time: m.min_time, max_time: m.max_time, ..Default::default() };
+fn to_aggr_chunk(
+    m: &ChunkMeta,
+    encoding: u8,
+    data: &Bytes,
+    aggregates: &[Aggr],
+) -> Result<(AggrChunk, u64), BlockError> {
+    let mut ac = AggrChunk {
+        min_time: m.min_time,
+        max_time: m.max_time,
+        ..Default::default()
+    };
     if encoding != Encoding::Aggr as u8 {
         let n = samples_in(data);
         ac.raw = Some(pb_chunk(encoding, data.clone())?);
         return Ok((ac, n));
     }
-    let parts = decode_aggr(data).map_err(|source| BlockError::Format { what: "aggregate chunk", source })?;
+    let parts = decode_aggr(data).map_err(|source| BlockError::Format {
+        what: "aggregate chunk",
+        source,
+    })?;
     let mut n = 0;
     for a in aggregates {
         let (idx, name) = match a {
@@ -571,7 +719,9 @@ fn to_aggr_chunk(m: &ChunkMeta, encoding: u8, data: &Bytes, aggregates: &[Aggr])
             Aggr::Raw => continue,
         };
         let Some(p) = parts[idx] else {
-            return Err(BlockError::Invalid(format!("aggregate {name} does not exist")));
+            return Err(BlockError::Invalid(format!(
+                "aggregate {name} does not exist"
+            )));
         };
         // Slice the sub-chunk out of the shared buffer instead of copying it.
         let offset = p.data.as_ptr() as usize - data.as_ptr() as usize;
@@ -598,21 +748,47 @@ mod tests {
     fn set_operations() {
         assert_eq!(intersect_sorted(&[1, 3, 5, 7], &[3, 4, 5]), vec![3, 5]);
         assert_eq!(subtract_sorted(&[1, 3, 5, 7], &[3, 7, 9]), vec![1, 5]);
-        assert_eq!(union(vec![vec![5, 1], vec![1, 2]].into_iter().map(|mut v| { v.sort(); v }).collect()), vec![1, 2, 5]);
+        assert_eq!(
+            union(
+                vec![vec![5, 1], vec![1, 2]]
+                    .into_iter()
+                    .map(|mut v| {
+                        v.sort();
+                        v
+                    })
+                    .collect()
+            ),
+            vec![1, 2, 5]
+        );
     }
 
     #[test]
     fn shard_partitions_series() {
-        let series: Vec<Labels> = (0..200).map(|i| Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())])).collect();
+        let series: Vec<Labels> = (0..200)
+            .map(|i| Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())]))
+            .collect();
         let total = 3;
         let mut seen = 0;
         for idx in 0..total {
-            let s = Shard { index: idx, total, by: false, labels: vec![] };
+            let s = Shard {
+                index: idx,
+                total,
+                by: false,
+                labels: vec![],
+            };
             seen += series.iter().filter(|l| s.matches(l)).count();
         }
         assert_eq!(seen, 200, "every series lands in exactly one shard");
-        let by_name = Shard { index: 0, total: 2, by: true, labels: vec!["__name__".into()] };
+        let by_name = Shard {
+            index: 0,
+            total: 2,
+            by: true,
+            labels: vec!["__name__".into()],
+        };
         let first = by_name.matches(&series[0]);
-        assert!(series.iter().all(|l| by_name.matches(l) == first), "sharding by __name__ keeps a metric together");
+        assert!(
+            series.iter().all(|l| by_name.matches(l) == first),
+            "sharding by __name__ keeps a metric together"
+        );
     }
 }

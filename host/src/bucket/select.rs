@@ -18,7 +18,10 @@ pub(crate) fn overlaps(b: &Block, mint: i64, maxt: i64) -> bool {
 
 /// The matchers left for the index once those naming external labels are
 /// settled against the block's external labels; `None` if one contradicts them.
-pub(crate) fn block_matchers<'a>(ext: &Labels, matchers: &'a [Matcher]) -> Option<Vec<&'a Matcher>> {
+pub(crate) fn block_matchers<'a>(
+    ext: &Labels,
+    matchers: &'a [Matcher],
+) -> Option<Vec<&'a Matcher>> {
     let mut out = Vec::with_capacity(matchers.len());
     for m in matchers {
         match ext.get(&m.name) {
@@ -36,11 +39,23 @@ pub(crate) fn block_matchers<'a>(ext: &Labels, matchers: &'a [Matcher]) -> Optio
 /// Picks the blocks to read for `[mint, maxt]` at most `max_resolution` coarse,
 /// per group of blocks with equal external labels, as Thanos' store gateway
 /// does (`bucketBlockSet.getFor`).
-pub(crate) fn select_blocks(blocks: &[Arc<Block>], mint: i64, maxt: i64, max_resolution: i64) -> Vec<Arc<Block>> {
+pub(crate) fn select_blocks(
+    blocks: &[Arc<Block>],
+    mint: i64,
+    maxt: i64,
+    max_resolution: i64,
+) -> Vec<Arc<Block>> {
     let mut groups: BTreeMap<&Labels, Levels> = BTreeMap::new();
     for (idx, b) in blocks.iter().enumerate() {
-        let level = RESOLUTIONS.iter().position(|&r| r == b.resolution()).unwrap_or(2);
-        groups.entry(&b.ext_labels).or_default()[level].push(Span { min: b.meta.min_time, max: b.meta.max_time, idx });
+        let level = RESOLUTIONS
+            .iter()
+            .position(|&r| r == b.resolution())
+            .unwrap_or(2);
+        groups.entry(&b.ext_labels).or_default()[level].push(Span {
+            min: b.meta.min_time,
+            max: b.meta.max_time,
+            idx,
+        });
     }
     let mut picked = Vec::new();
     for (_, mut levels) in groups {
@@ -102,7 +117,11 @@ mod tests {
             v.iter()
                 .map(|&(min, max)| {
                     idx += 1;
-                    Span { min, max, idx: idx - 1 }
+                    Span {
+                        min,
+                        max,
+                        idx: idx - 1,
+                    }
                 })
                 .collect()
         };

@@ -57,8 +57,12 @@ impl StoreArgs {
         match (&self.objstore_config_file, &self.objstore_config) {
             (Some(path), None) => Ok(BucketConfig::from_file(path)?),
             (None, Some(yaml)) => Ok(BucketConfig::parse(yaml)?),
-            (Some(_), Some(_)) => anyhow::bail!("use either --objstore.config-file or --objstore.config, not both"),
-            (None, None) => anyhow::bail!("no object storage configured: pass --objstore.config-file or --objstore.config"),
+            (Some(_), Some(_)) => {
+                anyhow::bail!("use either --objstore.config-file or --objstore.config, not both")
+            }
+            (None, None) => anyhow::bail!(
+                "no object storage configured: pass --objstore.config-file or --objstore.config"
+            ),
         }
     }
 }
@@ -79,7 +83,8 @@ pub async fn start(
 ) -> anyhow::Result<(RunningStore, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     let cfg = args.bucket_config()?;
     let bucket = cfg.build()?;
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
     let store = BucketStore::new(
         bucket,
         StoreOptions {
@@ -93,8 +98,12 @@ pub async fn start(
     );
     let service = StoreService::new(store.clone(), &metrics);
 
-    let grpc_listener = TcpListener::bind(args.grpc_address).await.with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
-    let http_listener = TcpListener::bind(args.http_address).await.with_context(|| format!("binding --http-address {}", args.http_address))?;
+    let grpc_listener = TcpListener::bind(args.grpc_address)
+        .await
+        .with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
+    let http_listener = TcpListener::bind(args.http_address)
+        .await
+        .with_context(|| format!("binding --http-address {}", args.http_address))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
@@ -115,25 +124,38 @@ pub async fn start(
     });
     // grpc.health.v1: the process is SERVING; `thanos.Store` once the first sync is done.
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
-    health.set_service_status(STORE_HEALTH_NAME, tonic_health::ServingStatus::NotServing).await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    health
+        .set_service_status(STORE_HEALTH_NAME, tonic_health::ServingStatus::NotServing)
+        .await;
     let mut grpc_stop = stop_rx.clone();
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(service.info_server())
         .add_service(service.store_server())
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), async move {
-            let _ = grpc_stop.wait_for(|s| *s).await;
-        });
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            async move {
+                let _ = grpc_stop.wait_for(|s| *s).await;
+            },
+        );
 
     let sync_store = store.clone();
     let interval = args.sync_block_duration;
     let sync_task = tokio::spawn(async move {
         match sync_store.sync().await {
-            Ok(r) => tracing::info!(loaded = r.loaded.len(), failed = r.failed.len(), "initial block sync done"),
+            Ok(r) => tracing::info!(
+                loaded = r.loaded.len(),
+                failed = r.failed.len(),
+                "initial block sync done"
+            ),
             Err(e) => tracing::error!(error = %e, "initial block sync failed"),
         }
-        health.set_service_status(STORE_HEALTH_NAME, tonic_health::ServingStatus::Serving).await;
+        health
+            .set_service_status(STORE_HEALTH_NAME, tonic_health::ServingStatus::Serving)
+            .await;
         sync_store.spawn_sync_loop(interval).await
     });
 
@@ -143,13 +165,23 @@ pub async fn start(
         let _ = http_task.await;
         r.context("gRPC server")
     });
-    Ok((RunningStore { grpc_addr, http_addr, store }, handle))
+    Ok((
+        RunningStore {
+            grpc_addr,
+            http_addr,
+            store,
+        },
+        handle,
+    ))
 }
 
 pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let (running, handle) = start(&args, metrics, super::shutdown_signal()).await?;
     tracing::info!(grpc = %running.grpc_addr, http = %running.http_addr, "store gateway listening");
-    println!("sluice store listening grpc={} http={}", running.grpc_addr, running.http_addr);
+    println!(
+        "sluice store listening grpc={} http={}",
+        running.grpc_addr, running.http_addr
+    );
     handle.await.context("store task")?
 }

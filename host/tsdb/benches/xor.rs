@@ -94,21 +94,33 @@ fn build(name: &'static str, seed: u64, gen_fn: fn(&mut Rng, usize) -> Vec<(i64,
         samples += s.len();
         chunks.push(data);
     }
-    DataSet { name, chunks, samples }
+    DataSet {
+        name,
+        chunks,
+        samples,
+    }
 }
 
 /// Both decoders must return exactly the encoded samples, bit for bit.
 fn verify(name: &str, c: usize, data: &[u8], want: &[(i64, f64)]) {
     let mut ts = Vec::new();
     let mut vs = Vec::new();
-    decode_into(data, &mut ts, &mut vs).unwrap_or_else(|e| panic!("{name} chunk {c}: ours failed: {e}"));
+    decode_into(data, &mut ts, &mut vs)
+        .unwrap_or_else(|e| panic!("{name} chunk {c}: ours failed: {e}"));
     let ours: Vec<(i64, u64)> = ts.iter().zip(&vs).map(|(&t, v)| (t, v.to_bits())).collect();
     let want: Vec<(i64, u64)> = want.iter().map(|&(t, v)| (t, v.to_bits())).collect();
     assert_eq!(ours, want, "{name} chunk {c}: ours differs from the input");
     let (_, chunk) = rusty_chunkenc::xor::read_xor_chunk_data(data)
         .unwrap_or_else(|e| panic!("{name} chunk {c}: rusty-chunkenc failed: {e:?}"));
-    let rusty: Vec<(i64, u64)> = chunk.samples().iter().map(|s| (s.timestamp, s.value.to_bits())).collect();
-    assert_eq!(rusty, want, "{name} chunk {c}: rusty-chunkenc differs from the input");
+    let rusty: Vec<(i64, u64)> = chunk
+        .samples()
+        .iter()
+        .map(|s| (s.timestamp, s.value.to_bits()))
+        .collect();
+    assert_eq!(
+        rusty, want,
+        "{name} chunk {c}: rusty-chunkenc differs from the input"
+    );
 }
 
 fn decode_ours(ds: &DataSet, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> usize {
@@ -151,7 +163,10 @@ fn time_ns(mut f: impl FnMut() -> usize, expect: usize) -> (f64, f64) {
         })
         .collect();
     times.sort();
-    (times[times.len() / 2].as_nanos() as f64, times[0].as_nanos() as f64)
+    (
+        times[times.len() / 2].as_nanos() as f64,
+        times[0].as_nanos() as f64,
+    )
 }
 
 fn main() {
@@ -183,7 +198,13 @@ fn main() {
     );
     println!(
         "{:<16} {:>11} {:>10} {:>16} {:>15} {:>11} {:>16}",
-        "data set", "bytes/chunk", "sluice", "rusty-chunkenc", "rusty / sluice", "sluice min", "rusty-chunkenc min"
+        "data set",
+        "bytes/chunk",
+        "sluice",
+        "rusty-chunkenc",
+        "rusty / sluice",
+        "sluice min",
+        "rusty-chunkenc min"
     );
     for ds in &sets {
         let mut ts = Vec::with_capacity(SAMPLES);

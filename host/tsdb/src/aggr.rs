@@ -58,7 +58,9 @@ pub fn decode_aggr(data: &[u8]) -> Result<[Option<RawChunk<'_>>; 5]> {
         let len = usize::try_from(len)
             .ok()
             .and_then(|l| l.checked_add(1))
-            .ok_or_else(|| Error::corrupt("aggr chunk", format!("{} length {len} overflows", t.name())))?;
+            .ok_or_else(|| {
+                Error::corrupt("aggr chunk", format!("{} length {len} overflows", t.name()))
+            })?;
         let b = d.bytes(len)?;
         *slot = Some(RawChunk {
             encoding: b[0],
@@ -72,7 +74,12 @@ pub fn decode_aggr(data: &[u8]) -> Result<[Option<RawChunk<'_>>; 5]> {
 /// chunk data. `None`, and a sub-chunk with empty data (which the format
 /// cannot tell apart from an absent one), are written as absent.
 pub fn encode_aggr(parts: [Option<RawChunk<'_>>; 5]) -> Vec<u8> {
-    let cap = parts.iter().flatten().map(|c| c.data.len() + 11).sum::<usize>() + 5;
+    let cap = parts
+        .iter()
+        .flatten()
+        .map(|c| c.data.len() + 11)
+        .sum::<usize>()
+        + 5;
     let mut out = Vec::with_capacity(cap);
     for part in parts {
         match part {
@@ -109,15 +116,27 @@ mod tests {
         let counter = xor_chunk(5.0);
         let x = Encoding::Xor as u8;
         let parts = [
-            Some(RawChunk { encoding: x, data: &count }),
-            Some(RawChunk { encoding: x, data: &sum }),
+            Some(RawChunk {
+                encoding: x,
+                data: &count,
+            }),
+            Some(RawChunk {
+                encoding: x,
+                data: &sum,
+            }),
             None,
             None,
-            Some(RawChunk { encoding: x, data: &counter }),
+            Some(RawChunk {
+                encoding: x,
+                data: &counter,
+            }),
         ];
         let data = encode_aggr(parts);
         // Absent entries are a single zero byte.
-        assert_eq!(data.len(), 3 * (1 + 1) + count.len() + sum.len() + counter.len() + 2);
+        assert_eq!(
+            data.len(),
+            3 * (1 + 1) + count.len() + sum.len() + counter.len() + 2
+        );
         let got = decode_aggr(&data).unwrap();
         for (t, want) in AggrType::ALL.into_iter().zip(parts) {
             match (got[t.index()], want) {
@@ -132,15 +151,26 @@ mod tests {
         }
         let all_absent = encode_aggr([None; 5]);
         assert_eq!(all_absent, [0, 0, 0, 0, 0]);
-        assert!(decode_aggr(&all_absent).unwrap().iter().all(Option::is_none));
+        assert!(
+            decode_aggr(&all_absent)
+                .unwrap()
+                .iter()
+                .all(Option::is_none)
+        );
     }
 
     #[test]
     fn layout_is_thanos() {
         let parts = [
-            Some(RawChunk { encoding: 1, data: &[0xaa, 0xbb] }),
+            Some(RawChunk {
+                encoding: 1,
+                data: &[0xaa, 0xbb],
+            }),
             None,
-            Some(RawChunk { encoding: 1, data: &[0xcc] }),
+            Some(RawChunk {
+                encoding: 1,
+                data: &[0xcc],
+            }),
             None,
             None,
         ];
@@ -149,7 +179,16 @@ mod tests {
 
     #[test]
     fn truncated_is_error() {
-        let data = encode_aggr([Some(RawChunk { encoding: 1, data: &xor_chunk(1.0) }), None, None, None, None]);
+        let data = encode_aggr([
+            Some(RawChunk {
+                encoding: 1,
+                data: &xor_chunk(1.0),
+            }),
+            None,
+            None,
+            None,
+            None,
+        ]);
         for cut in 0..data.len() {
             assert!(decode_aggr(&data[..cut]).is_err(), "cut {cut}");
         }

@@ -268,7 +268,8 @@ impl SegmentWriter {
         let path = self.dir.join(&name);
         let f = File::create(&path).map_err(|e| io_err(&path, e))?;
         let mut out = BufWriter::with_capacity(1 << 16, f);
-        out.write_all(&segment_header()).map_err(|e| io_err(&path, e))?;
+        out.write_all(&segment_header())
+            .map_err(|e| io_err(&path, e))?;
         self.cur = Some(Segment {
             name,
             path,
@@ -280,7 +281,10 @@ impl SegmentWriter {
 
     fn close_current(&mut self) -> Result<()> {
         if let Some(seg) = self.cur.take() {
-            let f = seg.out.into_inner().map_err(|e| io_err(&seg.path, e.into_error()))?;
+            let f = seg
+                .out
+                .into_inner()
+                .map_err(|e| io_err(&seg.path, e.into_error()))?;
             f.sync_all().map_err(|e| io_err(&seg.path, e))?;
             self.done.push((format!("chunks/{}", seg.name), seg.size));
         }
@@ -343,7 +347,12 @@ impl<'a> Iterator for SegmentChunks<'a> {
 
 fn relocate(e: Error, at: usize) -> Error {
     match e {
-        Error::Truncated { what, offset, need, have } => Error::Truncated {
+        Error::Truncated {
+            what,
+            offset,
+            need,
+            have,
+        } => Error::Truncated {
             what,
             offset: offset + at,
             need,
@@ -394,13 +403,22 @@ mod tests {
         let h = segment_header();
         assert_eq!(h, [0x85, 0xbd, 0x40, 0xdd, 1, 0, 0, 0]);
         check_segment_header(&h).unwrap();
-        assert!(matches!(check_segment_header(&h[..7]), Err(Error::Truncated { .. })));
+        assert!(matches!(
+            check_segment_header(&h[..7]),
+            Err(Error::Truncated { .. })
+        ));
         let mut bad = h;
         bad[0] = 0;
-        assert!(matches!(check_segment_header(&bad), Err(Error::BadFormat { .. })));
+        assert!(matches!(
+            check_segment_header(&bad),
+            Err(Error::BadFormat { .. })
+        ));
         let mut bad = h;
         bad[4] = 2;
-        assert!(matches!(check_segment_header(&bad), Err(Error::BadFormat { .. })));
+        assert!(matches!(
+            check_segment_header(&bad),
+            Err(Error::BadFormat { .. })
+        ));
     }
 
     #[test]
@@ -416,7 +434,10 @@ mod tests {
         assert!(matches!(encoded_len(&[]), Err(Error::Truncated { .. })));
         let (c, n) = parse_chunk(&b).unwrap();
         assert_eq!((c.encoding, c.data.len(), n), (1, 299, b.len()));
-        assert!(matches!(parse_chunk(&b[..b.len() - 1]), Err(Error::Truncated { .. })));
+        assert!(matches!(
+            parse_chunk(&b[..b.len() - 1]),
+            Err(Error::Truncated { .. })
+        ));
     }
 
     fn sample_chunk(seed: i64, n: i64) -> Vec<u8> {
@@ -452,21 +473,35 @@ mod tests {
             assert_eq!(c.data, d.as_slice());
             assert_eq!(decode(c.data).unwrap().len(), 120);
         }
-        let listed: Vec<usize> = iter_segment(&bytes).unwrap().map(|c| c.unwrap().0).collect();
-        assert_eq!(listed, refs.iter().map(|&r| split_ref(r).1 as usize).collect::<Vec<_>>());
+        let listed: Vec<usize> = iter_segment(&bytes)
+            .unwrap()
+            .map(|c| c.unwrap().0)
+            .collect();
+        assert_eq!(
+            listed,
+            refs.iter()
+                .map(|&r| split_ref(r).1 as usize)
+                .collect::<Vec<_>>()
+        );
 
         // Flip one data bit in the third chunk: its CRC no longer matches.
         let mut bad = bytes.clone();
         let off = split_ref(refs[2]).1 as usize;
         bad[off + 10] ^= 0x10;
-        assert!(matches!(parse_chunk(&bad[off..]), Err(Error::Checksum { .. })));
+        assert!(matches!(
+            parse_chunk(&bad[off..]),
+            Err(Error::Checksum { .. })
+        ));
         let res: Vec<_> = iter_segment(&bad).unwrap().collect();
         assert_eq!(res.len(), 3);
         assert!(matches!(res[2], Err(Error::Checksum { offset, .. }) if offset == off));
         // Flipping the encoding byte is also caught.
         let mut bad = bytes.clone();
         bad[off + 2] ^= 0x02;
-        assert!(matches!(parse_chunk(&bad[off..]), Err(Error::Checksum { .. })));
+        assert!(matches!(
+            parse_chunk(&bad[off..]),
+            Err(Error::Checksum { .. })
+        ));
     }
 
     #[test]
@@ -482,7 +517,10 @@ mod tests {
         let files = w.finish().unwrap();
         assert_eq!(
             files,
-            vec![("chunks/000001".to_string(), max), ("chunks/000002".to_string(), 8 + 2 * one)]
+            vec![
+                ("chunks/000001".to_string(), max),
+                ("chunks/000002".to_string(), 8 + 2 * one)
+            ]
         );
         let seg_of: Vec<u32> = refs.iter().map(|&r| split_ref(r).0).collect();
         assert_eq!(seg_of, [0, 0, 0, 1, 1]);
@@ -496,7 +534,10 @@ mod tests {
         for &r in &refs {
             let (seg, off) = split_ref(r);
             let bytes = std::fs::read(chunks_dir.join(format!("{:06}", seg + 1))).unwrap();
-            assert_eq!(parse_chunk(&bytes[off as usize..]).unwrap().0.data, d.as_slice());
+            assert_eq!(
+                parse_chunk(&bytes[off as usize..]).unwrap().0.data,
+                d.as_slice()
+            );
         }
 
         // A chunk larger than the limit gets a segment of its own.
@@ -555,16 +596,30 @@ mod tests {
         series.push((
             "g{k=\"gauge\"}".into(),
             (0..1000)
-                .map(|i| (t0 + i * 15_000, ((20.0 + 5.0 * (i as f64 / 10.0).sin()) * 1000.0).round() / 1000.0))
+                .map(|i| {
+                    (
+                        t0 + i * 15_000,
+                        ((20.0 + 5.0 * (i as f64 / 10.0).sin()) * 1000.0).round() / 1000.0,
+                    )
+                })
                 .collect(),
         ));
         // Jittered timestamps, every dod bucket, arbitrary finite values and specials.
         let jumps = [
-            8192, -8192, 8193, 65536, -65536, 65537, 524288, -524288, 524289, -524287, 3_600_000, 1, -1,
+            8192, -8192, 8193, 65536, -65536, 65537, 524288, -524288, 524289, -524287, 3_600_000,
+            1, -1,
         ];
         // OpenMetrics `NaN` is stored as Go's math.NaN(), 0x7ff8000000000001.
         let go_nan = f64::from_bits(0x7ff8_0000_0000_0001);
-        let specials = [go_nan, f64::INFINITY, f64::NEG_INFINITY, -0.0, 5e-324, 1e308, 1e-300];
+        let specials = [
+            go_nan,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            5e-324,
+            1e308,
+            1e-300,
+        ];
         let mut t = t0;
         let mut d = 15_000i64;
         let mut jit = Vec::new();
@@ -592,11 +647,21 @@ mod tests {
                 let vs = if v.is_nan() {
                     "NaN".to_string()
                 } else if v.is_infinite() {
-                    if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+                    if v > 0.0 {
+                        "+Inf".into()
+                    } else {
+                        "-Inf".into()
+                    }
                 } else {
                     format!("{v:e}")
                 };
-                writeln!(om, "{name} {vs} {}.{:03}", t.div_euclid(1000), t.rem_euclid(1000)).unwrap();
+                writeln!(
+                    om,
+                    "{name} {vs} {}.{:03}",
+                    t.div_euclid(1000),
+                    t.rem_euclid(1000)
+                )
+                .unwrap();
             }
         }
         om.push_str("# EOF\n");
@@ -610,7 +675,11 @@ mod tests {
             .arg(&out)
             .output()
             .expect("promtool not found: apt-get install prometheus");
-        assert!(st.status.success(), "promtool failed: {}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "promtool failed: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
 
         let mut want: BTreeMap<(i64, u64), usize> = BTreeMap::new();
         for (_, samples) in &series {
@@ -622,7 +691,10 @@ mod tests {
         let (mut chunks, mut trailing) = (0, 0);
         for block in std::fs::read_dir(&out).unwrap() {
             let cdir = block.unwrap().path().join("chunks");
-            let mut files: Vec<_> = std::fs::read_dir(&cdir).unwrap().map(|e| e.unwrap().path()).collect();
+            let mut files: Vec<_> = std::fs::read_dir(&cdir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
             files.sort();
             for f in files {
                 let bytes = std::fs::read(&f).unwrap();
@@ -633,7 +705,12 @@ mod tests {
                     for &(t, v) in &samples {
                         *got.entry((t, v.to_bits())).or_default() += 1;
                     }
-                    assert_eq!(encode(&samples).unwrap(), c.data, "re-encoded chunk differs in {}", f.display());
+                    assert_eq!(
+                        encode(&samples).unwrap(),
+                        c.data,
+                        "re-encoded chunk differs in {}",
+                        f.display()
+                    );
                     chunks += 1;
                     if c.data.last() == Some(&0) {
                         trailing += 1;
@@ -641,10 +718,23 @@ mod tests {
                 }
             }
         }
-        let missing: Vec<_> = want.iter().filter(|(k, n)| got.get(k) != Some(n)).take(10).collect();
-        let extra: Vec<_> = got.iter().filter(|(k, n)| want.get(k) != Some(n)).take(10).collect();
-        assert!(missing.is_empty() && extra.is_empty(), "decoded samples differ from the fixture: missing {missing:x?}, extra {extra:x?}");
-        eprintln!("promtool: {chunks} chunks re-encoded byte-identical ({trailing} end in a zero byte)");
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|(k, n)| got.get(k) != Some(n))
+            .take(10)
+            .collect();
+        let extra: Vec<_> = got
+            .iter()
+            .filter(|(k, n)| want.get(k) != Some(n))
+            .take(10)
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "decoded samples differ from the fixture: missing {missing:x?}, extra {extra:x?}"
+        );
+        eprintln!(
+            "promtool: {chunks} chunks re-encoded byte-identical ({trailing} end in a zero byte)"
+        );
         assert!(chunks > 20);
     }
 

@@ -13,7 +13,9 @@ pub enum Error {
         have: usize,
     },
     /// A CRC-32C checksum did not match.
-    #[error("checksum mismatch in {what} at offset {offset}: stored {stored:#010x}, computed {computed:#010x}")]
+    #[error(
+        "checksum mismatch in {what} at offset {offset}: stored {stored:#010x}, computed {computed:#010x}"
+    )]
     Checksum {
         what: &'static str,
         offset: usize,

@@ -129,7 +129,12 @@ impl<'a> Decbuf<'a> {
     /// Reads an unsigned varint that must fit in 32 bits.
     pub fn uvarint32(&mut self) -> Result<u32> {
         let v = self.uvarint()?;
-        u32::try_from(v).map_err(|_| Error::corrupt(self.what, format!("uvarint32 {v} at offset {} overflows", self.pos)))
+        u32::try_from(v).map_err(|_| {
+            Error::corrupt(
+                self.what,
+                format!("uvarint32 {v} at offset {} overflows", self.pos),
+            )
+        })
     }
 
     /// Reads a zigzag varint.
@@ -142,7 +147,8 @@ impl<'a> Decbuf<'a> {
     /// Reads a uvarint-length-prefixed byte string.
     pub fn uvarint_bytes(&mut self) -> Result<&'a [u8]> {
         let n = self.uvarint()?;
-        let n = usize::try_from(n).map_err(|_| Error::corrupt(self.what, "string length overflows"))?;
+        let n =
+            usize::try_from(n).map_err(|_| Error::corrupt(self.what, "string length overflows"))?;
         self.bytes(n)
     }
 
@@ -150,13 +156,18 @@ impl<'a> Decbuf<'a> {
     pub fn uvarint_str(&mut self) -> Result<&'a str> {
         let at = self.pos;
         let b = self.uvarint_bytes()?;
-        std::str::from_utf8(b).map_err(|_| Error::corrupt(self.what, format!("invalid UTF-8 string at offset {at}")))
+        std::str::from_utf8(b)
+            .map_err(|_| Error::corrupt(self.what, format!("invalid UTF-8 string at offset {at}")))
     }
 
     fn relocate(&self, e: Error) -> Error {
         match e {
-            Error::Truncated { need, have, .. } => Error::truncated(self.what, self.pos, need, have),
-            Error::Corrupt { detail, .. } => Error::corrupt(self.what, format!("{detail} at offset {}", self.pos)),
+            Error::Truncated { need, have, .. } => {
+                Error::truncated(self.what, self.pos, need, have)
+            }
+            Error::Corrupt { detail, .. } => {
+                Error::corrupt(self.what, format!("{detail} at offset {}", self.pos))
+            }
             other => other,
         }
     }
@@ -179,7 +190,12 @@ mod tests {
         assert!(uvarint(&[0x80; 11]).is_err());
         assert!(uvarint(&[0x80, 0x80]).is_err());
         assert!(uvarint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).is_err());
-        assert_eq!(uvarint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).unwrap().0, u64::MAX);
+        assert_eq!(
+            uvarint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])
+                .unwrap()
+                .0,
+            u64::MAX
+        );
     }
 
     proptest::proptest! {

@@ -316,77 +316,87 @@ fn dod_field(w: u64, prefix: u32, width: u32) -> (u32, i64, u64) {
 
 #[cold]
 fn bad_window() -> Error {
-    Error::corrupt(WHAT, "xor value window has more than 64 bits (leading + significant)")
+    Error::corrupt(
+        WHAT,
+        "xor value window has more than 64 bits (leading + significant)",
+    )
 }
 
-/// Big-endian u64 at `win[at..at + 8]`; `at` is masked so that the index
-/// is provably in bounds (callers pass small offsets).
-#[inline(always)]
-fn be64_at(win: &[u8; FAST_WIN], at: usize) -> u64 {
-    let at = at & 15;
-    let c = &win[at..at + 8];
-    u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
-}
-
-/// Bytes the fast loop needs from a sample's first byte: the sample itself
-/// (at most 4 + 64 + 2 + 5 + 6 + 64 = 145 bits, 19 bytes) plus the loads'
-/// look-ahead.
-const FAST_WIN: usize = 32;
+/// Bytes the fast loop loads from a sample's first byte: 128 bits, of which
+/// at least 121 follow the sample's first bit. That covers a whole sample
+/// unless its timestamp takes the 64-bit form (24 + 13 + 64 = 101 bits).
+const FAST_WIN: usize = 16;
 
 /// Result of [`fast_run`].
 struct FastRun {
     pos: usize,
     decoded: usize,
-    bad: bool,
+    stop: Stop,
+}
+
+/// Why [`fast_run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Decoded the requested samples.
+    Done,
+    /// The next sample is within [`FAST_WIN`] bytes of the end.
+    End,
+    /// The next sample has a 64-bit timestamp field (decode it generically).
+    Wide,
+    /// An XOR window with more than 64 bits was found.
+    Bad,
+}
+
+/// Sign-extends a `width`-bit timestamp payload: values above `2^(width-1)`
+/// are negative, `2^(width-1)` itself is positive (spec §2.3).
+#[inline(always)]
+fn dod_bucket(raw: u64, width: u32) -> i64 {
+    raw as i64 - (i64::from(raw > 1u64 << (width - 1)) << width)
 }
 
 /// Decodes up to `k` (≤ 32) samples starting at bit `pos` into `out`, while
-/// a full [`FAST_WIN`]-byte window from each sample's first byte is inside
-/// `data`, so that no load needs an end check.
+/// the [`FAST_WIN`] bytes from each sample's first byte are inside `data`.
 ///
-/// This is [`State::step`] specialised for the common case, with all state
-/// in registers: one window load for the timestamp field and the value
-/// header, one for the payload. Stops early on an invalid XOR window.
+/// This is [`State::step`] specialised for the common case with all state
+/// in registers: one 128-bit load per sample covers the timestamp field,
+/// the value header and the payload; the bucket branches are predictable on
+/// real data and the value decoding is branch-free. Stops early on an
+/// invalid XOR window.
 #[inline(never)]
-fn fast_run(data: &[u8], mut pos: usize, s: &mut State, out: &mut [(i64, u64); 32], k: usize) -> FastRun {
+fn fast_run(
+    data: &[u8],
+    mut pos: usize,
+    s: &mut State,
+    out: &mut [(i64, u64); 32],
+    k: usize,
+) -> FastRun {
     let mut st = *s;
     let mut j = 0;
     let k = k.min(32);
     let mut bad = false;
-    // `w`: the 64 bits at `pos`, carried from sample to sample so that a
-    // short sample's successor needs no load on the position chain.
-    let mut w = match data.get(pos >> 3..).and_then(|d| d.first_chunk::<FAST_WIN>()) {
-        Some(win) => window(win, 0, (pos & 7) as u32),
-        None => 0,
-    };
     while j < k {
-        let byte = pos >> 3;
-        let Some(win) = data.get(byte..).and_then(|d| d.first_chunk::<FAST_WIN>()) else {
+        let Some(win) = data
+            .get(pos >> 3..)
+            .and_then(|d| d.first_chunk::<FAST_WIN>())
+        else {
             break;
         };
-        let sh = (pos & 7) as u32;
-        // The 64 bits after `w`; its address is known a sample ahead.
-        let w2 = window(win, 8, sh);
-        // Timestamp field.
-        let tl = if (w as i64) >= 0 {
+        let x = u128::from_be_bytes(*win) << (pos & 7);
+        let hi = (x >> 64) as u64;
+        let lo = x as u64;
+        // Timestamp field: `0`, `10`+14, `110`+17, `1110`+20, `1111`+64.
+        let tl = if (hi as i64) >= 0 {
             1u32
         } else {
-            let (tl, dod) = match w.leading_ones() {
-                1 => dod_len(w, 2, 14),
-                2 => dod_len(w, 3, 17),
-                3 => dod_len(w, 4, 20),
-                _ => {
-                    let mut r = BitReader::at(data, pos);
-                    st.step(&mut r);
-                    pos = r.position();
-                    out[j] = (st.t, st.v);
-                    j += 1;
-                    w = match data.get(pos >> 3..).and_then(|d| d.first_chunk::<FAST_WIN>()) {
-                        Some(win) => window(win, 0, (pos & 7) as u32),
-                        None => 0,
-                    };
-                    continue;
-                }
+            let (tl, dod) = if hi >> 62 == 0b10 {
+                (16, dod_bucket((hi >> 48) & 0x3fff, 14))
+            } else if hi >> 61 == 0b110 {
+                (20, dod_bucket((hi >> 44) & 0x1_ffff, 17))
+            } else if hi >> 60 == 0b1110 {
+                (24, dod_bucket((hi >> 40) & 0xf_ffff, 20))
+            } else {
+                stop = Stop::Wide;
+                break;
             };
             st.delta = st.delta.wrapping_add(dod as u64);
             tl
@@ -394,7 +404,7 @@ fn fast_run(data: &[u8], mut pos: usize, s: &mut State, out: &mut [(i64, u64); 3
         st.t = st.t.wrapping_add(st.delta as i64);
 
         // Value header: `0` unchanged, `10` reuse, `11` + 5 + 6 new window.
-        let wv = w << tl;
+        let wv = hi << tl;
         let changed = (wv >> 63) as u32;
         let new = ((wv >> 62) as u32) & changed;
         let new_mask = 0u32.wrapping_sub(new);
@@ -403,44 +413,28 @@ fn fast_run(data: &[u8], mut pos: usize, s: &mut State, out: &mut [(i64, u64); 3
         let s_new = ((((wv >> 51) as u32) + 63) & 63) + 1;
         let width = leading + s_new;
         if new & ((width + 63) >> 7) != 0 {
-            bad = true;
+            stop = Stop::Bad;
             break;
         }
         st.sig = (s_new & new_mask) | (st.sig & !new_mask);
         st.trailing = (64u32.wrapping_sub(width) & 63 & new_mask) | (st.trailing & !new_mask);
         let sig = st.sig & 0u32.wrapping_sub(changed);
-        // Header end (2..=37 bits into `w`), then the payload from `w:w2`.
+        // The header ends 2..=37 bits in; the payload follows.
         let k1 = tl + 1 + changed + 11 * new;
-        let a = (w << k1) | (w2 >> (64 - k1));
+        let y = (hi << k1) | (lo >> (64 - k1));
         // Unchanged: sig is 0 and the mask clears the (unshifted) bits.
-        let payload = (a >> ((64 - sig) & 63)) & 0u64.wrapping_sub(u64::from(changed));
+        let payload = (y >> ((64 - sig) & 63)) & 0u64.wrapping_sub(u64::from(changed));
         st.v ^= payload << st.trailing;
+        pos += (k1 + sig) as usize;
         out[j] = (st.t, st.v);
         j += 1;
-
-        let adv = k1 + sig;
-        pos += adv as usize;
-        w = if adv < 64 {
-            (w << adv) | (w2 >> (64 - adv))
-        } else {
-            window(win, (pos >> 3) - byte, (pos & 7) as u32)
-        };
     }
     *s = st;
-    FastRun { pos, decoded: j, bad }
-}
-
-/// The 64 bits starting `sh` bits into `win[at]` (9 bytes read).
-#[inline(always)]
-fn window(win: &[u8; FAST_WIN], at: usize, sh: u32) -> u64 {
-    (be64_at(win, at) << sh) | ((be64_at(win, at + 1) << sh) >> 8)
-}
-
-/// [`dod_field`] returning only (field length, dod).
-#[inline(always)]
-fn dod_len(w: u64, prefix: u32, width: u32) -> (u32, i64) {
-    let (len, dod, _) = dod_field(w, prefix, width);
-    (len, dod)
+    FastRun {
+        pos,
+        decoded: j,
+        bad,
+    }
 }
 
 /// Parsed whole-byte prefix of a chunk: sample 0 and the bit offset after it.
@@ -458,7 +452,14 @@ fn read_head(data: &[u8]) -> Result<Head> {
     off += k;
     let v0 = match data.get(off..).and_then(|s| s.first_chunk::<8>()) {
         Some(&b) => u64::from_be_bytes(b),
-        None => return Err(Error::truncated(WHAT, off, 8, data.len().saturating_sub(off))),
+        None => {
+            return Err(Error::truncated(
+                WHAT,
+                off,
+                8,
+                data.len().saturating_sub(off),
+            ));
+        }
     };
     off += 8;
     Ok(Head { t0, v0, off })
@@ -548,11 +549,24 @@ fn decode_into_inner(data: &[u8], ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> Resul
         ts.extend(done.iter().map(|&(t, _)| t));
         vs.extend(done.iter().map(|&(_, v)| f64::from_bits(v)));
         remaining -= done.len();
-        if run.bad {
-            return Err(bad_window());
-        }
-        if done.len() < k {
-            break;
+        match run.stop {
+            Stop::Done => {}
+            Stop::End => break,
+            Stop::Bad => return Err(bad_window()),
+            Stop::Wide => {
+                // At least FAST_WIN bytes remain, but a wide sample may not
+                // fit: decode it with the checked reader.
+                s.step(&mut r);
+                if s.bad != 0 {
+                    return Err(bad_window());
+                }
+                if r.overrun() {
+                    return Err(overrun(r.position(), len));
+                }
+                ts.push(s.t);
+                vs.push(f64::from_bits(s.v));
+                remaining -= 1;
+            }
         }
     }
     if remaining == 0 {
@@ -711,7 +725,13 @@ mod tests {
         let mut vs = vec![1.0];
         decode_into(e.bytes(), &mut ts, &mut vs).unwrap();
         assert_eq!(ts, [1]);
-        assert!(XorIter::new(e.bytes()).unwrap().next_sample().unwrap().is_none());
+        assert!(
+            XorIter::new(e.bytes())
+                .unwrap()
+                .next_sample()
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -719,11 +739,19 @@ mod tests {
         let samples = [(T0, 0.0), (T0 + 15_000, 151.0), (T0 + 30_000, 303.0)];
         let data = encode(&samples).unwrap();
         assert_eq!(&data[..2], [0x00, 0x03], "numSamples");
-        assert_eq!(&data[2..8], [0x80, 0xad, 0xeb, 0xa6, 0x98, 0x63], "t0 varint");
+        assert_eq!(
+            &data[2..8],
+            [0x80, 0xad, 0xeb, 0xa6, 0x98, 0x63],
+            "t0 varint"
+        );
         assert_eq!(&data[8..16], [0; 8], "v0 = 0.0");
         assert_eq!(&data[16..18], [0x98, 0x75], "d1 = 15000");
         // 1 1 00001 010010 100000001100010111, then sample 2's dod '0'.
-        assert_eq!(&data[18..22], [0xc2, 0x94, 0x06, 0x2e], "v1 window and payload");
+        assert_eq!(
+            &data[18..22],
+            [0xc2, 0x94, 0x06, 0x2e],
+            "v1 window and payload"
+        );
         roundtrip_bits(&samples);
         // With 120 samples the header says 0x0078, as in the fixture.
         let mut e = XorEncoder::new();
@@ -743,7 +771,11 @@ mod tests {
         let before = e.w.bit_len();
         e.append(T0 + 2_000_000 + dod, 1.0);
         let bits = e.w.bit_len() - before;
-        roundtrip_bits(&[(T0, 1.0), (T0 + 1_000_000, 1.0), (T0 + 2_000_000 + dod, 1.0)]);
+        roundtrip_bits(&[
+            (T0, 1.0),
+            (T0 + 1_000_000, 1.0),
+            (T0 + 2_000_000 + dod, 1.0),
+        ]);
         bits
     }
 
@@ -807,8 +839,16 @@ mod tests {
         e.append(T0 + 2, f64::from_bits(a));
         let bits_after = e.w.bit_len() - 8 * (2 + 6 + 8 + 1);
         assert_eq!(bits_after, 32);
-        assert_eq!(e.bytes().len(), 2 + 6 + 8 + 1 + 4 + 1, "empty byte after aligned 8-bit payload");
-        roundtrip_bits(&[(T0, f64::from_bits(a)), (T0 + 1, f64::from_bits(b)), (T0 + 2, f64::from_bits(a))]);
+        assert_eq!(
+            e.bytes().len(),
+            2 + 6 + 8 + 1 + 4 + 1,
+            "empty byte after aligned 8-bit payload"
+        );
+        roundtrip_bits(&[
+            (T0, f64::from_bits(a)),
+            (T0 + 1, f64::from_bits(b)),
+            (T0 + 2, f64::from_bits(a)),
+        ]);
         // Now one more sample with an unchanged value: the empty byte is used.
         e.append(T0 + 3, f64::from_bits(a));
         assert_eq!(e.bytes().len(), 2 + 6 + 8 + 1 + 4 + 1);
@@ -849,23 +889,46 @@ mod tests {
     fn sixty_four_significant_bits_and_wide_windows() {
         // x with L = T = 0 has S = 64, written as 0 in the 6-bit field.
         let a = 0x8000_0000_0000_0001u64;
-        roundtrip_bits(&[(0, 0.0), (1, f64::from_bits(a)), (2, 0.0), (3, f64::from_bits(a))]);
+        roundtrip_bits(&[
+            (0, 0.0),
+            (1, f64::from_bits(a)),
+            (2, 0.0),
+            (3, f64::from_bits(a)),
+        ]);
         // Window reuse with more than 62 significant bits.
         let b = 0x8000_0000_0000_0003u64;
-        roundtrip_bits(&[(0, 0.0), (1, f64::from_bits(a)), (2, f64::from_bits(a ^ b)), (3, 0.0)]);
+        roundtrip_bits(&[
+            (0, 0.0),
+            (1, f64::from_bits(a)),
+            (2, f64::from_bits(a ^ b)),
+            (3, 0.0),
+        ]);
         // Leading zeros above 31 are clamped.
-        roundtrip_bits(&[(0, 0.0), (1, f64::from_bits(1)), (2, f64::from_bits(3)), (3, f64::from_bits(0x7))]);
+        roundtrip_bits(&[
+            (0, 0.0),
+            (1, f64::from_bits(1)),
+            (2, f64::from_bits(3)),
+            (3, f64::from_bits(0x7)),
+        ]);
     }
 
     #[test]
     fn extreme_timestamps_roundtrip() {
-        roundtrip_bits(&[(i64::MIN, 1.0), (i64::MAX, 2.0), (i64::MIN, 3.0), (0, 4.0), (-5, 5.0)]);
+        roundtrip_bits(&[
+            (i64::MIN, 1.0),
+            (i64::MAX, 2.0),
+            (i64::MIN, 3.0),
+            (0, 4.0),
+            (-5, 5.0),
+        ]);
         roundtrip_bits(&[(-1_000, 1.0), (-999, 1.0), (-10_000_000, 1.0)]);
     }
 
     #[test]
     fn truncated_chunks_are_errors() {
-        let samples: Vec<(i64, f64)> = (0..120).map(|i| (T0 + i * 15_000, (i as f64) * 1.5)).collect();
+        let samples: Vec<(i64, f64)> = (0..120)
+            .map(|i| (T0 + i * 15_000, (i as f64) * 1.5))
+            .collect();
         let data = encode(&samples).unwrap();
         for cut in 0..data.len() {
             let d = &data[..cut];
@@ -877,7 +940,11 @@ mod tests {
                 assert!(cut + 1 >= data.len(), "cut at {cut} decoded");
                 assert_eq!(ts.len(), 121);
             } else {
-                assert_eq!((ts.as_slice(), vs.as_slice()), (&[7][..], &[7.0][..]), "rolled back");
+                assert_eq!(
+                    (ts.as_slice(), vs.as_slice()),
+                    (&[7][..], &[7.0][..]),
+                    "rolled back"
+                );
             }
             let it = XorIter::new(d);
             if let Ok(it) = it {
@@ -942,16 +1009,20 @@ mod tests {
             2 => (0u32..100_000).prop_map(|x| f64::from(x) / 1000.0),
             1 => Just(0.0),
         ];
-        (any::<i64>().prop_map(|t| t >> 20), prop::collection::vec((step, value), 0..300)).prop_map(|(t0, steps)| {
-            let mut t = t0;
-            steps
-                .into_iter()
-                .map(|(d, v)| {
-                    t = t.wrapping_add(d);
-                    (t, v)
-                })
-                .collect()
-        })
+        (
+            any::<i64>().prop_map(|t| t >> 20),
+            prop::collection::vec((step, value), 0..300),
+        )
+            .prop_map(|(t0, steps)| {
+                let mut t = t0;
+                steps
+                    .into_iter()
+                    .map(|(d, v)| {
+                        t = t.wrapping_add(d);
+                        (t, v)
+                    })
+                    .collect()
+            })
     }
 
     proptest! {
