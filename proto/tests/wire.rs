@@ -57,19 +57,33 @@ fn check<M: Message>(m: &M, want: &[(u32, u8)]) {
 }
 
 fn label() -> thanos::Label {
-    thanos::Label { name: "a".into(), value: "b".into() }
+    thanos::Label {
+        name: "a".into(),
+        value: "b".into(),
+    }
 }
 
 fn matcher() -> thanos::LabelMatcher {
-    thanos::LabelMatcher { r#type: thanos::label_matcher::Type::Re as i32, name: "n".into(), value: "v".into() }
+    thanos::LabelMatcher {
+        r#type: thanos::label_matcher::Type::Re as i32,
+        name: "n".into(),
+        value: "v".into(),
+    }
 }
 
 fn any() -> Option<prost_types::Any> {
-    Some(prost_types::Any { type_url: "type.googleapis.com/hintspb.SeriesRequestHints".into(), value: vec![1] })
+    Some(prost_types::Any {
+        type_url: "type.googleapis.com/hintspb.SeriesRequestHints".into(),
+        value: vec![1],
+    })
 }
 
 fn chunk() -> thanos::Chunk {
-    thanos::Chunk { r#type: thanos::chunk::Encoding::Histogram as i32, data: Bytes::from_static(b"x"), hash: 7 }
+    thanos::Chunk {
+        r#type: thanos::chunk::Encoding::Histogram as i32,
+        data: Bytes::from_static(b"x"),
+        hash: 7,
+    }
 }
 
 #[test]
@@ -88,28 +102,81 @@ fn series_request_fields() {
         range: 5,
         query_hints: Some(thanos::QueryHints {
             step_millis: 1,
-            func: Some(thanos::Func { name: "rate".into() }),
-            grouping: Some(thanos::Grouping { by: true, labels: vec!["a".into()] }),
+            func: Some(thanos::Func {
+                name: "rate".into(),
+            }),
+            grouping: Some(thanos::Grouping {
+                by: true,
+                labels: vec!["a".into()],
+            }),
             range: Some(thanos::Range { millis: 2 }),
             projection_labels: vec!["p".into()],
             projection_include: true,
             series_hash_label_name: "h".into(),
         }),
-        shard_info: Some(thanos::ShardInfo { shard_index: 1, total_shards: 2, by: true, labels: vec!["a".into()] }),
+        shard_info: Some(thanos::ShardInfo {
+            shard_index: 1,
+            total_shards: 2,
+            by: true,
+            labels: vec!["a".into()],
+        }),
         without_replica_labels: vec!["replica".into()],
         limit: 6,
         response_batch_size: 64,
     };
-    check(&r, &[(1, VARINT), (2, VARINT), (3, LEN), (4, VARINT), (5, LEN), (6, VARINT), (7, VARINT), (8, VARINT), (9, LEN), (10, VARINT), (11, VARINT), (12, LEN), (13, LEN), (14, LEN), (15, VARINT), (16, VARINT)]);
+    check(
+        &r,
+        &[
+            (1, VARINT),
+            (2, VARINT),
+            (3, LEN),
+            (4, VARINT),
+            (5, LEN),
+            (6, VARINT),
+            (7, VARINT),
+            (8, VARINT),
+            (9, LEN),
+            (10, VARINT),
+            (11, VARINT),
+            (12, LEN),
+            (13, LEN),
+            (14, LEN),
+            (15, VARINT),
+            (16, VARINT),
+        ],
+    );
     let qh = r.query_hints.as_ref().expect("hints");
-    check(qh, &[(1, VARINT), (2, LEN), (4, LEN), (5, LEN), (6, LEN), (7, VARINT), (8, LEN)]);
-    check(qh.grouping.as_ref().expect("grouping"), &[(1, VARINT), (3, LEN)]);
+    check(
+        qh,
+        &[
+            (1, VARINT),
+            (2, LEN),
+            (4, LEN),
+            (5, LEN),
+            (6, LEN),
+            (7, VARINT),
+            (8, LEN),
+        ],
+    );
+    check(
+        qh.grouping.as_ref().expect("grouping"),
+        &[(1, VARINT), (3, LEN)],
+    );
     check(qh.func.as_ref().expect("func"), &[(1, LEN)]);
     check(qh.range.as_ref().expect("range"), &[(1, VARINT)]);
-    check(r.shard_info.as_ref().expect("shard"), &[(1, VARINT), (2, VARINT), (3, VARINT), (4, LEN)]);
+    check(
+        r.shard_info.as_ref().expect("shard"),
+        &[(1, VARINT), (2, VARINT), (3, VARINT), (4, LEN)],
+    );
     check(&matcher(), &[(1, VARINT), (2, LEN), (3, LEN)]);
     // Repeated enums are packed, as Go emits them.
-    assert_eq!(fields(&r.encode_to_vec()).iter().filter(|f| f.0 == 5).count(), 1);
+    assert_eq!(
+        fields(&r.encode_to_vec())
+            .iter()
+            .filter(|f| f.0 == 5)
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -129,20 +196,52 @@ fn series_response_and_payload_fields() {
         }],
     };
     check(&series, &[(1, LEN), (2, LEN)]);
-    check(&series.chunks[0], &[(1, VARINT), (2, VARINT), (3, LEN), (4, LEN), (5, LEN), (6, LEN), (7, LEN), (8, LEN)]);
+    check(
+        &series.chunks[0],
+        &[
+            (1, VARINT),
+            (2, VARINT),
+            (3, LEN),
+            (4, LEN),
+            (5, LEN),
+            (6, LEN),
+            (7, LEN),
+            (8, LEN),
+        ],
+    );
     check(&chunk(), &[(1, VARINT), (2, LEN), (3, VARINT)]);
     check(&label(), &[(1, LEN), (2, LEN)]);
     for (r, n) in [
         (R::Series(series.clone()), 1),
         (R::Warning("w".into()), 2),
         (R::Hints(any().expect("any")), 3),
-        (R::Batch(thanos::SeriesBatch { series: vec![series.clone()] }), 4),
+        (
+            R::Batch(thanos::SeriesBatch {
+                series: vec![series.clone()],
+            }),
+            4,
+        ),
     ] {
         check(&thanos::SeriesResponse { result: Some(r) }, &[(n, LEN)]);
     }
-    check(&thanos::SeriesBatch { series: vec![series] }, &[(1, LEN)]);
-    check(&thanos::ZLabelSet { labels: vec![label()] }, &[(1, LEN)]);
-    check(&thanos::LabelSet { labels: vec![label()] }, &[(1, LEN)]);
+    check(
+        &thanos::SeriesBatch {
+            series: vec![series],
+        },
+        &[(1, LEN)],
+    );
+    check(
+        &thanos::ZLabelSet {
+            labels: vec![label()],
+        },
+        &[(1, LEN)],
+    );
+    check(
+        &thanos::LabelSet {
+            labels: vec![label()],
+        },
+        &[(1, LEN)],
+    );
 }
 
 #[test]
@@ -157,8 +256,27 @@ fn label_api_fields() {
         without_replica_labels: vec!["r".into()],
         limit: 3,
     };
-    check(&r, &[(1, VARINT), (2, VARINT), (3, VARINT), (4, VARINT), (5, LEN), (6, LEN), (7, LEN), (8, VARINT)]);
-    check(&thanos::LabelNamesResponse { names: vec!["a".into()], warnings: vec!["w".into()], hints: any() }, &[(1, LEN), (2, LEN), (3, LEN)]);
+    check(
+        &r,
+        &[
+            (1, VARINT),
+            (2, VARINT),
+            (3, VARINT),
+            (4, VARINT),
+            (5, LEN),
+            (6, LEN),
+            (7, LEN),
+            (8, VARINT),
+        ],
+    );
+    check(
+        &thanos::LabelNamesResponse {
+            names: vec!["a".into()],
+            warnings: vec!["w".into()],
+            hints: any(),
+        },
+        &[(1, LEN), (2, LEN), (3, LEN)],
+    );
     let r = thanos::LabelValuesRequest {
         label: "l".into(),
         partial_response_disabled: true,
@@ -170,13 +288,35 @@ fn label_api_fields() {
         without_replica_labels: vec!["r".into()],
         limit: 3,
     };
-    check(&r, &[(1, LEN), (2, VARINT), (3, VARINT), (4, VARINT), (5, VARINT), (6, LEN), (7, LEN), (8, LEN), (9, VARINT)]);
-    check(&thanos::LabelValuesResponse { values: vec!["a".into()], warnings: vec!["w".into()], hints: any() }, &[(1, LEN), (2, LEN), (3, LEN)]);
+    check(
+        &r,
+        &[
+            (1, LEN),
+            (2, VARINT),
+            (3, VARINT),
+            (4, VARINT),
+            (5, VARINT),
+            (6, LEN),
+            (7, LEN),
+            (8, LEN),
+            (9, VARINT),
+        ],
+    );
+    check(
+        &thanos::LabelValuesResponse {
+            values: vec!["a".into()],
+            warnings: vec!["w".into()],
+            hints: any(),
+        },
+        &[(1, LEN), (2, LEN), (3, LEN)],
+    );
 }
 
 #[test]
 fn info_fields() {
-    let set = thanos::ZLabelSet { labels: vec![label()] };
+    let set = thanos::ZLabelSet {
+        labels: vec![label()],
+    };
     let r = info::InfoResponse {
         label_sets: vec![set.clone()],
         component_type: "store".into(),
@@ -185,28 +325,79 @@ fn info_fields() {
             max_time: 2,
             supports_sharding: true,
             supports_without_replica_labels: true,
-            tsdb_infos: vec![info::TsdbInfo { labels: Some(set.clone()), min_time: 1, max_time: 2 }],
+            tsdb_infos: vec![info::TsdbInfo {
+                labels: Some(set.clone()),
+                min_time: 1,
+                max_time: 2,
+            }],
             supports_projections: true,
         }),
         rules: Some(info::RulesInfo {}),
         metric_metadata: Some(info::MetricMetadataInfo {}),
         targets: Some(info::TargetsInfo {}),
-        exemplars: Some(info::ExemplarsInfo { min_time: 1, max_time: 2 }),
+        exemplars: Some(info::ExemplarsInfo {
+            min_time: 1,
+            max_time: 2,
+        }),
         query: Some(info::QueryApiInfo {}),
         status: Some(info::StatusInfo {}),
     };
-    check(&r, &[(1, LEN), (2, LEN), (3, LEN), (4, LEN), (5, LEN), (6, LEN), (7, LEN), (8, LEN), (9, LEN)]);
-    check(r.store.as_ref().expect("store"), &[(1, VARINT), (2, VARINT), (3, VARINT), (5, VARINT), (6, LEN), (7, VARINT)]);
-    check(&r.store.as_ref().expect("store").tsdb_infos[0], &[(1, LEN), (2, VARINT), (3, VARINT)]);
-    check(r.exemplars.as_ref().expect("ex"), &[(1, VARINT), (2, VARINT)]);
+    check(
+        &r,
+        &[
+            (1, LEN),
+            (2, LEN),
+            (3, LEN),
+            (4, LEN),
+            (5, LEN),
+            (6, LEN),
+            (7, LEN),
+            (8, LEN),
+            (9, LEN),
+        ],
+    );
+    check(
+        r.store.as_ref().expect("store"),
+        &[
+            (1, VARINT),
+            (2, VARINT),
+            (3, VARINT),
+            (5, VARINT),
+            (6, LEN),
+            (7, VARINT),
+        ],
+    );
+    check(
+        &r.store.as_ref().expect("store").tsdb_infos[0],
+        &[(1, LEN), (2, VARINT), (3, VARINT)],
+    );
+    check(
+        r.exemplars.as_ref().expect("ex"),
+        &[(1, VARINT), (2, VARINT)],
+    );
     // The field is literally named `ComponentType` in Thanos' proto; only its number matters on the wire.
-    let legacy = thanos::InfoResponse { labels: vec![label()], min_time: 1, max_time: 2, store_type: thanos::StoreType::Store as i32, label_sets: vec![set] };
-    check(&legacy, &[(1, LEN), (2, VARINT), (3, VARINT), (4, VARINT), (5, LEN)]);
+    let legacy = thanos::InfoResponse {
+        labels: vec![label()],
+        min_time: 1,
+        max_time: 2,
+        store_type: thanos::StoreType::Store as i32,
+        label_sets: vec![set],
+    };
+    check(
+        &legacy,
+        &[(1, LEN), (2, VARINT), (3, VARINT), (4, VARINT), (5, LEN)],
+    );
 }
 
 #[test]
 fn hints_fields() {
-    check(&hintspb::SeriesRequestHints { block_matchers: vec![matcher()], enable_query_stats: true }, &[(1, LEN), (2, VARINT)]);
+    check(
+        &hintspb::SeriesRequestHints {
+            block_matchers: vec![matcher()],
+            enable_query_stats: true,
+        },
+        &[(1, LEN), (2, VARINT)],
+    );
     let stats = hintspb::QueryStats {
         blocks_queried: 1,
         merged_series_count: 1,
@@ -228,74 +419,242 @@ fn hints_fields() {
         chunks_fetched_size_sum: 1,
         chunks_fetch_count: 1,
         data_downloaded_size_sum: 1,
-        get_all_duration: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
-        merge_duration: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+        get_all_duration: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        merge_duration: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
     };
     let mut want: Vec<(u32, u8)> = (1..=20).map(|n| (n, VARINT)).collect();
     want.extend([(21, LEN), (22, LEN)]);
     check(&stats, &want);
-    check(&hintspb::SeriesResponseHints { queried_blocks: vec![hintspb::Block { id: "x".into() }], query_stats: Some(stats) }, &[(1, LEN), (2, LEN)]);
-    check(&hintspb::LabelNamesRequestHints { block_matchers: vec![matcher()] }, &[(1, LEN)]);
-    check(&hintspb::LabelValuesResponseHints { queried_blocks: vec![hintspb::Block { id: "x".into() }] }, &[(1, LEN)]);
+    check(
+        &hintspb::SeriesResponseHints {
+            queried_blocks: vec![hintspb::Block { id: "x".into() }],
+            query_stats: Some(stats),
+        },
+        &[(1, LEN), (2, LEN)],
+    );
+    check(
+        &hintspb::LabelNamesRequestHints {
+            block_matchers: vec![matcher()],
+        },
+        &[(1, LEN)],
+    );
+    check(
+        &hintspb::LabelValuesResponseHints {
+            queried_blocks: vec![hintspb::Block { id: "x".into() }],
+        },
+        &[(1, LEN)],
+    );
 }
 
 #[test]
 fn enum_values() {
-    use thanos::{Aggr, PartialResponseStrategy as P, StoreType as S, chunk::Encoding as E, label_matcher::Type as T};
-    assert_eq!([E::Xor as i32, E::Histogram as i32, E::FloatHistogram as i32], [0, 1, 2]);
-    assert_eq!([T::Eq as i32, T::Neq as i32, T::Re as i32, T::Nre as i32], [0, 1, 2, 3]);
-    assert_eq!([Aggr::Raw, Aggr::Count, Aggr::Sum, Aggr::Min, Aggr::Max, Aggr::Counter].map(|a| a as i32), [0, 1, 2, 3, 4, 5]);
+    use thanos::{
+        Aggr, PartialResponseStrategy as P, StoreType as S, chunk::Encoding as E,
+        label_matcher::Type as T,
+    };
+    assert_eq!(
+        [E::Xor as i32, E::Histogram as i32, E::FloatHistogram as i32],
+        [0, 1, 2]
+    );
+    assert_eq!(
+        [T::Eq as i32, T::Neq as i32, T::Re as i32, T::Nre as i32],
+        [0, 1, 2, 3]
+    );
+    assert_eq!(
+        [
+            Aggr::Raw,
+            Aggr::Count,
+            Aggr::Sum,
+            Aggr::Min,
+            Aggr::Max,
+            Aggr::Counter
+        ]
+        .map(|a| a as i32),
+        [0, 1, 2, 3, 4, 5]
+    );
     assert_eq!([P::Warn as i32, P::Abort as i32], [0, 1]);
-    assert_eq!([S::Unknown, S::Query, S::Rule, S::Sidecar, S::Store, S::Receive, S::Debug].map(|s| s as i32), [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        [
+            S::Unknown,
+            S::Query,
+            S::Rule,
+            S::Sidecar,
+            S::Store,
+            S::Receive,
+            S::Debug
+        ]
+        .map(|s| s as i32),
+        [0, 1, 2, 3, 4, 5, 6]
+    );
     use prom::read_request::ResponseType as RT;
     assert_eq!([RT::Samples as i32, RT::StreamedXorChunks as i32], [0, 1]);
     use prom::chunk::Encoding as PE;
-    assert_eq!([PE::Unknown as i32, PE::Xor as i32, PE::Histogram as i32, PE::FloatHistogram as i32], [0, 1, 2, 3]);
+    assert_eq!(
+        [
+            PE::Unknown as i32,
+            PE::Xor as i32,
+            PE::Histogram as i32,
+            PE::FloatHistogram as i32
+        ],
+        [0, 1, 2, 3]
+    );
     use prom::label_matcher::Type as PT;
-    assert_eq!([PT::Eq as i32, PT::Neq as i32, PT::Re as i32, PT::Nre as i32], [0, 1, 2, 3]);
+    assert_eq!(
+        [PT::Eq as i32, PT::Neq as i32, PT::Re as i32, PT::Nre as i32],
+        [0, 1, 2, 3]
+    );
 }
 
 #[test]
 fn remote_read_fields() {
-    let pl = prom::Label { name: "a".into(), value: "b".into() };
-    let pm = prom::LabelMatcher { r#type: 2, name: "n".into(), value: "v".into() };
-    let hints = prom::ReadHints { step_ms: 1, func: "f".into(), start_ms: 1, end_ms: 2, grouping: vec!["g".into()], by: true, range_ms: 3 };
-    check(&hints, &[(1, VARINT), (2, LEN), (3, VARINT), (4, VARINT), (5, LEN), (6, VARINT), (7, VARINT)]);
-    let q = prom::Query { start_timestamp_ms: 1, end_timestamp_ms: 2, matchers: vec![pm.clone()], hints: Some(hints) };
+    let pl = prom::Label {
+        name: "a".into(),
+        value: "b".into(),
+    };
+    let pm = prom::LabelMatcher {
+        r#type: 2,
+        name: "n".into(),
+        value: "v".into(),
+    };
+    let hints = prom::ReadHints {
+        step_ms: 1,
+        func: "f".into(),
+        start_ms: 1,
+        end_ms: 2,
+        grouping: vec!["g".into()],
+        by: true,
+        range_ms: 3,
+    };
+    check(
+        &hints,
+        &[
+            (1, VARINT),
+            (2, LEN),
+            (3, VARINT),
+            (4, VARINT),
+            (5, LEN),
+            (6, VARINT),
+            (7, VARINT),
+        ],
+    );
+    let q = prom::Query {
+        start_timestamp_ms: 1,
+        end_timestamp_ms: 2,
+        matchers: vec![pm.clone()],
+        hints: Some(hints),
+    };
     check(&q, &[(1, VARINT), (2, VARINT), (3, LEN), (4, LEN)]);
-    check(&prom::ReadRequest { queries: vec![q], accepted_response_types: vec![1] }, &[(1, LEN), (2, LEN)]);
+    check(
+        &prom::ReadRequest {
+            queries: vec![q],
+            accepted_response_types: vec![1],
+        },
+        &[(1, LEN), (2, LEN)],
+    );
     check(&pm, &[(1, VARINT), (2, LEN), (3, LEN)]);
-    let sample = prom::Sample { value: 1.5, timestamp: 3 };
+    let sample = prom::Sample {
+        value: 1.5,
+        timestamp: 3,
+    };
     check(&sample, &[(1, I64), (2, VARINT)]);
     let ts = prom::TimeSeries {
         labels: vec![pl.clone()],
         samples: vec![sample],
-        exemplars: vec![prom::Exemplar { labels: vec![pl.clone()], value: 1.0, timestamp: 2 }],
-        histograms: vec![prom::Histogram { sum: 1.0, schema: 1, ..Default::default() }],
+        exemplars: vec![prom::Exemplar {
+            labels: vec![pl.clone()],
+            value: 1.0,
+            timestamp: 2,
+        }],
+        histograms: vec![prom::Histogram {
+            sum: 1.0,
+            schema: 1,
+            ..Default::default()
+        }],
     };
     check(&ts, &[(1, LEN), (2, LEN), (3, LEN), (4, LEN)]);
-    check(&prom::Exemplar { labels: vec![pl.clone()], value: 1.0, timestamp: 2 }, &[(1, LEN), (2, I64), (3, VARINT)]);
-    check(&prom::ReadResponse { results: vec![prom::QueryResult { timeseries: vec![ts] }] }, &[(1, LEN)]);
-    let c = prom::Chunk { min_time_ms: 1, max_time_ms: 2, r#type: 1, data: Bytes::from_static(b"d") };
+    check(
+        &prom::Exemplar {
+            labels: vec![pl.clone()],
+            value: 1.0,
+            timestamp: 2,
+        },
+        &[(1, LEN), (2, I64), (3, VARINT)],
+    );
+    check(
+        &prom::ReadResponse {
+            results: vec![prom::QueryResult {
+                timeseries: vec![ts],
+            }],
+        },
+        &[(1, LEN)],
+    );
+    let c = prom::Chunk {
+        min_time_ms: 1,
+        max_time_ms: 2,
+        r#type: 1,
+        data: Bytes::from_static(b"d"),
+    };
     check(&c, &[(1, VARINT), (2, VARINT), (3, VARINT), (4, LEN)]);
-    check(&prom::ChunkedReadResponse { chunked_series: vec![prom::ChunkedSeries { labels: vec![pl], chunks: vec![c] }], query_index: 1 }, &[(1, LEN), (2, VARINT)]);
+    check(
+        &prom::ChunkedReadResponse {
+            chunked_series: vec![prom::ChunkedSeries {
+                labels: vec![pl],
+                chunks: vec![c],
+            }],
+            query_index: 1,
+        },
+        &[(1, LEN), (2, VARINT)],
+    );
     let h = prom::Histogram {
         count: Some(prom::histogram::Count::CountInt(1)),
         sum: 1.0,
         schema: -1,
         zero_threshold: 1.0,
         zero_count: Some(prom::histogram::ZeroCount::ZeroCountFloat(1.0)),
-        negative_spans: vec![prom::BucketSpan { offset: -1, length: 1 }],
+        negative_spans: vec![prom::BucketSpan {
+            offset: -1,
+            length: 1,
+        }],
         negative_deltas: vec![-1],
         negative_counts: vec![1.0],
-        positive_spans: vec![prom::BucketSpan { offset: 1, length: 1 }],
+        positive_spans: vec![prom::BucketSpan {
+            offset: 1,
+            length: 1,
+        }],
         positive_deltas: vec![1],
         positive_counts: vec![1.0],
         reset_hint: 3,
         timestamp: 5,
     };
-    check(&h, &[(1, VARINT), (3, I64), (4, VARINT), (5, I64), (7, I64), (8, LEN), (9, LEN), (10, LEN), (11, LEN), (12, LEN), (13, LEN), (14, VARINT), (15, VARINT)]);
+    check(
+        &h,
+        &[
+            (1, VARINT),
+            (3, I64),
+            (4, VARINT),
+            (5, I64),
+            (7, I64),
+            (8, LEN),
+            (9, LEN),
+            (10, LEN),
+            (11, LEN),
+            (12, LEN),
+            (13, LEN),
+            (14, VARINT),
+            (15, VARINT),
+        ],
+    );
     // schema is sint32: -1 zigzags to 1.
-    let enc = prom::Histogram { schema: -1, ..Default::default() }.encode_to_vec();
+    let enc = prom::Histogram {
+        schema: -1,
+        ..Default::default()
+    }
+    .encode_to_vec();
     assert_eq!(enc, vec![4 << 3, 1]);
 }

@@ -5,8 +5,9 @@
 //!
 //! Three data sets of 1000 chunks × 120 samples, encoded with our
 //! `XorEncoder` (byte-identical to Prometheus): (a) a regular counter at a
-//! 15 s interval, (b) a gauge `20 + 5·sin` rounded to 3 decimals, (c) jittered
-//! millisecond timestamps with random-ish values. Before timing, every chunk
+//! 15 s interval growing by 150..=156 per step like the spec's fixture, (b) a
+//! gauge `20 + 5·sin` rounded to 3 decimals, (c) jittered millisecond
+//! timestamps with random-ish values. Before timing, every chunk
 //! is checked to decode bit-for-bit identically with both decoders. After
 //! criterion's own report, a median-of-N timing of each decoder over all
 //! chunks is printed as a table with the speed ratio (rusty / ours).
@@ -41,11 +42,12 @@ impl Rng {
 const T0: i64 = 1_704_069_000_000;
 
 fn counter(rng: &mut Rng, c: usize) -> Vec<(i64, f64)> {
+    // Like the spec's fixture counter (§4.2): +150..=156 per 15 s step.
     let start = T0 + (c * SAMPLES) as i64 * 15_000;
-    let mut v = (rng.below(1_000_000)) as f64;
+    let mut v = (c * SAMPLES * 153) as f64;
     (0..SAMPLES)
         .map(|i| {
-            v += (100 + rng.below(60)) as f64;
+            v += (150 + rng.below(7)) as f64;
             (start + i as i64 * 15_000, v)
         })
         .collect()
@@ -192,8 +194,17 @@ fn main() {
     c.final_summary();
 
     println!();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
     println!(
-        "XOR decode, {CHUNKS} chunks x {SAMPLES} samples per data set, median of {SUMMARY_RUNS} runs ({} CPUs)",
+        "XOR decode, {CHUNKS} chunks x {SAMPLES} samples per data set, median of {SUMMARY_RUNS} runs ({cpu}, {} CPUs)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(

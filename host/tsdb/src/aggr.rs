@@ -95,6 +95,7 @@ pub fn encode_aggr(parts: [Option<RawChunk<'_>>; 5]) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::chunk::Encoding;

@@ -88,7 +88,7 @@ impl BitWriter {
         }
         // Prometheus writes 8·k-bit fields byte by byte; a byte write that ends
         // byte-aligned leaves an empty byte behind.
-        if n0 % 8 == 0 && self.free == 0 {
+        if n0.is_multiple_of(8) && self.free == 0 {
             self.buf.push(0);
             self.free = 8;
         }
@@ -225,6 +225,7 @@ fn peek64_tail(data: &[u8], pos: usize) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

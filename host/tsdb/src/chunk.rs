@@ -374,6 +374,7 @@ fn relocate(e: Error, at: usize) -> Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::xor::{XorEncoder, decode};
@@ -528,7 +529,10 @@ mod tests {
         for (i, (name, size)) in files.iter().enumerate() {
             let bytes = std::fs::read(dir.path().join(name)).unwrap();
             assert_eq!(bytes.len() as u64, *size);
-            let n = iter_segment(&bytes).unwrap().map(|c| c.unwrap()).count();
+            let n = iter_segment(&bytes)
+                .unwrap()
+                .inspect(|c| assert!(c.is_ok()))
+                .count();
             assert_eq!(n, if i == 0 { 3 } else { 2 });
         }
         for &r in &refs {

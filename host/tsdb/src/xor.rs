@@ -206,8 +206,7 @@ pub fn num_samples(data: &[u8]) -> Result<u16> {
     }
 }
 
-/// Decoder state carried from one sample to the next. Kept in locals by the
-/// hot loop: nothing here is passed to a non-inlined function.
+/// Decoder state carried from one sample to the next.
 #[derive(Debug, Clone, Copy)]
 struct State {
     t: i64,
@@ -236,15 +235,13 @@ impl State {
     }
 
     /// Decodes one sample after the second: a delta-of-delta timestamp field
-    /// and an XOR value field.
+    /// and an XOR value field. This is the general path (used by [`XorIter`]
+    /// and for samples the bulk decoder's [`fast_run`] leaves out).
     ///
     /// One 64-bit window covers the timestamp field and the value's header
-    /// (at most 24 + 13 bits unless the timestamp takes the rare 64-bit
-    /// form); a second load fetches the value payload. The bucket branches
-    /// are well predicted on real data (nearly always `0`); the value
-    /// decoding is branch-free because the unchanged/reuse/new-window choice
-    /// is not predictable. Reads past the end see zeros; callers check
-    /// [`BitReader::overrun`] and `bad`.
+    /// (at most 24 + 13 bits unless the timestamp takes the 64-bit form); a
+    /// second one holds the payload. Reads past the end see zeros; callers
+    /// check [`BitReader::overrun`] and `bad`.
     #[inline(always)]
     fn step(&mut self, r: &mut BitReader<'_>) {
         let w = r.peek64();
@@ -309,9 +306,11 @@ impl State {
 #[inline(always)]
 fn dod_field(w: u64, prefix: u32, width: u32) -> (u32, i64, u64) {
     let raw = (w << prefix) >> (64 - width);
-    let half = 1u64 << (width - 1);
-    let dod = raw as i64 - (i64::from(raw > half) << width);
-    (prefix + width, dod, w << (prefix + width))
+    (
+        prefix + width,
+        dod_bucket(raw, width),
+        w << (prefix + width),
+    )
 }
 
 #[cold]
@@ -326,6 +325,10 @@ fn bad_window() -> Error {
 /// at least 121 follow the sample's first bit. That covers a whole sample
 /// unless its timestamp takes the 64-bit form (24 + 13 + 64 = 101 bits).
 const FAST_WIN: usize = 16;
+
+/// Samples [`fast_run`] decodes per call into a stack buffer (one call for
+/// a typical 120-sample chunk).
+const BLOCK: usize = 128;
 
 /// Result of [`fast_run`].
 struct FastRun {
@@ -354,39 +357,43 @@ fn dod_bucket(raw: u64, width: u32) -> i64 {
     raw as i64 - (i64::from(raw > 1u64 << (width - 1)) << width)
 }
 
-/// Decodes up to `k` (≤ 32) samples starting at bit `pos` into `out`, while
+/// Decodes up to `k` (≤ [`BLOCK`]) samples starting at bit `pos` into `out`, while
 /// the [`FAST_WIN`] bytes from each sample's first byte are inside `data`.
 ///
 /// This is [`State::step`] specialised for the common case with all state
 /// in registers: one 128-bit load per sample covers the timestamp field,
-/// the value header and the payload; the bucket branches are predictable on
-/// real data and the value decoding is branch-free. Stops early on an
-/// invalid XOR window.
+/// the value header and the payload. It branches on the control bits; on
+/// real data those branches predict well, and a branch-free variant measured
+/// slower (register pressure). Stops before a sample with a 64-bit
+/// timestamp field and on an invalid XOR window.
 #[inline(never)]
 fn fast_run(
     data: &[u8],
     mut pos: usize,
     s: &mut State,
-    out: &mut [(i64, u64); 32],
+    out: &mut [(i64, u64); BLOCK],
     k: usize,
 ) -> FastRun {
     let mut st = *s;
-    let mut j = 0;
-    let k = k.min(32);
-    let mut bad = false;
-    while j < k {
+    let mut stop = Stop::Done;
+    let mut decoded = 0;
+    for slot in out.iter_mut().take(k) {
         let Some(win) = data
             .get(pos >> 3..)
             .and_then(|d| d.first_chunk::<FAST_WIN>())
         else {
+            stop = Stop::End;
             break;
         };
         let x = u128::from_be_bytes(*win) << (pos & 7);
         let hi = (x >> 64) as u64;
         let lo = x as u64;
         // Timestamp field: `0`, `10`+14, `110`+17, `1110`+20, `1111`+64.
-        let tl = if (hi as i64) >= 0 {
-            1u32
+        // The value is decoded in each arm so that the field length is a
+        // constant in the common `0` arm.
+        let ok = if (hi as i64) >= 0 {
+            st.t = st.t.wrapping_add(st.delta as i64);
+            fast_value(&mut st, &mut pos, hi, lo, 1)
         } else {
             let (tl, dod) = if hi >> 62 == 0b10 {
                 (16, dod_bucket((hi >> 48) & 0x3fff, 14))
@@ -399,42 +406,49 @@ fn fast_run(
                 break;
             };
             st.delta = st.delta.wrapping_add(dod as u64);
-            tl
+            st.t = st.t.wrapping_add(st.delta as i64);
+            fast_value(&mut st, &mut pos, hi, lo, tl)
         };
-        st.t = st.t.wrapping_add(st.delta as i64);
-
-        // Value header: `0` unchanged, `10` reuse, `11` + 5 + 6 new window.
-        let wv = hi << tl;
-        let changed = (wv >> 63) as u32;
-        let new = ((wv >> 62) as u32) & changed;
-        let new_mask = 0u32.wrapping_sub(new);
-        let leading = ((wv >> 57) & 0x1f) as u32;
-        // 6-bit field, 0 means 64.
-        let s_new = ((((wv >> 51) as u32) + 63) & 63) + 1;
-        let width = leading + s_new;
-        if new & ((width + 63) >> 7) != 0 {
+        if !ok {
             stop = Stop::Bad;
             break;
         }
-        st.sig = (s_new & new_mask) | (st.sig & !new_mask);
-        st.trailing = (64u32.wrapping_sub(width) & 63 & new_mask) | (st.trailing & !new_mask);
-        let sig = st.sig & 0u32.wrapping_sub(changed);
-        // The header ends 2..=37 bits in; the payload follows.
-        let k1 = tl + 1 + changed + 11 * new;
-        let y = (hi << k1) | (lo >> (64 - k1));
-        // Unchanged: sig is 0 and the mask clears the (unshifted) bits.
-        let payload = (y >> ((64 - sig) & 63)) & 0u64.wrapping_sub(u64::from(changed));
-        st.v ^= payload << st.trailing;
-        pos += (k1 + sig) as usize;
-        out[j] = (st.t, st.v);
-        j += 1;
+        *slot = (st.t, st.v);
+        decoded += 1;
     }
     *s = st;
-    FastRun {
-        pos,
-        decoded: j,
-        bad,
+    FastRun { pos, decoded, stop }
+}
+
+/// The value part of [`fast_run`]: `hi:lo` holds the sample from its first
+/// bit, the value field starts `tl` (1..=24) bits in. Advances `pos` past the
+/// sample; returns false on an XOR window of more than 64 bits.
+#[inline(always)]
+fn fast_value(st: &mut State, pos: &mut usize, hi: u64, lo: u64, tl: u32) -> bool {
+    // `0` unchanged, `10` reuse window, `11` + 5 + 6 new window.
+    let wv = hi << tl;
+    if (wv as i64) >= 0 {
+        *pos += (tl + 1) as usize;
+        return true;
     }
+    let k1 = if wv & (1 << 62) == 0 {
+        tl + 2
+    } else {
+        let leading = ((wv >> 57) & 0x1f) as u32;
+        // 6-bit field, 0 means 64.
+        let sig = ((((wv >> 51) as u32) + 63) & 63) + 1;
+        if leading + sig > 64 {
+            return false;
+        }
+        st.sig = sig;
+        st.trailing = 64 - leading - sig;
+        tl + 13
+    };
+    // The header ends 3..=37 bits in; the payload follows.
+    let y = (hi << k1) | (lo >> (64 - k1));
+    st.v ^= (y >> (64 - st.sig)) << st.trailing;
+    *pos += (k1 + st.sig) as usize;
+    true
 }
 
 /// Parsed whole-byte prefix of a chunk: sample 0 and the bit offset after it.
@@ -534,70 +548,90 @@ fn decode_into_inner(data: &[u8], ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> Resul
     ts.push(s.t);
     vs.push(f64::from_bits(s.v));
 
-    // Fast part: while a worst-case sample and the loads' look-ahead fit in
-    // the data, decode without end checks into small stack blocks that are
-    // appended in bulk.
-    const BLOCK: usize = 32;
     let len = data.len();
-    let mut remaining = n - 2;
-    let mut block = [(0i64, 0u64); BLOCK];
-    while remaining > 0 {
-        let k = remaining.min(BLOCK);
-        let run = fast_run(data, r.position(), &mut s, &mut block, k);
-        r = BitReader::at(data, run.pos);
-        let done = &block[..run.decoded.min(BLOCK)];
-        ts.extend(done.iter().map(|&(t, _)| t));
-        vs.extend(done.iter().map(|&(_, v)| f64::from_bits(v)));
-        remaining -= done.len();
-        match run.stop {
-            Stop::Done => {}
-            Stop::End => break,
-            Stop::Bad => return Err(bad_window()),
-            Stop::Wide => {
-                // At least FAST_WIN bytes remain, but a wide sample may not
-                // fit: decode it with the checked reader.
-                s.step(&mut r);
-                if s.bad != 0 {
-                    return Err(bad_window());
-                }
-                if r.overrun() {
-                    return Err(overrun(r.position(), len));
-                }
-                ts.push(s.t);
-                vs.push(f64::from_bits(s.v));
-                remaining -= 1;
-            }
-        }
-    }
-    if remaining == 0 {
+    let mut out = Bulk {
+        s,
+        pos: r.position(),
+        remaining: n - 2,
+        block: [(0, 0); BLOCK],
+        ts,
+        vs,
+    };
+    // Main part: straight from `data` while a whole window fits.
+    out.run(data, len * 8)?;
+    if out.remaining == 0 {
         return Ok(());
     }
-
-    // Tail: the last bytes, copied into a zero-padded buffer so the reader
-    // never takes its slow path; the end is checked per sample.
-    let start = r.position() >> 3;
+    // Tail: fewer than FAST_WIN bytes are left; copy them into a zero-padded
+    // buffer and continue there. Zeros decode as short samples, so a chunk
+    // whose count exceeds its data fails the end check below.
+    let start = out.pos >> 3;
     let rest = data.get(start..).unwrap_or(&[]);
-    let mut pad = [0u8; 2 * FAST_WIN + 16];
-    let (buf, base): (&[u8], usize) = if rest.len() + FAST_WIN <= pad.len() {
-        pad[..rest.len()].copy_from_slice(rest);
-        (&pad, start * 8)
-    } else {
-        (data, 0)
-    };
-    let end_bits = len * 8 - base;
-    let mut tr = BitReader::at(buf, r.position() - base);
-    for _ in 0..remaining {
-        s.step(&mut tr);
-        if tr.position() > end_bits {
-            return Err(overrun(base + tr.position(), len));
-        }
-        if s.bad != 0 {
-            return Err(bad_window());
-        }
-        ts.push(s.t);
-        vs.push(f64::from_bits(s.v));
+    let mut pad = [0u8; 6 * FAST_WIN];
+    let m = rest.len().min(FAST_WIN);
+    pad[..m].copy_from_slice(&rest[..m]);
+    out.pos -= start * 8;
+    let res = out.run(&pad, m * 8);
+    let end = start * 8 + out.pos;
+    match res {
+        Err(Error::Truncated { .. }) => Err(overrun(end, len)),
+        Err(e) => Err(e),
+        Ok(()) if out.remaining > 0 || out.pos > m * 8 || rest.len() > m => Err(overrun(end, len)),
+        Ok(()) => Ok(()),
     }
-    Ok(())
+}
+
+/// The bulk decoder's progress: state, bit position, samples still to
+/// decode, and where they go.
+struct Bulk<'v> {
+    s: State,
+    pos: usize,
+    remaining: usize,
+    block: [(i64, u64); BLOCK],
+    ts: &'v mut Vec<i64>,
+    vs: &'v mut Vec<f64>,
+}
+
+impl Bulk<'_> {
+    /// Decodes the remaining samples from bit `pos` of `buf` in blocks
+    /// through [`fast_run`], appending them; stops early when fewer than
+    /// [`FAST_WIN`] bytes are left. Fails if a sample ends after `end_bits`.
+    fn run(&mut self, buf: &[u8], end_bits: usize) -> Result<()> {
+        while self.remaining > 0 {
+            let k = self.remaining.min(BLOCK);
+            let run = fast_run(buf, self.pos, &mut self.s, &mut self.block, k);
+            self.pos = run.pos;
+            let done = &self.block[..run.decoded.min(BLOCK)];
+            self.ts.extend(done.iter().map(|&(t, _)| t));
+            self.vs.extend(done.iter().map(|&(_, v)| f64::from_bits(v)));
+            self.remaining -= done.len();
+            if self.pos > end_bits {
+                return Err(overrun(self.pos, end_bits / 8));
+            }
+            match run.stop {
+                Stop::Done => {}
+                Stop::End => return Ok(()),
+                Stop::Bad => return Err(bad_window()),
+                Stop::Wide => {
+                    // A 64-bit timestamp field may not fit the window: decode
+                    // this sample with the checked reader.
+                    let mut r = BitReader::at(buf, self.pos);
+                    self.s.step(&mut r);
+                    self.pos = r.position();
+                    if self.s.bad != 0 {
+                        return Err(bad_window());
+                    }
+                    if self.pos > end_bits {
+                        return Err(overrun(self.pos, end_bits / 8));
+                    }
+                    self.ts.push(self.s.t);
+                    self.vs.push(f64::from_bits(self.s.v));
+                    self.remaining -= 1;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Decodes a chunk into a vector of `(t, v)` pairs.
@@ -692,6 +726,7 @@ impl Iterator for XorIter<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -970,6 +1005,63 @@ mod tests {
         assert!(matches!(decode(&d), Err(Error::Corrupt { .. })));
     }
 
+    /// A chunk of `n` samples whose sample `bad_at` (≥ 2) has an XOR window
+    /// of 31 leading + 63 significant bits; every other sample after the
+    /// first has a new 64-bit window, so the stream is long.
+    fn chunk_with_bad_window(n: u16, bad_at: u16) -> Vec<u8> {
+        let mut w = BitWriter::from_vec(n.to_be_bytes().to_vec());
+        let mut b = Vec::new();
+        put_varint(&mut b, T0);
+        for x in b {
+            w.write_byte(x);
+        }
+        w.write_bits(0, 64);
+        w.write_byte(100); // d1 = 100
+        let wide_value = |w: &mut BitWriter, leading: u64, sig: u64| {
+            w.write_bits(0b11, 2);
+            w.write_bits(leading, 5);
+            w.write_bits(sig & 63, 6);
+            w.write_bits(0x8000_0000_0000_0001 >> leading, sig as u32);
+        };
+        wide_value(&mut w, 0, 64);
+        for i in 2..n {
+            w.write_bit(false); // dod 0
+            if i == bad_at {
+                wide_value(&mut w, 31, 63);
+            } else {
+                wide_value(&mut w, 0, 64);
+            }
+        }
+        w.into_vec()
+    }
+
+    #[test]
+    fn corrupt_window_anywhere_is_an_error() {
+        let n = 100;
+        let ok = chunk_with_bad_window(n, u16::MAX);
+        assert_eq!(decode(&ok).unwrap().len(), usize::from(n));
+        // In the fast region, near the end and in the tail.
+        for bad_at in [2, 10, 50, 95, 98, 99] {
+            let d = chunk_with_bad_window(n, bad_at);
+            assert!(
+                matches!(decode(&d), Err(Error::Corrupt { .. })),
+                "bad window at {bad_at}"
+            );
+            let mut it = XorIter::new(&d).unwrap();
+            for i in 0..bad_at {
+                assert!(
+                    it.next_sample().unwrap().is_some(),
+                    "sample {i} before the bad one"
+                );
+            }
+            assert!(matches!(it.next_sample(), Err(Error::Corrupt { .. })));
+            assert!(
+                it.next_sample().unwrap().is_none(),
+                "exhausted after an error"
+            );
+        }
+    }
+
     #[test]
     fn huge_count_small_data_does_not_allocate_much() {
         let mut d = vec![0xff, 0xff, 0];
@@ -1065,9 +1157,23 @@ mod tests {
             }
             let cut = cut % (data.len() + 1);
             let d = &data[..cut];
-            let _ = decode(d);
-            if let Ok(it) = XorIter::new(d) {
-                let _ = it.count();
+            // The bulk decoder (fast path) and the iterator (general path)
+            // must agree on every input.
+            let bulk = decode(d);
+            match XorIter::new(d) {
+                Ok(it) => {
+                    let iter: Result<Vec<(i64, f64)>> = it.collect();
+                    match (bulk, iter) {
+                        (Ok(a), Ok(b)) => {
+                            let a: Vec<(i64, u64)> = a.into_iter().map(|(t, v)| (t, v.to_bits())).collect();
+                            let b: Vec<(i64, u64)> = b.into_iter().map(|(t, v)| (t, v.to_bits())).collect();
+                            prop_assert_eq!(a, b);
+                        }
+                        (Err(_), Err(_)) => {}
+                        (a, b) => prop_assert!(false, "bulk ok {} vs iter ok {}", a.is_ok(), b.is_ok()),
+                    }
+                }
+                Err(_) => prop_assert!(bulk.is_err()),
             }
         }
     }
