@@ -17,3 +17,26 @@ pub mod varint;
 pub mod xor;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod testutil {
+    /// Whether `promtool` is on PATH. Under CI (`CI` set) a missing promtool
+    /// fails the test with how to install it; elsewhere the test is skipped
+    /// with a message.
+    pub(crate) fn have_promtool() -> bool {
+        let found = std::process::Command::new("promtool")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "promtool not found: apt-get install prometheus (Debian 12 ships 2.42)"
+            );
+            eprintln!(
+                "SKIPPED: promtool not found (apt-get install prometheus); CI runs this check"
+            );
+        }
+        found
+    }
+}
