@@ -289,18 +289,10 @@ impl Block {
         Ok(out)
     }
 
-    async fn decode_fetched(
-        &self,
-        seg: &Segment,
-        start: u64,
-        buf: Bytes,
-    ) -> Result<FetchedChunk, BlockError> {
-        let fmt = |source| BlockError::Format {
-            what: "chunk",
-            source,
-        };
-        let buf = match parse_chunk(&buf) {
-            Ok(_) => buf,
+    async fn decode_fetched(&self, seg: &Segment, start: u64, buf: Bytes) -> Result<FetchedChunk, BlockError> {
+        let fmt = |source| BlockError::Format { what: "chunk", source };
+        let (encoding, data_start, data_len, buf) = match parse_chunk(&buf) {
+            Ok((chunk, total)) => (chunk.encoding, total - 4 - chunk.data.len(), chunk.data.len(), buf),
             Err(sluice_tsdb::Error::Truncated { .. }) => {
                 // Longer than the estimate: read exactly its encoded length.
                 let need = encoded_len(&buf).map_err(fmt)? as u64;
@@ -310,21 +302,13 @@ impl Block {
                         seg.path, seg.size
                     )));
                 }
-                self.bucket
-                    .get_range(&seg.path, start..start + need)
-                    .await
-                    .map_err(bucket_err(&seg.path))?
+                let buf = self.bucket.get_range(&seg.path, start..start + need).await.map_err(bucket_err(&seg.path))?;
+                let (chunk, total) = parse_chunk(&buf).map_err(fmt)?;
+                (chunk.encoding, total - 4 - chunk.data.len(), chunk.data.len(), buf)
             }
             Err(e) => return Err(fmt(e)),
         };
-        let (chunk, total) = parse_chunk(&buf).map_err(fmt)?;
-        let data_len = chunk.data.len();
-        let encoding = chunk.encoding;
-        let data_start = total - 4 - data_len;
-        Ok(FetchedChunk {
-            encoding,
-            data: buf.slice(data_start..data_start + data_len),
-        })
+        Ok(FetchedChunk { encoding, data: buf.slice(data_start..data_start + data_len) })
     }
 }
 

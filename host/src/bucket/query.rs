@@ -345,7 +345,7 @@ impl BucketStore {
             let series: Vec<Series> = out
                 .into_iter()
                 .map(|s| Series {
-                    labels: to_pb_labels(&s.labels),
+                    labels: into_pb_labels(s.labels),
                     chunks: vec![],
                 })
                 .collect();
@@ -461,7 +461,7 @@ impl BucketStore {
             }
             chunks.sort_by_key(|c| (c.min_time, c.max_time));
             out.push(Series {
-                labels: to_pb_labels(&s.labels),
+                labels: into_pb_labels(s.labels),
                 chunks,
             });
         }
@@ -648,6 +648,11 @@ fn warning_frame(w: String) -> SeriesResponse {
     }
 }
 
+fn into_pb_labels(l: Labels) -> Vec<PbLabel> {
+    l.into_vec().into_iter().map(|l| PbLabel { name: l.name, value: l.value }).collect()
+}
+
+/// Wire labels of a label set.
 pub fn to_pb_labels(l: &Labels) -> Vec<PbLabel> {
     l.iter()
         .map(|l| PbLabel {

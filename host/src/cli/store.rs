@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
 
 use crate::bucket::{BucketStore, StoreOptions};
 use crate::config::duration_arg;
@@ -136,7 +137,7 @@ pub async fn start(
         .add_service(service.info_server())
         .add_service(service.store_server())
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             async move {
                 let _ = grpc_stop.wait_for(|s| *s).await;
             },

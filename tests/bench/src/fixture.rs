@@ -76,7 +76,10 @@ mod tests {
 
     #[test]
     fn shape_and_format() {
-        let f = Fixture { series: 3, hours: 2 };
+        let f = Fixture {
+            series: 3,
+            hours: 2,
+        };
         assert_eq!(f.samples_per_series(), 480);
         assert_eq!(f.total_samples(), 1440);
         assert_eq!(f.max_time_ms() - f.min_time_ms(), 479 * 15_000);
@@ -87,7 +90,11 @@ mod tests {
         assert_eq!(lines.len(), 2 + 1440 + 1);
         assert_eq!(lines.last(), Some(&"# EOF"));
         assert!(lines[2].starts_with("bench_metric{job=\"j0\",instance=\"host-0\"} "));
-        assert!(lines[2].ends_with(" 1704067200"), "timestamps are seconds: {}", lines[2]);
+        assert!(
+            lines[2].ends_with(" 1704067200"),
+            "timestamps are seconds: {}",
+            lines[2]
+        );
         assert!(lines[2 + 480].starts_with("bench_metric{job=\"j1\",instance=\"host-1\"} "));
     }
 }

@@ -32,9 +32,14 @@ impl FrameReader {
         let mut len: u64 = 0;
         let mut header = 0;
         loop {
-            let Some(&b) = self.buf.get(header) else { return Ok(None) };
+            let Some(&b) = self.buf.get(header) else {
+                return Ok(None);
+            };
             if header == MAX_UVARINT_LEN {
-                bail!("frame {}: length uvarint longer than {MAX_UVARINT_LEN} bytes", self.frames);
+                bail!(
+                    "frame {}: length uvarint longer than {MAX_UVARINT_LEN} bytes",
+                    self.frames
+                );
             }
             len |= u64::from(b & 0x7f) << (7 * header);
             header += 1;
@@ -43,7 +48,10 @@ impl FrameReader {
             }
         }
         let len = usize::try_from(len).context("frame length does not fit in memory")?;
-        let need = header.checked_add(4).and_then(|n| n.checked_add(len)).context("frame length overflows")?;
+        let need = header
+            .checked_add(4)
+            .and_then(|n| n.checked_add(len))
+            .context("frame length overflows")?;
         if self.buf.len() < need {
             self.buf.reserve(need - self.buf.len());
             return Ok(None);
@@ -53,7 +61,10 @@ impl FrameReader {
         let msg = self.buf.split_to(len).freeze();
         let got = crc32c::crc32c(&msg);
         if got != want {
-            bail!("frame {}: CRC32C mismatch: header says {want:#010x}, message has {got:#010x}", self.frames);
+            bail!(
+                "frame {}: CRC32C mismatch: header says {want:#010x}, message has {got:#010x}",
+                self.frames
+            );
         }
         self.frames += 1;
         self.max_frame_len = self.max_frame_len.max(len);
@@ -63,7 +74,11 @@ impl FrameReader {
     /// Checks that the body ended on a frame boundary.
     pub fn finish(&self) -> anyhow::Result<()> {
         if !self.buf.is_empty() {
-            bail!("body ends inside a frame: {} bytes left over after {} frames", self.buf.len(), self.frames);
+            bail!(
+                "body ends inside a frame: {} bytes left over after {} frames",
+                self.buf.len(),
+                self.frames
+            );
         }
         Ok(())
     }
@@ -135,7 +150,11 @@ mod tests {
         let b = body(&[vec![1, 2, 3]]);
         let mut r = FrameReader::new();
         r.push(&b[..b.len() - 1]);
-        assert!(r.next_frame().expect("incomplete is not an error").is_none());
+        assert!(
+            r.next_frame()
+                .expect("incomplete is not an error")
+                .is_none()
+        );
         assert!(r.finish().is_err());
     }
 }

@@ -25,7 +25,11 @@ impl ChildGuard {
     /// An error if the child has exited, with the tail of its log.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait().context("waiting on child")? {
-            anyhow::bail!("{} exited early ({status}); last log lines:\n{}", self.name, tail(&self.log, 20));
+            anyhow::bail!(
+                "{} exited early ({status}); last log lines:\n{}",
+                self.name,
+                tail(&self.log, 20)
+            );
         }
         Ok(())
     }
@@ -65,8 +69,15 @@ pub fn mem(pid: u32) -> anyhow::Result<Mem> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let mut m = Mem::default();
     for line in text.lines() {
-        let Some((key, rest)) = line.split_once(':') else { continue };
-        let kib = rest.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0);
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let kib = rest
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0);
         match key {
             "VmHWM" => m.hwm_kib = kib,
             "VmRSS" => m.rss_kib = kib,
@@ -97,10 +108,38 @@ pub fn cpu_seconds(pid: &str, tck: f64) -> anyhow::Result<f64> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // Fields after the parenthesised command name; utime and stime are
     // fields 14 and 15 of the whole line, 12 and 13 after the name.
-    let after = text.rsplit_once(')').map(|(_, r)| r).context("malformed stat")?;
+    let after = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed stat")?;
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
     Ok((ticks(11) + ticks(12)) / tck)
+}
+
+/// Busy CPU seconds of the whole machine (all cores) from `/proc/stat`:
+/// user + nice + system + irq + softirq + steal.
+pub fn machine_busy_seconds(tck: f64) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0.0);
+    Ok((at(0) + at(1) + at(2) + at(5) + at(6) + at(7)) / tck)
+}
+
+/// The 1-minute load average.
+pub fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(-1.0)
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for a child
@@ -112,7 +151,9 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// `nproc` and the CPU model.
 pub fn machine() -> (usize, String) {
-    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -135,5 +176,6 @@ mod tests {
         let m = mem(pid).expect("own status");
         assert!(m.hwm_kib > 0 && m.rss_kib > 0);
         assert!(cpu_seconds("self", clk_tck()).expect("own stat") >= 0.0);
+        assert!(machine_busy_seconds(clk_tck()).expect("/proc/stat") > 0.0);
     }
 }

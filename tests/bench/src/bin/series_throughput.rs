@@ -84,14 +84,19 @@ fn parse_args() -> anyhow::Result<Args> {
             None => (flag, None),
         };
         let mut value = |name: &str| -> anyhow::Result<String> {
-            inline.clone().or_else(|| it.next()).with_context(|| format!("{name} needs a value"))
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .with_context(|| format!("{name} needs a value"))
         };
         match flag.as_str() {
             "--series" => a.series = value("--series")?.parse().context("--series")?,
             "--hours" => a.hours = value("--hours")?.parse().context("--hours")?,
             "--rounds" => a.rounds = value("--rounds")?.parse().context("--rounds")?,
             "--warmup" => a.warmup = value("--warmup")?.parse().context("--warmup")?,
-            "--batch-size" => a.batch_size = value("--batch-size")?.parse().context("--batch-size")?,
+            "--batch-size" => {
+                a.batch_size = value("--batch-size")?.parse().context("--batch-size")?
+            }
             "--sluice" => a.sluice = Some(PathBuf::from(value("--sluice")?)),
             "--build" => a.build = true,
             "--adaptive-window" => a.adaptive_window = true,
@@ -104,8 +109,14 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     ensure!(a.series > 0, "--series must be at least 1");
-    ensure!(a.hours > 0 && a.hours <= 24 * 14, "--hours must be in 1..=336");
-    ensure!(a.rounds > 0 && a.rounds <= 100, "--rounds must be in 1..=100");
+    ensure!(
+        a.hours > 0 && a.hours <= 24 * 14,
+        "--hours must be in 1..=336"
+    );
+    ensure!(
+        a.rounds > 0 && a.rounds <= 100,
+        "--rounds must be in 1..=100"
+    );
     ensure!(a.warmup <= 10, "--warmup must be at most 10");
     Ok(a)
 }
@@ -118,7 +129,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: tokio runtime: {e}");
@@ -143,9 +157,12 @@ fn log(msg: impl AsRef<str>) {
 /// `<tool> --version`'s first line, or a clear error when the tool is missing.
 fn tool_version(tool: &str) -> anyhow::Result<String> {
     let out = Command::new(tool).arg("--version").output().map_err(|e| {
-        anyhow::anyhow!("cannot run `{tool}` ({e}); install Prometheus 2.42: apt-get install prometheus")
+        anyhow::anyhow!(
+            "cannot run `{tool}` ({e}); install Prometheus 2.42: apt-get install prometheus"
+        )
     })?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     ensure!(out.status.success(), "`{tool} --version` failed: {text}");
     Ok(text.lines().next().unwrap_or("").trim().to_string())
 }
@@ -156,7 +173,9 @@ fn sluice_binary(args: &Args) -> anyhow::Result<PathBuf> {
         return Ok(p.clone());
     }
     let root = workspace_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     let bin = target.join("release").join("sluice");
     if args.build || !bin.is_file() {
         log("building sluice: cargo build --release -p sluice --bin sluice");
@@ -166,7 +185,10 @@ fn sluice_binary(args: &Args) -> anyhow::Result<PathBuf> {
             .current_dir(&root)
             .status()
             .context("running cargo build")?;
-        ensure!(status.success(), "cargo build --release -p sluice --bin sluice failed ({status})");
+        ensure!(
+            status.success(),
+            "cargo build --release -p sluice --bin sluice failed ({status})"
+        );
     }
     ensure!(bin.is_file(), "{} missing after build", bin.display());
     Ok(bin)
@@ -181,7 +203,8 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<u64> {
         if e.file_type()?.is_dir() {
             bytes += copy_dir(&e.path(), &dst)?;
         } else {
-            bytes += std::fs::copy(e.path(), &dst).with_context(|| format!("copying {}", e.path().display()))?;
+            bytes += std::fs::copy(e.path(), &dst)
+                .with_context(|| format!("copying {}", e.path().display()))?;
         }
     }
     Ok(bytes)
@@ -201,12 +224,22 @@ fn block_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn dir_size(dir: &Path, sub: &str) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir.join(sub)) else { return 0 };
-    rd.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+    let Ok(rd) = std::fs::read_dir(dir.join(sub)) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Polls `url` until it answers 200, the child dies, or `limit` passes.
-async fn wait_ready(http: &reqwest::Client, url: &str, guard: &mut ChildGuard, limit: Duration) -> anyhow::Result<Duration> {
+async fn wait_ready(
+    http: &reqwest::Client,
+    url: &str,
+    guard: &mut ChildGuard,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     while start.elapsed() < limit {
         guard.check_alive()?;
@@ -217,7 +250,11 @@ async fn wait_ready(http: &reqwest::Client, url: &str, guard: &mut ChildGuard, l
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("{} not ready at {url} after {limit:?}; last log lines:\n{}", guard.name, procs::tail(&guard.log, 20))
+    bail!(
+        "{} not ready at {url} after {limit:?}; last log lines:\n{}",
+        guard.name,
+        procs::tail(&guard.log, 20)
+    )
 }
 
 struct Sluice {
@@ -229,7 +266,10 @@ struct Sluice {
 fn start_sluice(bin: &Path, work: &Path, bucket: &Path) -> anyhow::Result<Sluice> {
     let log_path = work.join("sluice.log");
     let log_file = std::fs::File::create(&log_path)?;
-    let objstore = format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", bucket.display());
+    let objstore = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket.display()
+    );
     let mut child = Command::new(bin)
         .arg("store")
         .arg(format!("--objstore.config={objstore}"))
@@ -242,7 +282,11 @@ fn start_sluice(bin: &Path, work: &Path, bucket: &Path) -> anyhow::Result<Sluice
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let stdout = child.stdout.take().context("sluice stdout")?;
-    let mut guard = ChildGuard { name: "sluice store", child, log: log_path };
+    let mut guard = ChildGuard {
+        name: "sluice store",
+        child,
+        log: log_path,
+    };
     // Read stdout on a thread (to the end, so the pipe never fills) and hand
     // over the "listening" line.
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -257,10 +301,15 @@ fn start_sluice(bin: &Path, work: &Path, bucket: &Path) -> anyhow::Result<Sluice
     let line = loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(l) => break l,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => guard.check_alive()?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                guard.check_alive()?
+            }
             Err(_) => {
                 guard.check_alive()?;
-                bail!("sluice store printed no `listening` line within 30 s; log:\n{}", procs::tail(&guard.log, 20));
+                bail!(
+                    "sluice store printed no `listening` line within 30 s; log:\n{}",
+                    procs::tail(&guard.log, 20)
+                );
             }
         }
     };
@@ -276,7 +325,10 @@ fn start_sluice(bin: &Path, work: &Path, bucket: &Path) -> anyhow::Result<Sluice
 
 fn start_prometheus(work: &Path, data: &Path, port: u16) -> anyhow::Result<ChildGuard> {
     let cfg = work.join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 15s\nscrape_configs: []\n")?;
+    std::fs::write(
+        &cfg,
+        "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+    )?;
     let log_path = work.join("prometheus.log");
     let log_file = std::fs::File::create(&log_path)?;
     let child = Command::new("prometheus")
@@ -291,11 +343,15 @@ fn start_prometheus(work: &Path, data: &Path, port: u16) -> anyhow::Result<Child
         .stderr(log_file)
         .spawn()
         .context("starting prometheus (apt-get install prometheus)")?;
-    Ok(ChildGuard { name: "prometheus", child, log: log_path })
+    Ok(ChildGuard {
+        name: "prometheus",
+        child,
+        log: log_path,
+    })
 }
 
 /// What one read returned.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Count {
     series: u64,
     chunks: u64,
@@ -303,20 +359,33 @@ struct Count {
     /// Protobuf bytes of all messages (gRPC: counted only when asked).
     bytes: u64,
     frames: u64,
+    /// When the first message with data arrived.
+    first_data: Option<Instant>,
+    /// When the last message with data arrived (the stream may end later).
+    last_data: Option<Instant>,
 }
 
 fn count_thanos_series(s: &thanos::Series, c: &mut Count) -> anyhow::Result<()> {
     c.series += 1;
     for ac in &s.chunks {
         let raw = ac.raw.as_ref().context("AggrChunk without a raw chunk")?;
-        ensure!(raw.r#type == thanos::chunk::Encoding::Xor as i32, "chunk encoding {} is not XOR", raw.r#type);
+        ensure!(
+            raw.r#type == thanos::chunk::Encoding::Xor as i32,
+            "chunk encoding {} is not XOR",
+            raw.r#type
+        );
         c.chunks += 1;
         c.samples += xor_samples(&raw.data);
     }
     Ok(())
 }
 
-async fn sluice_read(client: &mut StoreClient<Channel>, f: &Fixture, batch: i64, measure_bytes: bool) -> anyhow::Result<Count> {
+async fn sluice_read(
+    client: &mut StoreClient<Channel>,
+    f: &Fixture,
+    batch: i64,
+    measure_bytes: bool,
+) -> anyhow::Result<Count> {
     let req = SeriesRequest {
         min_time: f.min_time_ms(),
         max_time: f.max_time_ms(),
@@ -328,13 +397,19 @@ async fn sluice_read(client: &mut StoreClient<Channel>, f: &Fixture, batch: i64,
         response_batch_size: batch,
         ..Default::default()
     };
-    let mut stream = client.series(req).await.context("Series call")?.into_inner();
+    let mut stream = client
+        .series(req)
+        .await
+        .context("Series call")?
+        .into_inner();
     let mut c = Count::default();
     while let Some(resp) = stream.message().await.context("Series stream")? {
         c.frames += 1;
         if measure_bytes {
             c.bytes += resp.encoded_len() as u64;
         }
+        c.last_data = Some(Instant::now());
+        c.first_data = c.first_data.or(c.last_data);
         match resp.result {
             Some(series_response::Result::Series(s)) => count_thanos_series(&s, &mut c)?,
             Some(series_response::Result::Batch(b)) => {
@@ -363,7 +438,9 @@ fn remote_read_body(f: &Fixture) -> anyhow::Result<Vec<u8>> {
         }],
         accepted_response_types: vec![read_request::ResponseType::StreamedXorChunks as i32],
     };
-    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).context("snappy")
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .context("snappy")
 }
 
 async fn prometheus_read(http: &reqwest::Client, url: &str, body: &[u8]) -> anyhow::Result<Count> {
@@ -381,7 +458,12 @@ async fn prometheus_read(http: &reqwest::Client, url: &str, body: &[u8]) -> anyh
         let text = resp.text().await.unwrap_or_default();
         bail!("remote read answered {status}: {text}");
     }
-    let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     ensure!(
         ctype.starts_with("application/x-streamed-protobuf"),
         "remote read answered Content-Type {ctype:?}, not a streamed response"
@@ -393,6 +475,8 @@ async fn prometheus_read(http: &reqwest::Client, url: &str, body: &[u8]) -> anyh
         c.bytes += piece.len() as u64;
         frames.push(&piece);
         while let Some(msg) = frames.next_frame()? {
+            c.last_data = Some(Instant::now());
+            c.first_data = c.first_data.or(c.last_data);
             let m = ChunkedReadResponse::decode(msg).context("decoding ChunkedReadResponse")?;
             ensure!(m.query_index == 0, "frame for query {}", m.query_index);
             for cs in m.chunked_series {
@@ -402,7 +486,11 @@ async fn prometheus_read(http: &reqwest::Client, url: &str, body: &[u8]) -> anyh
                     last_labels = cs.labels;
                 }
                 for ch in &cs.chunks {
-                    ensure!(ch.r#type == prompb::chunk::Encoding::Xor as i32, "chunk encoding {} is not XOR", ch.r#type);
+                    ensure!(
+                        ch.r#type == prompb::chunk::Encoding::Xor as i32,
+                        "chunk encoding {} is not XOR",
+                        ch.r#type
+                    );
                     c.chunks += 1;
                     c.samples += xor_samples(&ch.data);
                 }
@@ -418,6 +506,10 @@ async fn prometheus_read(http: &reqwest::Client, url: &str, body: &[u8]) -> anyh
 #[derive(Debug, Clone, Copy)]
 struct Round {
     secs: f64,
+    /// Seconds from the start of the call to the first data message.
+    first: f64,
+    /// Seconds from the last data message to the end of the stream.
+    tail: f64,
     server_cpu: f64,
     client_cpu: f64,
 }
@@ -439,11 +531,28 @@ impl Side {
     fn median_secs(&self) -> f64 {
         median(&self.secs())
     }
-    fn server_cpu(&self) -> f64 {
-        median(&self.rounds.iter().map(|r| r.server_cpu).collect::<Vec<_>>())
+    /// Mean server CPU ms per call: /proc times tick at 10 ms, so the sum
+    /// over all rounds is more precise than any one round.
+    fn server_cpu_ms(&self) -> f64 {
+        1e3 * self.rounds.iter().map(|r| r.server_cpu).sum::<f64>()
+            / self.rounds.len().max(1) as f64
     }
-    fn client_cpu(&self) -> f64 {
-        median(&self.rounds.iter().map(|r| r.client_cpu).collect::<Vec<_>>())
+    fn first_ms(&self) -> f64 {
+        median(
+            &self
+                .rounds
+                .iter()
+                .map(|r| r.first * 1e3)
+                .collect::<Vec<_>>(),
+        )
+    }
+    fn tail_ms(&self) -> f64 {
+        median(&self.rounds.iter().map(|r| r.tail * 1e3).collect::<Vec<_>>())
+    }
+    /// Mean client CPU ms per call.
+    fn client_cpu_ms(&self) -> f64 {
+        1e3 * self.rounds.iter().map(|r| r.client_cpu).sum::<f64>()
+            / self.rounds.len().max(1) as f64
     }
 }
 
@@ -455,15 +564,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let prom_version = tool_version("prometheus")?;
     let promtool_version = tool_version("promtool")?;
     if !prom_version.contains("2.42") {
-        log(format!("warning: the oracle is Prometheus 2.42, found {prom_version}"));
+        log(format!(
+            "warning: the oracle is Prometheus 2.42, found {prom_version}"
+        ));
     }
     let sluice_bin = sluice_binary(&args)?;
-    let fixture = Fixture { series: args.series, hours: args.hours };
+    let fixture = Fixture {
+        series: args.series,
+        hours: args.hours,
+    };
     let expected = fixture.total_samples();
 
-    let tmp = tempfile::Builder::new().prefix("sluice-bench-").tempdir().context("creating a temp dir")?;
+    let tmp = tempfile::Builder::new()
+        .prefix("sluice-bench-")
+        .tempdir()
+        .context("creating a temp dir")?;
     let work = tmp.path().to_path_buf();
-    let _keep = KeepDir { dir: args.keep.then(|| work.clone()) };
+    let _keep = KeepDir {
+        dir: args.keep.then(|| work.clone()),
+    };
     let tmp = if args.keep {
         let _kept: PathBuf = tmp.keep();
         None
@@ -475,9 +594,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let om = work.join("data.om");
     let t = Instant::now();
     {
-        let file = std::fs::File::create(&om).with_context(|| format!("creating {}", om.display()))?;
+        let file =
+            std::fs::File::create(&om).with_context(|| format!("creating {}", om.display()))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
-        fixture.write_openmetrics(&mut w).context("writing OpenMetrics")?;
+        fixture
+            .write_openmetrics(&mut w)
+            .context("writing OpenMetrics")?;
         std::io::Write::flush(&mut w)?;
     }
     let om_bytes = std::fs::metadata(&om)?.len();
@@ -504,13 +626,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    log(format!("promtool tsdb create-blocks-from openmetrics: {:.1} s", t.elapsed().as_secs_f64()));
+    log(format!(
+        "promtool tsdb create-blocks-from openmetrics: {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
     eprint!("{}", String::from_utf8_lossy(&out.stdout));
     std::fs::remove_file(&om).ok();
     let block_list = block_dirs(&blocks)?;
-    ensure!(!block_list.is_empty(), "promtool made no blocks in {}", blocks.display());
+    ensure!(
+        !block_list.is_empty(),
+        "promtool made no blocks in {}",
+        blocks.display()
+    );
     let chunk_bytes: u64 = block_list.iter().map(|b| dir_size(b, "chunks")).sum();
-    let index_bytes: u64 = block_list.iter().map(|b| std::fs::metadata(b.join("index")).map(|m| m.len()).unwrap_or(0)).sum();
+    let index_bytes: u64 = block_list
+        .iter()
+        .map(|b| {
+            std::fs::metadata(b.join("index"))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
+        .sum();
 
     // 2. Same blocks in a filesystem bucket and in a Prometheus data dir.
     let bucket = work.join("bucket");
@@ -525,16 +661,42 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // 3. sluice store.
     let mut sluice = start_sluice(&sluice_bin, &work, &bucket)?;
-    let ready = wait_ready(&http, &format!("http://{}/-/ready", sluice.http), &mut sluice.guard, Duration::from_secs(60)).await?;
-    log(format!("sluice store ready in {:.1} s (pid {}, grpc {})", ready.as_secs_f64(), sluice.guard.pid(), sluice.grpc));
+    let ready = wait_ready(
+        &http,
+        &format!("http://{}/-/ready", sluice.http),
+        &mut sluice.guard,
+        Duration::from_secs(60),
+    )
+    .await?;
+    log(format!(
+        "sluice store ready in {:.1} s (pid {}, grpc {})",
+        ready.as_secs_f64(),
+        sluice.guard.pid(),
+        sluice.grpc
+    ));
 
     // 4. Prometheus on its copy.
     let port = procs::free_port()?;
     let mut prom = start_prometheus(&work, &serve, port)?;
     let prom_base = format!("http://127.0.0.1:{port}");
-    let ready = wait_ready(&http, &format!("{prom_base}/-/ready"), &mut prom, Duration::from_secs(120)).await?;
-    log(format!("prometheus ready in {:.1} s (pid {}, {prom_base})", ready.as_secs_f64(), prom.pid()));
-    let metrics = http.get(format!("{prom_base}/metrics")).send().await?.text().await?;
+    let ready = wait_ready(
+        &http,
+        &format!("{prom_base}/-/ready"),
+        &mut prom,
+        Duration::from_secs(120),
+    )
+    .await?;
+    log(format!(
+        "prometheus ready in {:.1} s (pid {}, {prom_base})",
+        ready.as_secs_f64(),
+        prom.pid()
+    ));
+    let metrics = http
+        .get(format!("{prom_base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     let loaded = metrics
         .lines()
         .find_map(|l| l.strip_prefix("prometheus_tsdb_blocks_loaded "))
@@ -552,37 +714,83 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.adaptive_window {
         endpoint = endpoint.http2_adaptive_window(true);
     }
-    let channel = endpoint.connect().await.context("connecting to sluice store")?;
+    let channel = endpoint
+        .connect()
+        .await
+        .context("connecting to sluice store")?;
     let mut client = StoreClient::new(channel).max_decoding_message_size(usize::MAX);
     let read_url = format!("{prom_base}/api/v1/read");
     let read_body = remote_read_body(&fixture)?;
     let tck = procs::clk_tck();
 
-    let mut s = Side { idle: procs::mem(sluice.guard.pid())?, ..Default::default() };
-    let mut p = Side { idle: procs::mem(prom.pid())?, ..Default::default() };
+    let mut s = Side {
+        idle: procs::mem(sluice.guard.pid())?,
+        ..Default::default()
+    };
+    let mut p = Side {
+        idle: procs::mem(prom.pid())?,
+        ..Default::default()
+    };
     let sluice_pid = sluice.guard.pid().to_string();
     let prom_pid = prom.pid().to_string();
 
+    let ours = |tck: f64| -> anyhow::Result<f64> {
+        Ok(procs::cpu_seconds(&sluice_pid, tck)?
+            + procs::cpu_seconds(&prom_pid, tck)?
+            + procs::cpu_seconds("self", tck)?)
+    };
+    // Machine-wide busy CPU and ours when the measured rounds start.
+    let mut background_start: Option<(Instant, f64, f64, f64)> = None;
     for round in 0..args.warmup + args.rounds {
         let measured = round >= args.warmup;
+        if round == args.warmup {
+            background_start = Some((
+                Instant::now(),
+                procs::machine_busy_seconds(tck)?,
+                ours(tck)?,
+                procs::loadavg(),
+            ));
+        }
         // Alternate who goes first so neither always runs on a warmer cache.
-        let order = if round % 2 == 0 { [true, false] } else { [false, true] };
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
         for is_sluice in order {
             let server_pid = if is_sluice { &sluice_pid } else { &prom_pid };
-            let (cpu0, me0) = (procs::cpu_seconds(server_pid, tck)?, procs::cpu_seconds("self", tck)?);
+            let (cpu0, me0) = (
+                procs::cpu_seconds(server_pid, tck)?,
+                procs::cpu_seconds("self", tck)?,
+            );
             let t = Instant::now();
             let c = if is_sluice {
                 sluice_read(&mut client, &fixture, args.batch_size, !measured).await?
             } else {
                 prometheus_read(&http, &read_url, &read_body).await?
             };
-            let secs = t.elapsed().as_secs_f64();
+            let end = Instant::now();
+            let secs = end.duration_since(t).as_secs_f64();
+            let tail = c
+                .last_data
+                .map(|l| end.duration_since(l).as_secs_f64())
+                .unwrap_or(0.0);
+            let first = c
+                .first_data
+                .map(|f| f.duration_since(t).as_secs_f64())
+                .unwrap_or(0.0);
             let r = Round {
                 secs,
+                first,
+                tail,
                 server_cpu: procs::cpu_seconds(server_pid, tck)? - cpu0,
                 client_cpu: procs::cpu_seconds("self", tck)? - me0,
             };
-            let (name, side) = if is_sluice { ("sluice", &mut s) } else { ("prometheus", &mut p) };
+            let (name, side) = if is_sluice {
+                ("sluice", &mut s)
+            } else {
+                ("prometheus", &mut p)
+            };
             ensure!(
                 c.samples == expected && c.series == fixture.series as u64,
                 "{name} returned {} series / {} samples, expected {} / {expected}",
@@ -591,9 +799,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 fixture.series
             );
             log(format!(
-                "{} round {round} {name}: {:.3} s, {} samples, {:.2} M samples/s",
+                "{} round {round} {name}: {:.3} s (first message after {:.1} ms, stream ended {:.1} ms \
+                 after the last one), {} samples, {:.2} M samples/s",
                 if measured { "measured" } else { "warm-up" },
                 secs,
+                first * 1e3,
+                tail * 1e3,
                 c.samples,
                 c.samples as f64 / secs / 1e6
             ));
@@ -606,15 +817,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
             prom.check_alive()?;
         }
     }
+    // CPU used by anything other than the two servers and this client while
+    // the measured rounds ran: other work on the machine skews the numbers.
+    let (background, background_pct) = match background_start {
+        Some((t0, busy0, ours0, load0)) => {
+            let wall = t0.elapsed().as_secs_f64();
+            let other = (procs::machine_busy_seconds(tck)? - busy0) - (ours(tck)? - ours0);
+            let pct = 100.0 * other.max(0.0) / wall;
+            let text = format!(
+                "{pct:.0}% of one core (load average {load0:.2} -> {:.2})",
+                procs::loadavg()
+            );
+            (text, pct)
+        }
+        None => ("n/a".into(), 0.0),
+    };
     s.peak = procs::mem(sluice.guard.pid())?;
     p.peak = procs::mem(prom.pid())?;
-    ensure!(s.count.samples == p.count.samples, "sluice and prometheus disagree on the sample count");
+    ensure!(
+        s.count.samples == p.count.samples,
+        "sluice and prometheus disagree on the sample count"
+    );
 
     // 6. Report.
     let (nproc, cpu) = procs::machine();
     println!();
-    println!("series-throughput: sluice store Series (gRPC) vs Prometheus streamed remote read (STREAMED_XOR_CHUNKS)");
+    println!(
+        "series-throughput: sluice store Series (gRPC) vs Prometheus streamed remote read (STREAMED_XOR_CHUNKS)"
+    );
     println!("machine    : {nproc} CPUs (nproc), {cpu}");
+    println!("background : other processes used {background} during the measured rounds");
+    if background_pct >= 10.0 {
+        println!(
+            "WARNING    : other work on this machine skewed these numbers; rerun when it is quiet"
+        );
+    }
     println!("peer       : {prom_version} / {promtool_version}");
     println!("sluice     : {}", sluice_bin.display());
     println!(
@@ -631,28 +868,45 @@ async fn run(args: Args) -> anyhow::Result<()> {
         fixture.min_time_ms(),
         fixture.max_time_ms(),
         args.batch_size,
-        if args.adaptive_window { ", client adaptive HTTP/2 window" } else { "" },
+        if args.adaptive_window {
+            ", client adaptive HTTP/2 window"
+        } else {
+            ""
+        },
         args.rounds,
         args.warmup
     );
     println!();
     println!(
-        "{:<26} {:>10} {:>9} {:>9} {:>12} {:>12} {:>9} {:>9} {:>10} {:>10}",
-        "server", "samples", "median s", "best s", "median S/s", "best S/s", "srv CPU s", "cli CPU s", "MiB sent", "peak RSS"
+        "{:<26} {:>10} {:>9} {:>9} {:>12} {:>12} {:>10} {:>10} {:>9} {:>8} {:>9} {:>10}",
+        "server",
+        "samples",
+        "median s",
+        "best s",
+        "median S/s",
+        "best S/s",
+        "srv CPU ms",
+        "cli CPU ms",
+        "first ms",
+        "tail ms",
+        "MiB sent",
+        "peak RSS"
     );
     for (name, side) in [("sluice store (gRPC)", &s), ("prometheus remote read", &p)] {
         let secs = side.secs();
         let (med, bst) = (median(&secs), best(&secs));
         println!(
-            "{:<26} {:>10} {:>9.3} {:>9.3} {:>12.0} {:>12.0} {:>9.3} {:>9.3} {:>10.1} {:>6.1} MiB",
+            "{:<26} {:>10} {:>9.3} {:>9.3} {:>12.0} {:>12.0} {:>10.1} {:>10.1} {:>9.1} {:>8.1} {:>9.1} {:>6.1} MiB",
             name,
             side.count.samples,
             med,
             bst,
             side.count.samples as f64 / med,
             side.count.samples as f64 / bst,
-            side.server_cpu(),
-            side.client_cpu(),
+            side.server_cpu_ms(),
+            side.client_cpu_ms(),
+            side.first_ms(),
+            side.tail_ms(),
             side.bytes as f64 / 1048576.0,
             mib(side.peak.hwm_kib),
         );
@@ -679,7 +933,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "frames     : sluice {} gRPC messages, prometheus {} frames; chunks {} / {}",
         s.count.frames, p.count.frames, s.count.chunks, p.count.chunks
     );
-    println!("columns    : S/s = samples/s; CPU = seconds of CPU per call (median) of the server process and of this client; MiB sent = protobuf bytes (gRPC messages) / response body bytes");
+    println!(
+        "columns    : S/s = samples/s; CPU ms = mean CPU time per call of the server process and of this client; first ms / tail ms = median time to the first data message / from the last data message to the end of the stream; MiB sent = protobuf bytes (gRPC messages) / response body bytes"
+    );
 
     drop(client);
     drop(prom);

@@ -1,0 +1,375 @@
+//! One loaded plugin: its compiled component behind a pre-instantiated
+//! template for its kind, and sessions that instantiate it, enforce the
+//! per-call deadline, memory cap and output cap, and classify failures.
+//! A trapped instance is discarded, never called again.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{ResourceLimiter, Store, Trap};
+
+use super::config::{FailurePolicy, Limits, PluginSource, PolicyKind};
+use super::engine::{CompileSource, EPOCH_TICK, PolicyEngine};
+use super::metrics::PolicyMetrics;
+use super::PolicyError;
+
+/// Host bindings generated from `sdk/wit/policy.wit`, one module per world.
+pub(crate) mod wit {
+    pub mod dedup {
+        wasmtime::component::bindgen!({ world: "dedup-policy", path: "../sdk/wit" });
+    }
+    pub mod relabel {
+        wasmtime::component::bindgen!({ world: "relabel-policy", path: "../sdk/wit" });
+    }
+    pub mod retention {
+        wasmtime::component::bindgen!({ world: "retention-policy", path: "../sdk/wit" });
+    }
+    pub mod downsample {
+        wasmtime::component::bindgen!({ world: "downsample-policy", path: "../sdk/wit" });
+    }
+}
+
+/// The WIT package version this host implements.
+pub const WIT_PACKAGE_VERSION: &str = "0.1.0";
+
+/// Interfaces a `wasm32-wasip2` Rust guest imports through std even when it
+/// never uses them. They are linked as traps: calling one fails the call.
+/// Anything else a plugin imports (filesystem, sockets, clocks, random, ...)
+/// is a capability no slot grants, and the plugin is rejected at load.
+const STD_IMPORTS_LINKED_AS_TRAPS: [&str; 7] = [
+    "wasi:io/",
+    "wasi:cli/environment@",
+    "wasi:cli/exit@",
+    "wasi:cli/stdin@",
+    "wasi:cli/stdout@",
+    "wasi:cli/stderr@",
+    "wasi:cli/terminal-",
+];
+
+/// Why one call into a plugin failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The guest trapped (panic, unreachable, out-of-bounds, a denied import).
+    Trap,
+    /// The call ran past the slot's deadline.
+    Timeout,
+    /// The instance tried to grow memory past the slot's cap.
+    Oom,
+    /// The output was malformed, too large, or inconsistent with the input.
+    InvalidOutput,
+    /// The guest returned an error value.
+    PluginError,
+    /// No instance could be created (pool exhausted, configure failed).
+    Instantiate,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Trap => "trap",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Oom => "oom",
+            FailureKind::InvalidOutput => "invalid_output",
+            FailureKind::PluginError => "plugin_error",
+            FailureKind::Instantiate => "instantiate",
+        }
+    }
+}
+
+/// A failed call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("policy plugin {plugin} (slot {slot}): {} : {message}", kind.as_str())]
+pub struct CallError {
+    pub slot: String,
+    pub plugin: String,
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// Per-store state: the memory limiter.
+pub(crate) struct HostState {
+    memory_cap: usize,
+    oom: Option<usize>,
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.oom = Some(desired);
+            return Err(wasmtime::format_err!(
+                "memory cap of {} bytes exceeded (the instance asked for {desired} bytes)",
+                self.memory_cap
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// `info()` as the plugin reported it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub abi: String,
+}
+
+enum Pre {
+    Dedup(wit::dedup::DedupPolicyPre<HostState>),
+    Relabel(wit::relabel::RelabelPolicyPre<HostState>),
+    Retention(wit::retention::RetentionPolicyPre<HostState>),
+    Downsample(wit::downsample::DownsamplePolicyPre<HostState>),
+}
+
+pub(crate) enum Inst {
+    Dedup(wit::dedup::DedupPolicy),
+    Relabel(wit::relabel::RelabelPolicy),
+    Retention(wit::retention::RetentionPolicy),
+    Downsample(wit::downsample::DownsamplePolicy),
+}
+
+/// A live instance with its store.
+pub(crate) struct Instance {
+    pub(crate) store: Store<HostState>,
+    pub(crate) inst: Inst,
+}
+
+/// A plugin ready to serve a slot.
+pub struct Plugin {
+    pub slot: String,
+    pub kind: PolicyKind,
+    pub info: PluginInfo,
+    pub sha256: String,
+    pub source: PluginSource,
+    pub limits: Limits,
+    pub failure_policy: FailurePolicy,
+    pub compile_source: CompileSource,
+    pub(crate) config_json: String,
+    engine: Arc<PolicyEngine>,
+    pre: Pre,
+    pub(crate) metrics: PolicyMetrics,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("slot", &self.slot).field("info", &self.info).field("sha256", &self.sha256).finish()
+    }
+}
+
+/// Finds the `sluice:policy/<kind>@<version>` export of a component.
+fn exported_policy(engine: &PolicyEngine, component: &Component) -> Result<(PolicyKind, String), PolicyError> {
+    let ty = component.component_type();
+    let mut found = Vec::new();
+    for (name, _) in ty.exports(engine.engine()) {
+        if let Some(rest) = name.strip_prefix("sluice:policy/") {
+            found.push(rest.to_string());
+        }
+    }
+    let Some(first) = found.first() else {
+        return Err(PolicyError::Invalid("component exports no sluice:policy interface (dedup, relabel, retention or downsample)".into()));
+    };
+    if found.len() > 1 {
+        return Err(PolicyError::Invalid(format!("component exports several policy interfaces: {}", found.join(", "))));
+    }
+    let (iface, version) = first.split_once('@').unwrap_or((first.as_str(), ""));
+    let kind = match iface {
+        "dedup" => PolicyKind::Dedup,
+        "relabel" => PolicyKind::Relabel,
+        "retention" => PolicyKind::Retention,
+        "downsample" => PolicyKind::Downsample,
+        other => return Err(PolicyError::Invalid(format!("unknown policy interface sluice:policy/{other}"))),
+    };
+    Ok((kind, version.to_string()))
+}
+
+fn check_imports(engine: &PolicyEngine, component: &Component) -> Result<(), PolicyError> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine.engine()) {
+        if !STD_IMPORTS_LINKED_AS_TRAPS.iter().any(|p| name.starts_with(p)) {
+            return Err(PolicyError::Capability(format!(
+                "plugin imports {name}, which is not granted: policy plugins run without filesystem, network, clock, random or environment access"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Everything [`Plugin::build`] needs besides the compiled component.
+pub(crate) struct BuildSpec {
+    pub slot: String,
+    pub kind: PolicyKind,
+    pub source: PluginSource,
+    pub limits: Limits,
+    pub failure_policy: FailurePolicy,
+    pub config_json: String,
+}
+
+impl Plugin {
+    /// Validates a compiled component for a slot: capabilities, kind, ABI
+    /// version, instantiation, `configure` and `info`.
+    pub(crate) fn build(
+        engine: &Arc<PolicyEngine>,
+        component: Component,
+        sha256: String,
+        compile_source: CompileSource,
+        spec: BuildSpec,
+        metrics: PolicyMetrics,
+    ) -> Result<Plugin, PolicyError> {
+        check_imports(engine, &component)?;
+        let (kind, version) = exported_policy(engine, &component)?;
+        if kind != spec.kind {
+            return Err(PolicyError::Invalid(format!("slot {} holds {} plugins but this component is a {kind} plugin", spec.slot, spec.kind)));
+        }
+        let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+        if version.is_empty() || major_minor(&version) != major_minor(WIT_PACKAGE_VERSION) {
+            return Err(PolicyError::Abi(format!(
+                "plugin exports sluice:policy/{kind}@{version}; this host speaks sluice:policy@{WIT_PACKAGE_VERSION}"
+            )));
+        }
+        let mut linker: Linker<HostState> = Linker::new(engine.engine());
+        linker.define_unknown_imports_as_traps(&component).map_err(|e| PolicyError::Invalid(format!("linking: {e:#}")))?;
+        let ipre = linker.instantiate_pre(&component).map_err(|e| PolicyError::Invalid(format!("linking: {e:#}")))?;
+        let abi = |e: wasmtime::Error| PolicyError::Abi(format!("component does not match the {kind} world: {e:#}"));
+        let pre = match kind {
+            PolicyKind::Dedup => Pre::Dedup(wit::dedup::DedupPolicyPre::new(ipre).map_err(abi)?),
+            PolicyKind::Relabel => Pre::Relabel(wit::relabel::RelabelPolicyPre::new(ipre).map_err(abi)?),
+            PolicyKind::Retention => Pre::Retention(wit::retention::RetentionPolicyPre::new(ipre).map_err(abi)?),
+            PolicyKind::Downsample => Pre::Downsample(wit::downsample::DownsamplePolicyPre::new(ipre).map_err(abi)?),
+        };
+        let mut plugin = Plugin {
+            slot: spec.slot,
+            kind,
+            info: PluginInfo { name: String::new(), version: String::new(), abi: String::new() },
+            sha256,
+            source: spec.source,
+            limits: spec.limits,
+            failure_policy: spec.failure_policy,
+            compile_source,
+            config_json: spec.config_json,
+            engine: engine.clone(),
+            pre,
+            metrics,
+        };
+        // A trial instance proves the plugin instantiates, accepts its
+        // configuration and speaks a compatible ABI.
+        let mut inst = plugin.instantiate().map_err(|e| PolicyError::Rejected(e.to_string()))?;
+        let info = plugin.call_info(&mut inst).map_err(|e| PolicyError::Rejected(e.to_string()))?;
+        sluice_policy_abi::abi_compatible(&info.abi).map_err(PolicyError::Abi)?;
+        plugin.info = info;
+        Ok(plugin)
+    }
+
+    fn err(&self, kind: FailureKind, message: impl Into<String>) -> CallError {
+        CallError { slot: self.slot.clone(), plugin: self.display_name(), kind, message: message.into() }
+    }
+
+    /// Name for messages: the plugin's own name, or the slot before `info` is known.
+    pub fn display_name(&self) -> String {
+        if self.info.name.is_empty() { self.slot.clone() } else { self.info.name.clone() }
+    }
+
+    fn arm(&self, store: &mut Store<HostState>) {
+        let ticks = (self.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store.data_mut().oom = None;
+    }
+
+    fn classify(&self, e: wasmtime::Error, store: &Store<HostState>) -> CallError {
+        if let Some(n) = store.data().oom {
+            return self.err(FailureKind::Oom, format!("memory cap of {} bytes exceeded (asked for {n})", self.limits.memory_bytes));
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => self.err(FailureKind::Timeout, format!("deadline of {:?} exceeded", self.limits.timeout)),
+            _ => self.err(FailureKind::Trap, format!("{e:#}")),
+        }
+    }
+
+    /// A fresh, configured instance from the pre-instantiated template.
+    pub(crate) fn instantiate(&self) -> Result<Instance, CallError> {
+        let mut store = Store::new(
+            self.engine.engine(),
+            HostState { memory_cap: usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX), oom: None },
+        );
+        store.limiter(|s| s);
+        self.arm(&mut store);
+        let inst = match &self.pre {
+            Pre::Dedup(p) => p.instantiate(&mut store).map(Inst::Dedup),
+            Pre::Relabel(p) => p.instantiate(&mut store).map(Inst::Relabel),
+            Pre::Retention(p) => p.instantiate(&mut store).map(Inst::Retention),
+            Pre::Downsample(p) => p.instantiate(&mut store).map(Inst::Downsample),
+        };
+        let inst = inst.map_err(|e| {
+            let mut c = self.classify(e, &store);
+            if c.kind == FailureKind::Trap {
+                c.kind = FailureKind::Instantiate;
+            }
+            c
+        })?;
+        let mut instance = Instance { store, inst };
+        let config = self.config_json.clone();
+        let r = self.call(&mut instance, |store, inst| match inst {
+            Inst::Dedup(i) => i.sluice_policy_dedup().call_configure(store, &config),
+            Inst::Relabel(i) => i.sluice_policy_relabel().call_configure(store, &config),
+            Inst::Retention(i) => i.sluice_policy_retention().call_configure(store, &config),
+            Inst::Downsample(i) => i.sluice_policy_downsample().call_configure(store, &config),
+        });
+        match r {
+            Ok(Ok(())) => Ok(instance),
+            Ok(Err(msg)) => Err(self.err(FailureKind::Instantiate, format!("configure rejected the slot's config: {msg}"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `f` on the instance under the slot's deadline and memory cap.
+    pub(crate) fn call<R>(
+        &self,
+        instance: &mut Instance,
+        f: impl FnOnce(&mut Store<HostState>, &Inst) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        self.arm(&mut instance.store);
+        let Instance { store, inst } = instance;
+        f(store, inst).map_err(|e| self.classify(e, store))
+    }
+
+    fn call_info(&self, instance: &mut Instance) -> Result<PluginInfo, CallError> {
+        macro_rules! info {
+            ($r:expr) => {
+                $r.map(|i| PluginInfo { name: i.name, version: i.version, abi: i.abi })
+            };
+        }
+        self.call(instance, |store, inst| match inst {
+            Inst::Dedup(i) => info!(i.sluice_policy_dedup().call_info(store)),
+            Inst::Relabel(i) => info!(i.sluice_policy_relabel().call_info(store)),
+            Inst::Retention(i) => info!(i.sluice_policy_retention().call_info(store)),
+            Inst::Downsample(i) => info!(i.sluice_policy_downsample().call_info(store)),
+        })
+    }
+
+    /// Checks an output's size against the slot's cap.
+    pub(crate) fn check_output(&self, len: usize) -> Result<(), CallError> {
+        if len as u64 > self.limits.max_output_bytes {
+            return Err(self.err(
+                FailureKind::InvalidOutput,
+                format!("output of {len} bytes exceeds the slot's max_output of {} bytes", self.limits.max_output_bytes),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn invalid_output(&self, message: impl Into<String>) -> CallError {
+        self.err(FailureKind::InvalidOutput, message)
+    }
+
+    pub(crate) fn plugin_error(&self, message: impl Into<String>) -> CallError {
+        self.err(FailureKind::PluginError, message)
+    }
+
+    pub(crate) fn record(&self, start: Instant, result: &Result<(usize, usize), CallError>) {
+        self.metrics.record(self, start.elapsed().as_secs_f64(), result);
+    }
+}

@@ -1,0 +1,246 @@
+//! Glue between the generated `Guest` traits and the SDK's policy traits:
+//! keeps the configured policy in a single-threaded static, decodes the flat
+//! payloads of sdk/ABI.md, calls the author's trait, checks and encodes the
+//! result. Public only so the `export_*!` macros can name it.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::marker::PhantomData;
+
+use sluice_policy_abi as abi;
+
+use crate::bindings::dedup::exports::sluice::policy::dedup as wit_dedup;
+use crate::bindings::downsample::exports::sluice::policy::downsample as wit_downsample;
+use crate::bindings::relabel::exports::sluice::policy::relabel as wit_relabel;
+use crate::bindings::retention::exports::sluice::policy::retention as wit_retention;
+use crate::policy::{
+    Aggregates, BlockMeta, Decision, DedupPolicy, DownsamplePolicy, Info, Labels, QueryHints, RelabelPolicy,
+    RetentionPolicy, Series,
+};
+
+thread_local! {
+    /// The policy built by the last successful `configure`. A component
+    /// instance is single-threaded and exports exactly one policy kind, so one
+    /// slot suffices; `thread_local!` compiles to a plain static on wasm32.
+    static STATE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+/// Runs the author's `configure`; the old policy is dropped first, so a
+/// failed `configure` leaves the plugin unconfigured rather than stale.
+fn configure<P: 'static>(make: impl FnOnce() -> Result<P, String>) -> Result<(), String> {
+    STATE.with(|s| *s.borrow_mut() = None);
+    let policy = make()?;
+    STATE.with(|s| *s.borrow_mut() = Some(Box::new(policy)));
+    Ok(())
+}
+
+fn with_policy<P: 'static, R>(f: impl FnOnce(&P) -> Result<R, String>) -> Result<R, String> {
+    STATE.with(|s| {
+        let state = s.borrow();
+        match state.as_ref().and_then(|b| b.downcast_ref::<P>()) {
+            Some(p) => f(p),
+            None => Err("policy is not configured: the host must call configure first".to_string()),
+        }
+    })
+}
+
+fn plugin_info<T>(info: Info, make: impl FnOnce(String, String, String) -> T) -> T {
+    make(info.name, info.version, abi::ABI_VERSION.to_string())
+}
+
+fn check_series(s: &Series, what: impl Fn() -> String) -> Result<(), String> {
+    if s.timestamps.len() != s.values.len() {
+        return Err(format!(
+            "{} has {} timestamps but {} values",
+            what(),
+            s.timestamps.len(),
+            s.values.len()
+        ));
+    }
+    if let Some(i) = s.timestamps.windows(2).position(|w| w[0] >= w[1]) {
+        return Err(format!(
+            "{} timestamps do not strictly ascend at index {}: {} then {}",
+            what(),
+            i + 1,
+            s.timestamps[i],
+            s.timestamps[i + 1]
+        ));
+    }
+    Ok(())
+}
+
+/// Sorts a label set by name and rejects duplicate names.
+fn normalize_labels(mut set: Labels, index: usize) -> Result<Labels, String> {
+    set.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(w) = set.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(format!("relabel output set {index} has label {:?} twice", w[0].0));
+    }
+    Ok(set)
+}
+
+/// Exports a [`DedupPolicy`] as the `sluice:policy/dedup` interface.
+pub struct Dedup<P>(PhantomData<P>);
+
+impl<P: DedupPolicy> wit_dedup::Guest for Dedup<P> {
+    fn info() -> wit_dedup::PluginInfo {
+        plugin_info(P::info(), |name, version, abi| wit_dedup::PluginInfo { name, version, abi })
+    }
+
+    fn configure(config: String) -> Result<(), String> {
+        configure(|| P::configure(&config))
+    }
+
+    fn dedup(groups: Vec<u8>, hints: wit_dedup::QueryHints) -> Result<Vec<u8>, String> {
+        let groups = abi::decode_dedup_input(&groups).map_err(|e| format!("malformed dedup input: {e}"))?;
+        let hints = QueryHints {
+            func: hints.func,
+            step_ms: hints.step_ms,
+            range_ms: hints.range_ms,
+            start_ms: hints.start_ms,
+            end_ms: hints.end_ms,
+        };
+        let merged = with_policy(|p: &P| p.dedup_batch(&groups, &hints))?;
+        if merged.len() != groups.len() {
+            return Err(format!("dedup returned {} series for {} groups", merged.len(), groups.len()));
+        }
+        for (i, s) in merged.iter().enumerate() {
+            check_series(s, || format!("dedup output for group {i}"))?;
+        }
+        Ok(abi::encode_dedup_output(&merged))
+    }
+}
+
+/// Exports a [`RelabelPolicy`] as the `sluice:policy/relabel` interface.
+pub struct Relabel<P>(PhantomData<P>);
+
+impl<P: RelabelPolicy> wit_relabel::Guest for Relabel<P> {
+    fn info() -> wit_relabel::PluginInfo {
+        plugin_info(P::info(), |name, version, abi| wit_relabel::PluginInfo { name, version, abi })
+    }
+
+    fn configure(config: String) -> Result<(), String> {
+        configure(|| P::configure(&config))
+    }
+
+    fn relabel(batch: Vec<u8>) -> Result<Vec<u8>, String> {
+        let sets = abi::decode_relabel_input(&batch).map_err(|e| format!("malformed relabel input: {e}"))?;
+        let out = with_policy(|p: &P| p.relabel_batch(&sets))?;
+        if out.len() != sets.len() {
+            return Err(format!("relabel returned {} results for {} label sets", out.len(), sets.len()));
+        }
+        let out = out
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.map(|s| normalize_labels(s, i)).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(abi::encode_relabel_output(&out))
+    }
+}
+
+/// Exports a [`RetentionPolicy`] as the `sluice:policy/retention` interface.
+pub struct Retention<P>(PhantomData<P>);
+
+impl<P: RetentionPolicy> wit_retention::Guest for Retention<P> {
+    fn info() -> wit_retention::PluginInfo {
+        plugin_info(P::info(), |name, version, abi| wit_retention::PluginInfo { name, version, abi })
+    }
+
+    fn configure(config: String) -> Result<(), String> {
+        configure(|| P::configure(&config))
+    }
+
+    fn retain(blocks: Vec<wit_retention::BlockMeta>, now_ms: i64) -> Result<Vec<wit_retention::Decision>, String> {
+        let blocks: Vec<BlockMeta> = blocks
+            .into_iter()
+            .map(|b| BlockMeta {
+                ulid: b.ulid,
+                min_time: b.min_time,
+                max_time: b.max_time,
+                resolution: b.resolution,
+                labels: b.labels,
+                level: b.level,
+            })
+            .collect();
+        let decisions = with_policy(|p: &P| p.decide_batch(&blocks, now_ms))?;
+        if decisions.len() != blocks.len() {
+            return Err(format!("retention returned {} decisions for {} blocks", decisions.len(), blocks.len()));
+        }
+        Ok(decisions
+            .into_iter()
+            .map(|Decision { delete, reason }| wit_retention::Decision { delete, reason })
+            .collect())
+    }
+}
+
+/// Exports a [`DownsamplePolicy`] as the `sluice:policy/downsample` interface.
+pub struct Downsample<P>(PhantomData<P>);
+
+fn series_in(s: wit_downsample::Samples, what: &str) -> Result<Series, String> {
+    if s.timestamps.len() != s.values.len() {
+        return Err(format!(
+            "{what} has {} timestamps but {} values",
+            s.timestamps.len(),
+            s.values.len()
+        ));
+    }
+    Ok(Series::new(s.timestamps, s.values))
+}
+
+fn series_out(s: Series, what: &str) -> Result<wit_downsample::Samples, String> {
+    check_series(&s, || format!("downsample output {what}"))?;
+    Ok(wit_downsample::Samples { timestamps: s.timestamps, values: s.values })
+}
+
+fn aggregates_in(a: wit_downsample::Aggregates) -> Result<Aggregates, String> {
+    Ok(Aggregates {
+        count: series_in(a.count, "input count")?,
+        sum: series_in(a.sum, "input sum")?,
+        min: series_in(a.min, "input min")?,
+        max: series_in(a.max, "input max")?,
+        counter: series_in(a.counter, "input counter")?,
+    })
+}
+
+fn aggregates_out(a: Aggregates) -> Result<wit_downsample::Aggregates, String> {
+    Ok(wit_downsample::Aggregates {
+        count: series_out(a.count, "count")?,
+        sum: series_out(a.sum, "sum")?,
+        min: series_out(a.min, "min")?,
+        max: series_out(a.max, "max")?,
+        // The counter aggregate may repeat the last window's timestamp for
+        // the trailing raw value (Thanos layout), so only lengths are checked.
+        counter: {
+            if a.counter.timestamps.len() != a.counter.values.len() {
+                return Err(format!(
+                    "downsample output counter has {} timestamps but {} values",
+                    a.counter.timestamps.len(),
+                    a.counter.values.len()
+                ));
+            }
+            wit_downsample::Samples { timestamps: a.counter.timestamps, values: a.counter.values }
+        },
+    })
+}
+
+impl<P: DownsamplePolicy> wit_downsample::Guest for Downsample<P> {
+    fn info() -> wit_downsample::PluginInfo {
+        plugin_info(P::info(), |name, version, abi| wit_downsample::PluginInfo { name, version, abi })
+    }
+
+    fn configure(config: String) -> Result<(), String> {
+        configure(|| P::configure(&config))
+    }
+
+    fn downsample(raw: wit_downsample::Samples, resolution_ms: i64) -> Result<wit_downsample::Aggregates, String> {
+        let raw = series_in(raw, "raw samples")?;
+        aggregates_out(with_policy(|p: &P| p.downsample(&raw, resolution_ms))?)
+    }
+
+    fn downsample_aggregates(
+        input: wit_downsample::Aggregates,
+        resolution_ms: i64,
+    ) -> Result<wit_downsample::Aggregates, String> {
+        let input = aggregates_in(input)?;
+        aggregates_out(with_policy(|p: &P| p.downsample_aggregates(&input, resolution_ms))?)
+    }
+}
