@@ -10,4 +10,5 @@ pub mod config;
 pub mod metrics;
 pub mod model;
 pub mod objstore;
+pub mod policy;
 pub mod storeapi;

@@ -19,7 +19,7 @@ pub mod dedup {
         pub_export_macro: true,
         export_macro_name: "__export_dedup_policy",
         default_bindings_module: "sluice_sdk::__private::bindings::dedup",
-        runtime_path: "sluice_sdk::__private::wit_bindgen",
+        runtime_path: "sluice_sdk::__private::wit_bindgen::rt",
     });
 }
 
@@ -30,7 +30,7 @@ pub mod relabel {
         pub_export_macro: true,
         export_macro_name: "__export_relabel_policy",
         default_bindings_module: "sluice_sdk::__private::bindings::relabel",
-        runtime_path: "sluice_sdk::__private::wit_bindgen",
+        runtime_path: "sluice_sdk::__private::wit_bindgen::rt",
     });
 }
 
@@ -41,7 +41,7 @@ pub mod retention {
         pub_export_macro: true,
         export_macro_name: "__export_retention_policy",
         default_bindings_module: "sluice_sdk::__private::bindings::retention",
-        runtime_path: "sluice_sdk::__private::wit_bindgen",
+        runtime_path: "sluice_sdk::__private::wit_bindgen::rt",
     });
 }
 
@@ -52,6 +52,6 @@ pub mod downsample {
         pub_export_macro: true,
         export_macro_name: "__export_downsample_policy",
         default_bindings_module: "sluice_sdk::__private::bindings::downsample",
-        runtime_path: "sluice_sdk::__private::wit_bindgen",
+        runtime_path: "sluice_sdk::__private::wit_bindgen::rt",
     });
 }

@@ -12,7 +12,11 @@ use serde::de::DeserializeOwned;
 /// rather than silently ignored.
 pub fn parse_config<T: DeserializeOwned>(config: &str) -> Result<T, String> {
     let text = config.trim();
-    let text = if text.is_empty() || text == "null" { "{}" } else { text };
+    let text = if text.is_empty() || text == "null" {
+        "{}"
+    } else {
+        text
+    };
     serde_json::from_str(text).map_err(|e| format!("invalid config: {e}"))
 }
 
@@ -44,7 +48,10 @@ mod tests {
     #[test]
     fn errors_say_what_and_where() {
         let e = parse_config::<Conf>(r#"{"m": 1}"#).unwrap_err();
-        assert!(e.contains("unknown field `m`") && e.contains("line 1"), "{e}");
+        assert!(
+            e.contains("unknown field `m`") && e.contains("line 1"),
+            "{e}"
+        );
         assert!(parse_config::<NoConfig>(r#"{"x": 1}"#).is_err());
     }
 }

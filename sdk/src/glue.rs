@@ -14,8 +14,8 @@ use crate::bindings::downsample::exports::sluice::policy::downsample as wit_down
 use crate::bindings::relabel::exports::sluice::policy::relabel as wit_relabel;
 use crate::bindings::retention::exports::sluice::policy::retention as wit_retention;
 use crate::policy::{
-    Aggregates, BlockMeta, Decision, DedupPolicy, DownsamplePolicy, Info, Labels, QueryHints, RelabelPolicy,
-    RetentionPolicy, Series,
+    Aggregates, BlockMeta, Decision, DedupPolicy, DownsamplePolicy, Info, Labels, QueryHints,
+    RelabelPolicy, RetentionPolicy, Series,
 };
 
 thread_local! {
@@ -73,7 +73,10 @@ fn check_series(s: &Series, what: impl Fn() -> String) -> Result<(), String> {
 fn normalize_labels(mut set: Labels, index: usize) -> Result<Labels, String> {
     set.sort_by(|a, b| a.0.cmp(&b.0));
     if let Some(w) = set.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(format!("relabel output set {index} has label {:?} twice", w[0].0));
+        return Err(format!(
+            "relabel output set {index} has label {:?} twice",
+            w[0].0
+        ));
     }
     Ok(set)
 }
@@ -83,7 +86,11 @@ pub struct Dedup<P>(PhantomData<P>);
 
 impl<P: DedupPolicy> wit_dedup::Guest for Dedup<P> {
     fn info() -> wit_dedup::PluginInfo {
-        plugin_info(P::info(), |name, version, abi| wit_dedup::PluginInfo { name, version, abi })
+        plugin_info(P::info(), |name, version, abi| wit_dedup::PluginInfo {
+            name,
+            version,
+            abi,
+        })
     }
 
     fn configure(config: String) -> Result<(), String> {
@@ -91,7 +98,8 @@ impl<P: DedupPolicy> wit_dedup::Guest for Dedup<P> {
     }
 
     fn dedup(groups: Vec<u8>, hints: wit_dedup::QueryHints) -> Result<Vec<u8>, String> {
-        let groups = abi::decode_dedup_input(&groups).map_err(|e| format!("malformed dedup input: {e}"))?;
+        let groups =
+            abi::decode_dedup_input(&groups).map_err(|e| format!("malformed dedup input: {e}"))?;
         let hints = QueryHints {
             func: hints.func,
             step_ms: hints.step_ms,
@@ -101,7 +109,11 @@ impl<P: DedupPolicy> wit_dedup::Guest for Dedup<P> {
         };
         let merged = with_policy(|p: &P| p.dedup_batch(&groups, &hints))?;
         if merged.len() != groups.len() {
-            return Err(format!("dedup returned {} series for {} groups", merged.len(), groups.len()));
+            return Err(format!(
+                "dedup returned {} series for {} groups",
+                merged.len(),
+                groups.len()
+            ));
         }
         for (i, s) in merged.iter().enumerate() {
             check_series(s, || format!("dedup output for group {i}"))?;
@@ -115,7 +127,11 @@ pub struct Relabel<P>(PhantomData<P>);
 
 impl<P: RelabelPolicy> wit_relabel::Guest for Relabel<P> {
     fn info() -> wit_relabel::PluginInfo {
-        plugin_info(P::info(), |name, version, abi| wit_relabel::PluginInfo { name, version, abi })
+        plugin_info(P::info(), |name, version, abi| wit_relabel::PluginInfo {
+            name,
+            version,
+            abi,
+        })
     }
 
     fn configure(config: String) -> Result<(), String> {
@@ -123,10 +139,15 @@ impl<P: RelabelPolicy> wit_relabel::Guest for Relabel<P> {
     }
 
     fn relabel(batch: Vec<u8>) -> Result<Vec<u8>, String> {
-        let sets = abi::decode_relabel_input(&batch).map_err(|e| format!("malformed relabel input: {e}"))?;
+        let sets = abi::decode_relabel_input(&batch)
+            .map_err(|e| format!("malformed relabel input: {e}"))?;
         let out = with_policy(|p: &P| p.relabel_batch(&sets))?;
         if out.len() != sets.len() {
-            return Err(format!("relabel returned {} results for {} label sets", out.len(), sets.len()));
+            return Err(format!(
+                "relabel returned {} results for {} label sets",
+                out.len(),
+                sets.len()
+            ));
         }
         let out = out
             .into_iter()
@@ -142,14 +163,21 @@ pub struct Retention<P>(PhantomData<P>);
 
 impl<P: RetentionPolicy> wit_retention::Guest for Retention<P> {
     fn info() -> wit_retention::PluginInfo {
-        plugin_info(P::info(), |name, version, abi| wit_retention::PluginInfo { name, version, abi })
+        plugin_info(P::info(), |name, version, abi| wit_retention::PluginInfo {
+            name,
+            version,
+            abi,
+        })
     }
 
     fn configure(config: String) -> Result<(), String> {
         configure(|| P::configure(&config))
     }
 
-    fn retain(blocks: Vec<wit_retention::BlockMeta>, now_ms: i64) -> Result<Vec<wit_retention::Decision>, String> {
+    fn retain(
+        blocks: Vec<wit_retention::BlockMeta>,
+        now_ms: i64,
+    ) -> Result<Vec<wit_retention::Decision>, String> {
         let blocks: Vec<BlockMeta> = blocks
             .into_iter()
             .map(|b| BlockMeta {
@@ -163,7 +191,11 @@ impl<P: RetentionPolicy> wit_retention::Guest for Retention<P> {
             .collect();
         let decisions = with_policy(|p: &P| p.decide_batch(&blocks, now_ms))?;
         if decisions.len() != blocks.len() {
-            return Err(format!("retention returned {} decisions for {} blocks", decisions.len(), blocks.len()));
+            return Err(format!(
+                "retention returned {} decisions for {} blocks",
+                decisions.len(),
+                blocks.len()
+            ));
         }
         Ok(decisions
             .into_iter()
@@ -188,7 +220,10 @@ fn series_in(s: wit_downsample::Samples, what: &str) -> Result<Series, String> {
 
 fn series_out(s: Series, what: &str) -> Result<wit_downsample::Samples, String> {
     check_series(&s, || format!("downsample output {what}"))?;
-    Ok(wit_downsample::Samples { timestamps: s.timestamps, values: s.values })
+    Ok(wit_downsample::Samples {
+        timestamps: s.timestamps,
+        values: s.values,
+    })
 }
 
 fn aggregates_in(a: wit_downsample::Aggregates) -> Result<Aggregates, String> {
@@ -217,21 +252,31 @@ fn aggregates_out(a: Aggregates) -> Result<wit_downsample::Aggregates, String> {
                     a.counter.values.len()
                 ));
             }
-            wit_downsample::Samples { timestamps: a.counter.timestamps, values: a.counter.values }
+            wit_downsample::Samples {
+                timestamps: a.counter.timestamps,
+                values: a.counter.values,
+            }
         },
     })
 }
 
 impl<P: DownsamplePolicy> wit_downsample::Guest for Downsample<P> {
     fn info() -> wit_downsample::PluginInfo {
-        plugin_info(P::info(), |name, version, abi| wit_downsample::PluginInfo { name, version, abi })
+        plugin_info(P::info(), |name, version, abi| wit_downsample::PluginInfo {
+            name,
+            version,
+            abi,
+        })
     }
 
     fn configure(config: String) -> Result<(), String> {
         configure(|| P::configure(&config))
     }
 
-    fn downsample(raw: wit_downsample::Samples, resolution_ms: i64) -> Result<wit_downsample::Aggregates, String> {
+    fn downsample(
+        raw: wit_downsample::Samples,
+        resolution_ms: i64,
+    ) -> Result<wit_downsample::Aggregates, String> {
         let raw = series_in(raw, "raw samples")?;
         aggregates_out(with_policy(|p: &P| p.downsample(&raw, resolution_ms))?)
     }
@@ -241,6 +286,236 @@ impl<P: DownsamplePolicy> wit_downsample::Guest for Downsample<P> {
         resolution_ms: i64,
     ) -> Result<wit_downsample::Aggregates, String> {
         let input = aggregates_in(input)?;
-        aggregates_out(with_policy(|p: &P| p.downsample_aggregates(&input, resolution_ms))?)
+        aggregates_out(with_policy(|p: &P| {
+            p.downsample_aggregates(&input, resolution_ms)
+        })?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The glue exercised natively through the generated `Guest` traits, as
+    //! the host would call it, with the payloads encoded by the host's codec.
+
+    use super::*;
+    use crate::parse_config;
+
+    #[derive(serde::Deserialize)]
+    struct Conf {
+        offset: i64,
+    }
+
+    /// Shifts the first replica's timestamps by the configured offset, or
+    /// returns a broken series when the hints ask for it.
+    struct Shift(i64);
+
+    impl DedupPolicy for Shift {
+        fn info() -> Info {
+            Info::new("shift", "1.2.3")
+        }
+        fn configure(config: &str) -> Result<Self, String> {
+            Ok(Shift(parse_config::<Conf>(config)?.offset))
+        }
+        fn dedup(&self, replicas: &[Series], hints: &QueryHints) -> Result<Series, String> {
+            if hints.func == "broken" {
+                return Ok(Series::new(vec![2, 1], vec![0.0, 0.0]));
+            }
+            let first = replicas.first().cloned().unwrap_or_default();
+            Ok(Series::new(
+                first.timestamps.iter().map(|t| t + self.0).collect(),
+                first.values,
+            ))
+        }
+    }
+
+    fn hints(func: &str) -> wit_dedup::QueryHints {
+        wit_dedup::QueryHints {
+            func: func.into(),
+            step_ms: 0,
+            range_ms: 0,
+            start_ms: 0,
+            end_ms: 0,
+        }
+    }
+
+    type G = Dedup<Shift>;
+
+    #[test]
+    fn dedup_roundtrip_through_the_flat_layout() {
+        use wit_dedup::Guest;
+        let info = G::info();
+        assert_eq!(
+            (info.name.as_str(), info.version.as_str(), info.abi.as_str()),
+            ("shift", "1.2.3", abi::ABI_VERSION)
+        );
+
+        let mut w = abi::DedupInputWriter::new();
+        w.begin_group();
+        w.add_replica(&[1, 2], &[1.0, 2.0]);
+        w.add_replica(&[1], &[9.0]);
+        w.begin_group();
+        let input = w.finish();
+
+        let e = G::dedup(input.clone(), hints("")).unwrap_err();
+        assert!(e.contains("not configured"), "{e}");
+        assert!(
+            G::configure(r#"{"nope": 1}"#.into())
+                .unwrap_err()
+                .contains("invalid config")
+        );
+        G::configure(r#"{"offset": 10}"#.into()).unwrap();
+
+        let out = G::dedup(input.clone(), hints("rate")).unwrap();
+        let out = abi::decode_dedup_output(&out, 2).unwrap();
+        assert_eq!(out[0], Series::new(vec![11, 12], vec![1.0, 2.0]));
+        assert!(out[1].is_empty());
+
+        let e = G::dedup(input, hints("broken")).unwrap_err();
+        assert!(e.contains("group 0") && e.contains("ascend"), "{e}");
+        assert!(
+            G::dedup(vec![1, 2, 3], hints(""))
+                .unwrap_err()
+                .contains("malformed dedup input")
+        );
+    }
+
+    struct Upper;
+
+    impl RelabelPolicy for Upper {
+        fn info() -> Info {
+            Info::new("upper", "0")
+        }
+        fn configure(_: &str) -> Result<Self, String> {
+            Ok(Upper)
+        }
+        fn relabel(&self, labels: &[(String, String)]) -> Result<Option<Labels>, String> {
+            if labels.iter().any(|(n, _)| n == "drop") {
+                return Ok(None);
+            }
+            // Reversed on purpose: the SDK sorts.
+            Ok(Some(
+                labels
+                    .iter()
+                    .rev()
+                    .map(|(n, v)| (n.clone(), v.to_uppercase()))
+                    .collect(),
+            ))
+        }
+    }
+
+    #[test]
+    fn relabel_sorts_output_and_keeps_drops() {
+        use wit_relabel::Guest;
+        type R = Relabel<Upper>;
+        R::configure(String::new()).unwrap();
+        let sets: Vec<Labels> = vec![
+            vec![("a".into(), "x".into()), ("b".into(), "y".into())],
+            vec![("drop".into(), "1".into())],
+        ];
+        let out = R::relabel(abi::encode_relabel_input(&sets)).unwrap();
+        let out = abi::decode_relabel_output(&out, 2).unwrap();
+        assert_eq!(
+            out[0],
+            Some(vec![("a".into(), "X".into()), ("b".into(), "Y".into())])
+        );
+        assert_eq!(out[1], None);
+    }
+
+    #[test]
+    fn duplicate_output_labels_are_an_error() {
+        let e = normalize_labels(vec![("a".into(), "1".into()), ("a".into(), "2".into())], 3)
+            .unwrap_err();
+        assert!(e.contains("set 3") && e.contains("\"a\""), "{e}");
+    }
+
+    struct OlderThan(i64);
+
+    impl RetentionPolicy for OlderThan {
+        fn info() -> Info {
+            Info::new("older-than", "0")
+        }
+        fn configure(config: &str) -> Result<Self, String> {
+            config
+                .trim()
+                .parse()
+                .map(OlderThan)
+                .map_err(|e| format!("{e}"))
+        }
+        fn decide(&self, block: &BlockMeta, now_ms: i64) -> Result<Decision, String> {
+            Ok(if now_ms - block.max_time > self.0 {
+                Decision::delete("old")
+            } else {
+                Decision::keep("young")
+            })
+        }
+    }
+
+    #[test]
+    fn retention_one_decision_per_block() {
+        use wit_retention::Guest;
+        type R = Retention<OlderThan>;
+        R::configure("100".into()).unwrap();
+        let block = |max_time| wit_retention::BlockMeta {
+            ulid: "01J".into(),
+            min_time: 0,
+            max_time,
+            resolution: 0,
+            labels: vec![("team".into(), "a".into())],
+            level: 1,
+        };
+        let d = R::retain(vec![block(0), block(950)], 1000).unwrap();
+        assert_eq!(
+            d.iter()
+                .map(|d| (d.delete, d.reason.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(true, "old"), (false, "young")]
+        );
+    }
+
+    struct CountOnly;
+
+    impl DownsamplePolicy for CountOnly {
+        fn info() -> Info {
+            Info::new("count-only", "0")
+        }
+        fn configure(_: &str) -> Result<Self, String> {
+            Ok(CountOnly)
+        }
+        fn downsample(&self, raw: &Series, _resolution_ms: i64) -> Result<Aggregates, String> {
+            let t = raw.timestamps.last().copied().unwrap_or(0);
+            Ok(Aggregates {
+                count: Series::new(vec![t], vec![raw.len() as f64]),
+                ..Aggregates::default()
+            })
+        }
+        fn downsample_aggregates(
+            &self,
+            input: &Aggregates,
+            _resolution_ms: i64,
+        ) -> Result<Aggregates, String> {
+            Ok(input.clone())
+        }
+    }
+
+    #[test]
+    fn downsample_checks_columns() {
+        use wit_downsample::Guest;
+        type D = Downsample<CountOnly>;
+        D::configure(String::new()).unwrap();
+        let raw = wit_downsample::Samples {
+            timestamps: vec![1, 2, 3],
+            values: vec![1.0, 2.0, 3.0],
+        };
+        let a = D::downsample(raw, 300_000).unwrap();
+        assert_eq!((a.count.timestamps, a.count.values), (vec![3], vec![3.0]));
+        let bad = wit_downsample::Samples {
+            timestamps: vec![1, 2],
+            values: vec![1.0],
+        };
+        assert!(
+            D::downsample(bad, 300_000)
+                .unwrap_err()
+                .contains("2 timestamps but 1 values")
+        );
     }
 }

@@ -20,7 +20,10 @@ pub struct Info {
 impl Info {
     /// `Info::new("my-dedup", env!("CARGO_PKG_VERSION"))`.
     pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
-        Info { name: name.into(), version: version.into() }
+        Info {
+            name: name.into(),
+            version: version.into(),
+        }
     }
 }
 
@@ -68,12 +71,18 @@ pub struct Decision {
 impl Decision {
     /// Keep the block.
     pub fn keep(reason: impl Into<String>) -> Self {
-        Decision { delete: false, reason: reason.into() }
+        Decision {
+            delete: false,
+            reason: reason.into(),
+        }
     }
 
     /// Mark the block for deletion.
     pub fn delete(reason: impl Into<String>) -> Self {
-        Decision { delete: true, reason: reason.into() }
+        Decision {
+            delete: true,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -113,7 +122,11 @@ pub trait DedupPolicy: Sized + 'static {
     /// Merges every group of one bulk call, one output per group, in order.
     /// The default calls [`dedup`](Self::dedup) per group; override it to
     /// share work across groups.
-    fn dedup_batch(&self, groups: &[Vec<Series>], hints: &QueryHints) -> Result<Vec<Series>, String> {
+    fn dedup_batch(
+        &self,
+        groups: &[Vec<Series>],
+        hints: &QueryHints,
+    ) -> Result<Vec<Series>, String> {
         groups.iter().map(|g| self.dedup(g, hints)).collect()
     }
 }
@@ -174,5 +187,9 @@ pub trait DownsamplePolicy: Sized + 'static {
     fn downsample(&self, raw: &Series, resolution_ms: i64) -> Result<Aggregates, String>;
 
     /// Re-aggregates already downsampled data into coarser windows (5m → 1h).
-    fn downsample_aggregates(&self, input: &Aggregates, resolution_ms: i64) -> Result<Aggregates, String>;
+    fn downsample_aggregates(
+        &self,
+        input: &Aggregates,
+        resolution_ms: i64,
+    ) -> Result<Aggregates, String>;
 }

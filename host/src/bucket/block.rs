@@ -289,10 +289,23 @@ impl Block {
         Ok(out)
     }
 
-    async fn decode_fetched(&self, seg: &Segment, start: u64, buf: Bytes) -> Result<FetchedChunk, BlockError> {
-        let fmt = |source| BlockError::Format { what: "chunk", source };
+    async fn decode_fetched(
+        &self,
+        seg: &Segment,
+        start: u64,
+        buf: Bytes,
+    ) -> Result<FetchedChunk, BlockError> {
+        let fmt = |source| BlockError::Format {
+            what: "chunk",
+            source,
+        };
         let (encoding, data_start, data_len, buf) = match parse_chunk(&buf) {
-            Ok((chunk, total)) => (chunk.encoding, total - 4 - chunk.data.len(), chunk.data.len(), buf),
+            Ok((chunk, total)) => (
+                chunk.encoding,
+                total - 4 - chunk.data.len(),
+                chunk.data.len(),
+                buf,
+            ),
             Err(sluice_tsdb::Error::Truncated { .. }) => {
                 // Longer than the estimate: read exactly its encoded length.
                 let need = encoded_len(&buf).map_err(fmt)? as u64;
@@ -302,13 +315,25 @@ impl Block {
                         seg.path, seg.size
                     )));
                 }
-                let buf = self.bucket.get_range(&seg.path, start..start + need).await.map_err(bucket_err(&seg.path))?;
+                let buf = self
+                    .bucket
+                    .get_range(&seg.path, start..start + need)
+                    .await
+                    .map_err(bucket_err(&seg.path))?;
                 let (chunk, total) = parse_chunk(&buf).map_err(fmt)?;
-                (chunk.encoding, total - 4 - chunk.data.len(), chunk.data.len(), buf)
+                (
+                    chunk.encoding,
+                    total - 4 - chunk.data.len(),
+                    chunk.data.len(),
+                    buf,
+                )
             }
             Err(e) => return Err(fmt(e)),
         };
-        Ok(FetchedChunk { encoding, data: buf.slice(data_start..data_start + data_len) })
+        Ok(FetchedChunk {
+            encoding,
+            data: buf.slice(data_start..data_start + data_len),
+        })
     }
 }
 

@@ -649,7 +649,13 @@ fn warning_frame(w: String) -> SeriesResponse {
 }
 
 fn into_pb_labels(l: Labels) -> Vec<PbLabel> {
-    l.into_vec().into_iter().map(|l| PbLabel { name: l.name, value: l.value }).collect()
+    l.into_vec()
+        .into_iter()
+        .map(|l| PbLabel {
+            name: l.name,
+            value: l.value,
+        })
+        .collect()
 }
 
 /// Wire labels of a label set.

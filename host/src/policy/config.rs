@@ -18,7 +18,9 @@ pub const DEFAULT_SLOTS: [(&str, PolicyKind); 4] = [
 ];
 
 /// The kinds of policy, one WIT world each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyKind {
     Dedup,
@@ -79,7 +81,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { timeout: Duration::from_secs(2), memory_bytes: 256 << 20, max_output_bytes: 64 << 20 }
+        Limits {
+            timeout: Duration::from_secs(2),
+            memory_bytes: 256 << 20,
+            max_output_bytes: 64 << 20,
+        }
     }
 }
 
@@ -162,9 +168,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        u => return Err(format!("invalid size unit {u:?} in {s:?} (use B, KiB, MiB, GiB, KB, MB, GB)")),
+        u => {
+            return Err(format!(
+                "invalid size unit {u:?} in {s:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} overflows"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} overflows"))
 }
 
 /// Kind of a built-in plugin, if `name` is one.
@@ -179,13 +190,25 @@ pub fn builtin_kind(name: &str) -> Option<PolicyKind> {
 }
 
 /// Validates one slot; `base` resolves relative paths.
-pub fn validate_slot(name: &str, spec: &SlotSpec, base: &Path, problems: &mut Vec<String>) -> Option<SlotConfig> {
+pub fn validate_slot(
+    name: &str,
+    spec: &SlotSpec,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> Option<SlotConfig> {
     let at = format!("slots.{name}");
     let before = problems.len();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         problems.push(format!("{at}: slot names use letters, digits, '-' and '_'"));
     }
-    let default_kind = DEFAULT_SLOTS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k);
+    let default_kind = DEFAULT_SLOTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| *k);
     let source = match (&spec.builtin, &spec.path) {
         (Some(b), None) => {
             if builtin_kind(b).is_none() {
@@ -193,7 +216,11 @@ pub fn validate_slot(name: &str, spec: &SlotSpec, base: &Path, problems: &mut Ve
             }
             PluginSource::Builtin(b.clone())
         }
-        (None, Some(p)) => PluginSource::File(if p.is_absolute() { p.clone() } else { base.join(p) }),
+        (None, Some(p)) => PluginSource::File(if p.is_absolute() {
+            p.clone()
+        } else {
+            base.join(p)
+        }),
         (Some(_), Some(_)) => {
             problems.push(format!("{at}: set either builtin or path, not both"));
             PluginSource::Bytes
@@ -208,15 +235,23 @@ pub fn validate_slot(name: &str, spec: &SlotSpec, base: &Path, problems: &mut Ve
         _ => None,
     };
     let kind = spec.kind.or(default_kind).or(inferred);
-    let Some(kind) = kind else {
-        problems.push(format!("{at}: set kind (dedup, relabel, retention or downsample)"));
-        return None;
-    };
-    for (what, k) in [("kind", spec.kind), ("built-in", inferred), ("slot name", default_kind)] {
-        if let Some(k) = k
-            && k != kind
-        {
-            problems.push(format!("{at}: {what} says {k} but the slot holds {kind}"));
+    match kind {
+        None if spec.builtin.is_none() || inferred.is_some() => problems.push(format!(
+            "{at}: set kind (dedup, relabel, retention or downsample)"
+        )),
+        None => {}
+        Some(kind) => {
+            for (what, k) in [
+                ("kind", spec.kind),
+                ("built-in", inferred),
+                ("slot name", default_kind),
+            ] {
+                if let Some(k) = k
+                    && k != kind
+                {
+                    problems.push(format!("{at}: {what} says {k} but the slot holds {kind}"));
+                }
+            }
         }
     }
     if let Some(h) = &spec.sha256
@@ -232,7 +267,14 @@ pub fn validate_slot(name: &str, spec: &SlotSpec, base: &Path, problems: &mut Ve
             Err(e) => problems.push(format!("{at}.limits.timeout: {e}")),
         }
     }
-    for (field, v, dst) in [("memory", &spec.limits.memory, &mut limits.memory_bytes), ("max_output", &spec.limits.max_output, &mut limits.max_output_bytes)] {
+    for (field, v, dst) in [
+        ("memory", &spec.limits.memory, &mut limits.memory_bytes),
+        (
+            "max_output",
+            &spec.limits.max_output,
+            &mut limits.max_output_bytes,
+        ),
+    ] {
         if let Some(v) = v {
             match parse_size(v) {
                 Ok(n) if n > 0 => *dst = n,
@@ -241,6 +283,7 @@ pub fn validate_slot(name: &str, spec: &SlotSpec, base: &Path, problems: &mut Ve
             }
         }
     }
+    let kind = kind?;
     if problems.len() > before {
         return None;
     }
@@ -249,7 +292,11 @@ pub fn validate_slot(name: &str, spec: &SlotSpec, base: &Path, problems: &mut Ve
         kind,
         source,
         sha256: spec.sha256.as_ref().map(|s| s.to_ascii_lowercase()),
-        config: if spec.config.is_null() { serde_json::Value::Object(Default::default()) } else { spec.config.clone() },
+        config: if spec.config.is_null() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            spec.config.clone()
+        },
         limits,
         failure_policy: spec.failure_policy,
     })
@@ -257,10 +304,19 @@ pub fn validate_slot(name: &str, spec: &SlotSpec, base: &Path, problems: &mut Ve
 
 /// Parses and validates `policies.yml` text.
 pub fn parse_policies(yaml: &str, base: &Path) -> Result<Vec<SlotConfig>, Vec<String>> {
-    let file: PoliciesFile = serde_saphyr::from_str(yaml).map_err(|e| vec![format!("policies file: {e}")])?;
+    let file: PoliciesFile =
+        serde_saphyr::from_str(yaml).map_err(|e| vec![format!("policies file: {e}")])?;
     let mut problems = Vec::new();
-    let slots: Vec<SlotConfig> = file.slots.iter().filter_map(|(n, s)| validate_slot(n, s, base, &mut problems)).collect();
-    if problems.is_empty() { Ok(slots) } else { Err(problems) }
+    let slots: Vec<SlotConfig> = file
+        .slots
+        .iter()
+        .filter_map(|(n, s)| validate_slot(n, s, base, &mut problems))
+        .collect();
+    if problems.is_empty() {
+        Ok(slots)
+    } else {
+        Err(problems)
+    }
 }
 
 /// The slots used when no policies file is given: the built-ins in their default slots.
@@ -310,7 +366,10 @@ slots:
         let slots = parse_policies(yaml, Path::new("/etc/sluice")).unwrap();
         assert_eq!(slots.len(), 3);
         let my = slots.iter().find(|s| s.name == "my-dedup").unwrap();
-        assert_eq!(my.source, PluginSource::File(PathBuf::from("/etc/sluice/plugins/my.wasm")));
+        assert_eq!(
+            my.source,
+            PluginSource::File(PathBuf::from("/etc/sluice/plugins/my.wasm"))
+        );
         assert_eq!(my.limits.timeout, Duration::from_millis(50));
         assert_eq!(my.limits.memory_bytes, 32 << 20);
         assert_eq!(my.failure_policy, FailurePolicy::Fallback);
@@ -321,7 +380,14 @@ slots:
     fn reports_every_problem() {
         let yaml = "slots:\n  dedup:\n    builtin: relabel\n  x:\n    path: a.wasm\n  y:\n    builtin: nope\n    limits: { timeout: 5x, memory: 3 parsecs }\n  z:\n    builtin: relabel\n    path: b.wasm\n";
         let errs = parse_policies(yaml, Path::new(".")).unwrap_err().join("\n");
-        for needle in ["slots.dedup: built-in says relabel", "slots.x: set kind", "unknown built-in \"nope\"", "slots.y.limits.timeout", "slots.y.limits.memory", "slots.z: set either builtin or path"] {
+        for needle in [
+            "slots.dedup: built-in says relabel",
+            "slots.x: set kind",
+            "unknown built-in \"nope\"",
+            "slots.y.limits.timeout",
+            "slots.y.limits.memory",
+            "slots.z: set either builtin or path",
+        ] {
             assert!(errs.contains(needle), "{needle:?} missing in:\n{errs}");
         }
         assert!(parse_policies("slots:\n  dedup:\n    bultin: x\n", Path::new(".")).is_err());

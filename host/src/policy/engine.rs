@@ -49,7 +49,9 @@ pub struct PolicyEngine {
 
 impl std::fmt::Debug for PolicyEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyEngine").field("cache_dir", &self.cache_dir).finish()
+        f.debug_struct("PolicyEngine")
+            .field("cache_dir", &self.cache_dir)
+            .finish()
     }
 }
 
@@ -78,7 +80,9 @@ impl PolicyEngine {
         engine.precompile_compatibility_hash().hash(&mut h);
         let compat = format!("{:016x}", h.finish());
         if let Some(dir) = &cache_dir {
-            std::fs::create_dir_all(dir).map_err(|e| PolicyError::Engine(format!("plugin cache dir {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                PolicyError::Engine(format!("plugin cache dir {}: {e}", dir.display()))
+            })?;
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (ticker, flag) = (engine.clone(), stop.clone());
@@ -91,7 +95,13 @@ impl PolicyEngine {
                 }
             })
             .map_err(|e| PolicyError::Engine(format!("epoch thread: {e}")))?;
-        Ok(Arc::new(PolicyEngine { engine, cache_dir, compat, memory: Mutex::new(HashMap::new()), stop }))
+        Ok(Arc::new(PolicyEngine {
+            engine,
+            cache_dir,
+            compat,
+            memory: Mutex::new(HashMap::new()),
+            stop,
+        }))
     }
 
     pub fn engine(&self) -> &Engine {
@@ -102,10 +112,23 @@ impl PolicyEngine {
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, PolicyError> {
         let start = Instant::now();
         let sha256 = sha256_hex(bytes);
-        if let Some(c) = self.memory.lock().unwrap_or_else(|p| p.into_inner()).get(&sha256) {
-            return Ok(Compiled { component: c.clone(), sha256, source: CompileSource::Memory, duration: start.elapsed() });
+        if let Some(c) = self
+            .memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&sha256)
+        {
+            return Ok(Compiled {
+                component: c.clone(),
+                sha256,
+                source: CompileSource::Memory,
+                duration: start.elapsed(),
+            });
         }
-        let path = self.cache_dir.as_ref().map(|d| d.join(format!("{sha256}-{}.cwasm", self.compat)));
+        let path = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{sha256}-{}.cwasm", self.compat)));
         if let Some(p) = &path
             && p.exists()
         {
@@ -116,13 +139,25 @@ impl PolicyEngine {
             let loaded = unsafe { Component::deserialize_file(&self.engine, p) };
             match loaded {
                 Ok(c) => {
-                    self.memory.lock().unwrap_or_else(|p| p.into_inner()).insert(sha256.clone(), c.clone());
-                    return Ok(Compiled { component: c, sha256, source: CompileSource::Disk, duration: start.elapsed() });
+                    self.memory
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(sha256.clone(), c.clone());
+                    return Ok(Compiled {
+                        component: c,
+                        sha256,
+                        source: CompileSource::Disk,
+                        duration: start.elapsed(),
+                    });
                 }
-                Err(e) => tracing::warn!(path = %p.display(), error = %e, "ignoring unusable cached plugin artifact"),
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "ignoring unusable cached plugin artifact")
+                }
             }
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| PolicyError::Invalid(format!("not a valid WebAssembly component: {e:#}")))?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| {
+            PolicyError::Invalid(format!("not a valid WebAssembly component: {e:#}"))
+        })?;
         if let Some(p) = &path {
             match component.serialize() {
                 Ok(b) => {
@@ -134,8 +169,16 @@ impl PolicyEngine {
                 Err(e) => tracing::warn!(error = %e, "cannot serialize compiled plugin"),
             }
         }
-        self.memory.lock().unwrap_or_else(|p| p.into_inner()).insert(sha256.clone(), component.clone());
-        Ok(Compiled { component, sha256, source: CompileSource::Compiled, duration: start.elapsed() })
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sha256.clone(), component.clone());
+        Ok(Compiled {
+            component,
+            sha256,
+            source: CompileSource::Compiled,
+            duration: start.elapsed(),
+        })
     }
 }
 

@@ -35,7 +35,9 @@ impl PolicyMetrics {
         let m = PolicyMetrics {
             calls: Family::default(),
             errors: Family::default(),
-            duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_01, 4.0, 12))),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_01, 4.0, 12))
+            }),
             series_in: Family::default(),
             series_out: Family::default(),
             fallbacks: Family::default(),
@@ -60,7 +62,12 @@ impl PolicyMetrics {
     }
 
     /// Records one call; `result` carries (items in, items out) on success.
-    pub(crate) fn record(&self, p: &Plugin, seconds: f64, result: &Result<(usize, usize), CallError>) {
+    pub(crate) fn record(
+        &self,
+        p: &Plugin,
+        seconds: f64,
+        result: &Result<(usize, usize), CallError>,
+    ) {
         let l = Self::labels(p);
         self.calls.get_or_create(&l).inc();
         self.duration.get_or_create(&l).observe(seconds);

@@ -34,7 +34,9 @@ impl Native {
                 _ => Native::Penalty,
             },
             PolicyKind::Relabel => Native::Relabel(relabel::Relabeler::from_json(&config)?),
-            PolicyKind::Retention => Native::Retention(retention::RetentionPolicy::from_json(&config)?),
+            PolicyKind::Retention => {
+                Native::Retention(retention::RetentionPolicy::from_json(&config)?)
+            }
             PolicyKind::Downsample => Native::Downsample,
         })
     }
@@ -70,7 +72,13 @@ impl Native {
     pub fn retain(&self, blocks: &[retention::BlockInfo], now_ms: i64) -> Vec<retention::Decision> {
         match self {
             Native::Retention(r) => blocks.iter().map(|b| r.decide(b, now_ms)).collect(),
-            _ => blocks.iter().map(|_| retention::Decision { delete: false, reason: String::new() }).collect(),
+            _ => blocks
+                .iter()
+                .map(|_| retention::Decision {
+                    delete: false,
+                    reason: String::new(),
+                })
+                .collect(),
         }
     }
 
@@ -78,7 +86,11 @@ impl Native {
         downsample::downsample_raw(raw, resolution)
     }
 
-    pub fn downsample_aggregates(&self, input: &downsample::Aggregates, resolution: i64) -> downsample::Aggregates {
+    pub fn downsample_aggregates(
+        &self,
+        input: &downsample::Aggregates,
+        resolution: i64,
+    ) -> downsample::Aggregates {
         downsample::downsample_aggregates(input, resolution)
     }
 }

@@ -9,10 +9,10 @@ use std::time::Instant;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{ResourceLimiter, Store, Trap};
 
+use super::PolicyError;
 use super::config::{FailurePolicy, Limits, PluginSource, PolicyKind};
 use super::engine::{CompileSource, EPOCH_TICK, PolicyEngine};
 use super::metrics::PolicyMetrics;
-use super::PolicyError;
 
 /// Host bindings generated from `sdk/wit/policy.wit`, one module per world.
 pub(crate) mod wit {
@@ -94,7 +94,12 @@ pub(crate) struct HostState {
 }
 
 impl ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_cap {
             self.oom = Some(desired);
             return Err(wasmtime::format_err!(
@@ -105,7 +110,12 @@ impl ResourceLimiter for HostState {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1 << 20)
     }
 }
@@ -156,12 +166,19 @@ pub struct Plugin {
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("slot", &self.slot).field("info", &self.info).field("sha256", &self.sha256).finish()
+        f.debug_struct("Plugin")
+            .field("slot", &self.slot)
+            .field("info", &self.info)
+            .field("sha256", &self.sha256)
+            .finish()
     }
 }
 
 /// Finds the `sluice:policy/<kind>@<version>` export of a component.
-fn exported_policy(engine: &PolicyEngine, component: &Component) -> Result<(PolicyKind, String), PolicyError> {
+fn exported_policy(
+    engine: &PolicyEngine,
+    component: &Component,
+) -> Result<(PolicyKind, String), PolicyError> {
     let ty = component.component_type();
     let mut found = Vec::new();
     for (name, _) in ty.exports(engine.engine()) {
@@ -173,7 +190,10 @@ fn exported_policy(engine: &PolicyEngine, component: &Component) -> Result<(Poli
         return Err(PolicyError::Invalid("component exports no sluice:policy interface (dedup, relabel, retention or downsample)".into()));
     };
     if found.len() > 1 {
-        return Err(PolicyError::Invalid(format!("component exports several policy interfaces: {}", found.join(", "))));
+        return Err(PolicyError::Invalid(format!(
+            "component exports several policy interfaces: {}",
+            found.join(", ")
+        )));
     }
     let (iface, version) = first.split_once('@').unwrap_or((first.as_str(), ""));
     let kind = match iface {
@@ -181,7 +201,11 @@ fn exported_policy(engine: &PolicyEngine, component: &Component) -> Result<(Poli
         "relabel" => PolicyKind::Relabel,
         "retention" => PolicyKind::Retention,
         "downsample" => PolicyKind::Downsample,
-        other => return Err(PolicyError::Invalid(format!("unknown policy interface sluice:policy/{other}"))),
+        other => {
+            return Err(PolicyError::Invalid(format!(
+                "unknown policy interface sluice:policy/{other}"
+            )));
+        }
     };
     Ok((kind, version.to_string()))
 }
@@ -189,7 +213,10 @@ fn exported_policy(engine: &PolicyEngine, component: &Component) -> Result<(Poli
 fn check_imports(engine: &PolicyEngine, component: &Component) -> Result<(), PolicyError> {
     let ty = component.component_type();
     for (name, _) in ty.imports(engine.engine()) {
-        if !STD_IMPORTS_LINKED_AS_TRAPS.iter().any(|p| name.starts_with(p)) {
+        if !STD_IMPORTS_LINKED_AS_TRAPS
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
             return Err(PolicyError::Capability(format!(
                 "plugin imports {name}, which is not granted: policy plugins run without filesystem, network, clock, random or environment access"
             )));
@@ -222,7 +249,10 @@ impl Plugin {
         check_imports(engine, &component)?;
         let (kind, version) = exported_policy(engine, &component)?;
         if kind != spec.kind {
-            return Err(PolicyError::Invalid(format!("slot {} holds {} plugins but this component is a {kind} plugin", spec.slot, spec.kind)));
+            return Err(PolicyError::Invalid(format!(
+                "slot {} holds {} plugins but this component is a {kind} plugin",
+                spec.slot, spec.kind
+            )));
         }
         let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
         if version.is_empty() || major_minor(&version) != major_minor(WIT_PACKAGE_VERSION) {
@@ -231,19 +261,35 @@ impl Plugin {
             )));
         }
         let mut linker: Linker<HostState> = Linker::new(engine.engine());
-        linker.define_unknown_imports_as_traps(&component).map_err(|e| PolicyError::Invalid(format!("linking: {e:#}")))?;
-        let ipre = linker.instantiate_pre(&component).map_err(|e| PolicyError::Invalid(format!("linking: {e:#}")))?;
-        let abi = |e: wasmtime::Error| PolicyError::Abi(format!("component does not match the {kind} world: {e:#}"));
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|e| PolicyError::Invalid(format!("linking: {e:#}")))?;
+        let ipre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| PolicyError::Invalid(format!("linking: {e:#}")))?;
+        let abi = |e: wasmtime::Error| {
+            PolicyError::Abi(format!("component does not match the {kind} world: {e:#}"))
+        };
         let pre = match kind {
             PolicyKind::Dedup => Pre::Dedup(wit::dedup::DedupPolicyPre::new(ipre).map_err(abi)?),
-            PolicyKind::Relabel => Pre::Relabel(wit::relabel::RelabelPolicyPre::new(ipre).map_err(abi)?),
-            PolicyKind::Retention => Pre::Retention(wit::retention::RetentionPolicyPre::new(ipre).map_err(abi)?),
-            PolicyKind::Downsample => Pre::Downsample(wit::downsample::DownsamplePolicyPre::new(ipre).map_err(abi)?),
+            PolicyKind::Relabel => {
+                Pre::Relabel(wit::relabel::RelabelPolicyPre::new(ipre).map_err(abi)?)
+            }
+            PolicyKind::Retention => {
+                Pre::Retention(wit::retention::RetentionPolicyPre::new(ipre).map_err(abi)?)
+            }
+            PolicyKind::Downsample => {
+                Pre::Downsample(wit::downsample::DownsamplePolicyPre::new(ipre).map_err(abi)?)
+            }
         };
         let mut plugin = Plugin {
             slot: spec.slot,
             kind,
-            info: PluginInfo { name: String::new(), version: String::new(), abi: String::new() },
+            info: PluginInfo {
+                name: String::new(),
+                version: String::new(),
+                abi: String::new(),
+            },
             sha256,
             source: spec.source,
             limits: spec.limits,
@@ -256,20 +302,33 @@ impl Plugin {
         };
         // A trial instance proves the plugin instantiates, accepts its
         // configuration and speaks a compatible ABI.
-        let mut inst = plugin.instantiate().map_err(|e| PolicyError::Rejected(e.to_string()))?;
-        let info = plugin.call_info(&mut inst).map_err(|e| PolicyError::Rejected(e.to_string()))?;
+        let mut inst = plugin
+            .instantiate()
+            .map_err(|e| PolicyError::Rejected(e.to_string()))?;
+        let info = plugin
+            .call_info(&mut inst)
+            .map_err(|e| PolicyError::Rejected(e.to_string()))?;
         sluice_policy_abi::abi_compatible(&info.abi).map_err(PolicyError::Abi)?;
         plugin.info = info;
         Ok(plugin)
     }
 
     fn err(&self, kind: FailureKind, message: impl Into<String>) -> CallError {
-        CallError { slot: self.slot.clone(), plugin: self.display_name(), kind, message: message.into() }
+        CallError {
+            slot: self.slot.clone(),
+            plugin: self.display_name(),
+            kind,
+            message: message.into(),
+        }
     }
 
     /// Name for messages: the plugin's own name, or the slot before `info` is known.
     pub fn display_name(&self) -> String {
-        if self.info.name.is_empty() { self.slot.clone() } else { self.info.name.clone() }
+        if self.info.name.is_empty() {
+            self.slot.clone()
+        } else {
+            self.info.name.clone()
+        }
     }
 
     fn arm(&self, store: &mut Store<HostState>) {
@@ -281,10 +340,19 @@ impl Plugin {
 
     fn classify(&self, e: wasmtime::Error, store: &Store<HostState>) -> CallError {
         if let Some(n) = store.data().oom {
-            return self.err(FailureKind::Oom, format!("memory cap of {} bytes exceeded (asked for {n})", self.limits.memory_bytes));
+            return self.err(
+                FailureKind::Oom,
+                format!(
+                    "memory cap of {} bytes exceeded (asked for {n})",
+                    self.limits.memory_bytes
+                ),
+            );
         }
         match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => self.err(FailureKind::Timeout, format!("deadline of {:?} exceeded", self.limits.timeout)),
+            Some(Trap::Interrupt) => self.err(
+                FailureKind::Timeout,
+                format!("deadline of {:?} exceeded", self.limits.timeout),
+            ),
             _ => self.err(FailureKind::Trap, format!("{e:#}")),
         }
     }
@@ -293,7 +361,10 @@ impl Plugin {
     pub(crate) fn instantiate(&self) -> Result<Instance, CallError> {
         let mut store = Store::new(
             self.engine.engine(),
-            HostState { memory_cap: usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX), oom: None },
+            HostState {
+                memory_cap: usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX),
+                oom: None,
+            },
         );
         store.limiter(|s| s);
         self.arm(&mut store);
@@ -320,7 +391,10 @@ impl Plugin {
         });
         match r {
             Ok(Ok(())) => Ok(instance),
-            Ok(Err(msg)) => Err(self.err(FailureKind::Instantiate, format!("configure rejected the slot's config: {msg}"))),
+            Ok(Err(msg)) => Err(self.err(
+                FailureKind::Instantiate,
+                format!("configure rejected the slot's config: {msg}"),
+            )),
             Err(e) => Err(e),
         }
     }
@@ -339,7 +413,11 @@ impl Plugin {
     fn call_info(&self, instance: &mut Instance) -> Result<PluginInfo, CallError> {
         macro_rules! info {
             ($r:expr) => {
-                $r.map(|i| PluginInfo { name: i.name, version: i.version, abi: i.abi })
+                $r.map(|i| PluginInfo {
+                    name: i.name,
+                    version: i.version,
+                    abi: i.abi,
+                })
             };
         }
         self.call(instance, |store, inst| match inst {
@@ -355,7 +433,10 @@ impl Plugin {
         if len as u64 > self.limits.max_output_bytes {
             return Err(self.err(
                 FailureKind::InvalidOutput,
-                format!("output of {len} bytes exceeds the slot's max_output of {} bytes", self.limits.max_output_bytes),
+                format!(
+                    "output of {len} bytes exceeds the slot's max_output of {} bytes",
+                    self.limits.max_output_bytes
+                ),
             ));
         }
         Ok(())
@@ -370,6 +451,7 @@ impl Plugin {
     }
 
     pub(crate) fn record(&self, start: Instant, result: &Result<(usize, usize), CallError>) {
-        self.metrics.record(self, start.elapsed().as_secs_f64(), result);
+        self.metrics
+            .record(self, start.elapsed().as_secs_f64(), result);
     }
 }

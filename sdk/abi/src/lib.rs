@@ -42,7 +42,9 @@ pub fn abi_compatible(abi: &str) -> Result<(), String> {
     };
     match parse(abi) {
         Some((major, minor)) if major == ABI_MAJOR && minor <= ABI_MINOR => Ok(()),
-        Some(_) => Err(format!("plugin ABI {abi} is not compatible with host ABI {ABI_VERSION}")),
+        Some(_) => Err(format!(
+            "plugin ABI {abi} is not compatible with host ABI {ABI_VERSION}"
+        )),
         None => Err(format!("plugin ABI {abi:?} is not of the form MAJOR.MINOR")),
     }
 }
@@ -81,7 +83,11 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], AbiError> {
         if self.buf.len() - self.pos < n {
-            return err(format!("truncated {what} at byte {}: need {n}, have {}", self.pos, self.buf.len() - self.pos));
+            return err(format!(
+                "truncated {what} at byte {}: need {n}, have {}",
+                self.pos,
+                self.buf.len() - self.pos
+            ));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -98,7 +104,10 @@ impl<'a> Reader<'a> {
     fn count(&mut self, min_item: usize, what: &str) -> Result<usize, AbiError> {
         let n = self.u32(what)? as usize;
         if n.saturating_mul(min_item) > self.buf.len() - self.pos {
-            return err(format!("{what} count {n} exceeds the {} bytes left", self.buf.len() - self.pos));
+            return err(format!(
+                "{what} count {n} exceeds the {} bytes left",
+                self.buf.len() - self.pos
+            ));
         }
         Ok(n)
     }
@@ -108,20 +117,30 @@ impl<'a> Reader<'a> {
         let ts = self.take(n * 8, "timestamps")?;
         let vs = self.take(n * 8, "values")?;
         Ok(Series {
-            timestamps: ts.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
-            values: vs.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
+            timestamps: ts
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect(),
+            values: vs
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect(),
         })
     }
 
     fn string(&mut self) -> Result<&'a str, AbiError> {
         let n = self.count(1, "string length")?;
         let b = self.take(n, "string")?;
-        std::str::from_utf8(b).map_err(|_| AbiError(format!("invalid UTF-8 in symbol at byte {}", self.pos - n)))
+        std::str::from_utf8(b)
+            .map_err(|_| AbiError(format!("invalid UTF-8 in symbol at byte {}", self.pos - n)))
     }
 
     fn done(&self, what: &str) -> Result<(), AbiError> {
         if self.pos != self.buf.len() {
-            return err(format!("{} trailing bytes after {what}", self.buf.len() - self.pos));
+            return err(format!(
+                "{} trailing bytes after {what}",
+                self.buf.len() - self.pos
+            ));
         }
         Ok(())
     }
@@ -158,7 +177,11 @@ impl Default for DedupInputWriter {
 
 impl DedupInputWriter {
     pub fn new() -> Self {
-        DedupInputWriter { buf: vec![0; 4], groups: 0, group_header: None }
+        DedupInputWriter {
+            buf: vec![0; 4],
+            groups: 0,
+            group_header: None,
+        }
     }
 
     /// Starts the next group.
@@ -176,7 +199,12 @@ impl DedupInputWriter {
             self.begin_group();
         }
         if let Some(h) = self.group_header {
-            let c = u32::from_le_bytes([self.buf[h], self.buf[h + 1], self.buf[h + 2], self.buf[h + 3]]) + 1;
+            let c = u32::from_le_bytes([
+                self.buf[h],
+                self.buf[h + 1],
+                self.buf[h + 2],
+                self.buf[h + 3],
+            ]) + 1;
             self.buf[h..h + 4].copy_from_slice(&c.to_le_bytes());
         }
         put_series(&mut self.buf, &ts[..n], &vs[..n]);
@@ -242,7 +270,9 @@ pub fn decode_dedup_output(buf: &[u8], groups: usize) -> Result<Vec<Series>, Abi
     for i in 0..n {
         let s = r.series()?;
         if s.timestamps.windows(2).any(|w| w[0] >= w[1]) {
-            return err(format!("dedup output series {i} has timestamps that do not strictly ascend"));
+            return err(format!(
+                "dedup output series {i} has timestamps that do not strictly ascend"
+            ));
         }
         out.push(s);
     }
@@ -312,19 +342,30 @@ where
 }
 
 /// Encodes a relabel input batch.
-pub fn encode_relabel_input<'a, S>(sets: &'a [S]) -> Vec<u8>
-where
-    &'a S: IntoIterator<Item = &'a (String, String)>,
-{
-    encode_sets(sets.iter().map(|s| Some(s.into_iter().map(|(a, b)| (a.as_str(), b.as_str())))), sets.len())
+pub fn encode_relabel_input(sets: &[LabelPairs]) -> Vec<u8> {
+    encode_sets(
+        sets.iter()
+            .map(|s| Some(s.iter().map(|(a, b)| (a.as_str(), b.as_str())))),
+        sets.len(),
+    )
 }
 
 /// Encodes relabel output: for each input set, the new labels or `None` if dropped.
 pub fn encode_relabel_output(sets: &[Option<LabelPairs>]) -> Vec<u8> {
-    encode_sets(sets.iter().map(|s| s.as_ref().map(|l| l.iter().map(|(a, b)| (a.as_str(), b.as_str())))), sets.len())
+    encode_sets(
+        sets.iter().map(|s| {
+            s.as_ref()
+                .map(|l| l.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+        }),
+        sets.len(),
+    )
 }
 
-fn decode_sets(buf: &[u8], allow_dropped: bool, what: &str) -> Result<Vec<Option<LabelPairs>>, AbiError> {
+fn decode_sets(
+    buf: &[u8],
+    allow_dropped: bool,
+    what: &str,
+) -> Result<Vec<Option<LabelPairs>>, AbiError> {
     let mut r = Reader::new(buf);
     let nsym = r.count(4, "symbol")?;
     let mut syms = Vec::with_capacity(nsym);
@@ -350,7 +391,10 @@ fn decode_sets(buf: &[u8], allow_dropped: bool, what: &str) -> Result<Vec<Option
         for _ in 0..n {
             let (a, b) = (r.u32("name ref")? as usize, r.u32("value ref")? as usize);
             let (Some(name), Some(value)) = (syms.get(a), syms.get(b)) else {
-                return err(format!("{what}: set {i} references symbol {} of {nsym}", a.max(b)));
+                return err(format!(
+                    "{what}: set {i} references symbol {} of {nsym}",
+                    a.max(b)
+                ));
             };
             set.push((name.to_string(), value.to_string()));
         }
@@ -362,20 +406,31 @@ fn decode_sets(buf: &[u8], allow_dropped: bool, what: &str) -> Result<Vec<Option
 
 /// Decodes a relabel input batch.
 pub fn decode_relabel_input(buf: &[u8]) -> Result<Vec<LabelPairs>, AbiError> {
-    Ok(decode_sets(buf, false, "relabel input")?.into_iter().map(Option::unwrap_or_default).collect())
+    Ok(decode_sets(buf, false, "relabel input")?
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect())
 }
 
 /// Decodes and validates relabel output: `nsets` entries, label names sorted and unique.
-pub fn decode_relabel_output(buf: &[u8], nsets: usize) -> Result<Vec<Option<LabelPairs>>, AbiError> {
+pub fn decode_relabel_output(
+    buf: &[u8],
+    nsets: usize,
+) -> Result<Vec<Option<LabelPairs>>, AbiError> {
     let out = decode_sets(buf, true, "relabel output")?;
     if out.len() != nsets {
-        return err(format!("relabel output has {} label sets for {nsets} inputs", out.len()));
+        return err(format!(
+            "relabel output has {} label sets for {nsets} inputs",
+            out.len()
+        ));
     }
     for (i, s) in out.iter().enumerate() {
         if let Some(s) = s
             && s.windows(2).any(|w| w[0].0 >= w[1].0)
         {
-            return err(format!("relabel output set {i} has unsorted or duplicate label names"));
+            return err(format!(
+                "relabel output set {i} has unsorted or duplicate label names"
+            ));
         }
     }
     Ok(out)
@@ -400,10 +455,18 @@ mod tests {
         assert!(g[1].is_empty());
         assert_eq!(g[0][0].values[1].to_bits(), stale.to_bits());
         let out = encode_dedup_output(&[g[0][0].clone(), Series::default()]);
-        assert_eq!(decode_dedup_output(&out, 2).unwrap()[0].timestamps, vec![1, 2]);
+        assert_eq!(
+            decode_dedup_output(&out, 2).unwrap()[0].timestamps,
+            vec![1, 2]
+        );
         assert!(decode_dedup_output(&out, 3).is_err());
         let bad = encode_dedup_output(&[Series::new(vec![2, 1], vec![0.0, 0.0])]);
-        assert!(decode_dedup_output(&bad, 1).unwrap_err().0.contains("ascend"));
+        assert!(
+            decode_dedup_output(&bad, 1)
+                .unwrap_err()
+                .0
+                .contains("ascend")
+        );
     }
 
     #[test]
@@ -426,10 +489,19 @@ mod tests {
         let buf = encode_relabel_input(&sets);
         assert_eq!(decode_relabel_input(&buf).unwrap(), sets);
         let out = encode_relabel_output(&[Some(sets[0].clone()), None]);
-        assert_eq!(decode_relabel_output(&out, 2).unwrap(), vec![Some(sets[0].clone()), None]);
-        let unsorted = encode_relabel_output(&[Some(vec![("b".into(), "1".into()), ("a".into(), "2".into())])]);
+        assert_eq!(
+            decode_relabel_output(&out, 2).unwrap(),
+            vec![Some(sets[0].clone()), None]
+        );
+        let unsorted = encode_relabel_output(&[Some(vec![
+            ("b".into(), "1".into()),
+            ("a".into(), "2".into()),
+        ])]);
         assert!(decode_relabel_output(&unsorted, 1).is_err());
-        assert!(decode_relabel_input(&out).is_err(), "dropped marker is not valid input");
+        assert!(
+            decode_relabel_input(&out).is_err(),
+            "dropped marker is not valid input"
+        );
     }
 
     #[test]
