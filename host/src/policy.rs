@@ -34,8 +34,7 @@ use crate::metrics::Metrics;
 
 /// Built-in plugins compiled from `plugins/` by the build script.
 mod builtin {
-    // TEMP until host/build.rs lands
-    pub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[];
+    include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 }
 
 /// The module bytes of a built-in plugin.

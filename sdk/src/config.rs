@@ -27,6 +27,7 @@ pub fn parse_config<T: DeserializeOwned>(config: &str) -> Result<T, String> {
 pub struct NoConfig {}
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -293,6 +293,7 @@ impl<P: DownsamplePolicy> wit_downsample::Guest for Downsample<P> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     //! The glue exercised natively through the generated `Guest` traits, as
     //! the host would call it, with the payloads encoded by the host's codec.

@@ -35,9 +35,14 @@ pub const WIT_PACKAGE_VERSION: &str = "0.1.0";
 
 /// Interfaces a `wasm32-wasip2` Rust guest imports through std even when it
 /// never uses them. They are linked as traps: calling one fails the call.
-/// Anything else a plugin imports (filesystem, sockets, clocks, random, ...)
-/// is a capability no slot grants, and the plugin is rejected at load.
-const STD_IMPORTS_LINKED_AS_TRAPS: [&str; 7] = [
+/// Two more are allowed: our own type-only `sluice:policy/types` interface,
+/// and `wasi:random/insecure-seed`, which std's `HashMap` asks for and which
+/// gets a fixed seed (it grants nothing). Anything else a plugin imports
+/// (filesystem, sockets, clocks, random, ...) is a capability no slot grants,
+/// and the plugin is rejected at load.
+const ALLOWED_IMPORTS: [&str; 9] = [
+    "sluice:policy/types@",
+    "wasi:random/insecure-seed@",
     "wasi:io/",
     "wasi:cli/environment@",
     "wasi:cli/exit@",
@@ -213,10 +218,7 @@ fn exported_policy(
 fn check_imports(engine: &PolicyEngine, component: &Component) -> Result<(), PolicyError> {
     let ty = component.component_type();
     for (name, _) in ty.imports(engine.engine()) {
-        if !STD_IMPORTS_LINKED_AS_TRAPS
-            .iter()
-            .any(|p| name.starts_with(p))
-        {
+        if !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)) {
             return Err(PolicyError::Capability(format!(
                 "plugin imports {name}, which is not granted: policy plugins run without filesystem, network, clock, random or environment access"
             )));
@@ -261,9 +263,27 @@ impl Plugin {
             )));
         }
         let mut linker: Linker<HostState> = Linker::new(engine.engine());
+        let link = |e: wasmtime::Error| PolicyError::Invalid(format!("linking: {e:#}"));
+        let seed_imports: Vec<String> = component
+            .component_type()
+            .imports(engine.engine())
+            .map(|(n, _)| n.to_string())
+            .filter(|n| n.starts_with("wasi:random/insecure-seed@"))
+            .collect();
+        for name in seed_imports {
+            // A constant seed: std's HashMap needs one, and it reveals nothing.
+            linker
+                .instance(&name)
+                .and_then(|mut i| {
+                    i.func_wrap("insecure-seed", |_, (): ()| {
+                        Ok(((0x5eed_5eed_5eed_5eed_u64, 0x51u64),))
+                    })
+                })
+                .map_err(link)?;
+        }
         linker
             .define_unknown_imports_as_traps(&component)
-            .map_err(|e| PolicyError::Invalid(format!("linking: {e:#}")))?;
+            .map_err(link)?;
         let ipre = linker
             .instantiate_pre(&component)
             .map_err(|e| PolicyError::Invalid(format!("linking: {e:#}")))?;
