@@ -7,6 +7,7 @@ pub mod api;
 pub mod bucket;
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod metrics;
 pub mod model;
 pub mod objstore;

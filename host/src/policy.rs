@@ -27,7 +27,7 @@ pub use config::{FailurePolicy, Limits, PluginSource, PolicyKind, SlotConfig};
 pub use engine::{CompileSource, PolicyEngine, sha256_hex};
 pub use metrics::PolicyMetrics;
 pub use native::Native;
-pub use plugin::{CallError, FailureKind, Plugin, PluginInfo};
+pub use plugin::{CallError, FailureKind, ImportLink, Plugin, PluginInfo, import_link};
 pub use session::{DedupBatch, DedupHints, Outcome, Session};
 
 use crate::metrics::Metrics;

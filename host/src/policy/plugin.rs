@@ -180,7 +180,7 @@ impl std::fmt::Debug for Plugin {
 }
 
 /// Finds the `sluice:policy/<kind>@<version>` export of a component.
-fn exported_policy(
+pub fn exported_policy(
     engine: &PolicyEngine,
     component: &Component,
 ) -> Result<(PolicyKind, String), PolicyError> {
@@ -215,14 +215,63 @@ fn exported_policy(
     Ok((kind, version.to_string()))
 }
 
+/// How the sandbox links one import of a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImportLink {
+    /// `sluice:policy/types`: type definitions only, nothing to call.
+    Types,
+    /// `wasi:random/insecure-seed`: a constant seed (std's `HashMap` asks for one).
+    ConstantSeed,
+    /// An interface std imports without using it: linked, but calling it traps.
+    Trap,
+    /// A capability no slot grants: the plugin is refused at load.
+    Refused,
+}
+
+/// How the sandbox links the import `name` (a component import name such as
+/// `wasi:filesystem/types@0.2.6`).
+pub fn import_link(name: &str) -> ImportLink {
+    if name.starts_with("sluice:policy/types@") {
+        ImportLink::Types
+    } else if name.starts_with("wasi:random/insecure-seed@") {
+        ImportLink::ConstantSeed
+    } else if ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)) {
+        ImportLink::Trap
+    } else {
+        ImportLink::Refused
+    }
+}
+
+/// The names of every import of a component, in its order.
+pub fn import_names(engine: &PolicyEngine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine.engine())
+        .map(|(n, _)| n.to_string())
+        .collect()
+}
+
+/// The names of every export of a component, in its order.
+pub fn export_names(engine: &PolicyEngine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .exports(engine.engine())
+        .map(|(n, _)| n.to_string())
+        .collect()
+}
+
 fn check_imports(engine: &PolicyEngine, component: &Component) -> Result<(), PolicyError> {
-    let ty = component.component_type();
-    for (name, _) in ty.imports(engine.engine()) {
-        if !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)) {
-            return Err(PolicyError::Capability(format!(
-                "plugin imports {name}, which is not granted: policy plugins run without filesystem, network, clock, random or environment access"
-            )));
-        }
+    let refused: Vec<String> = import_names(engine, component)
+        .into_iter()
+        .filter(|n| import_link(n) == ImportLink::Refused)
+        .collect();
+    if !refused.is_empty() {
+        return Err(PolicyError::Capability(format!(
+            "plugin imports {}, which {} not granted: policy plugins run without filesystem, network, clock, random or environment access",
+            refused.join(", "),
+            if refused.len() == 1 { "is" } else { "are" }
+        )));
     }
     Ok(())
 }
@@ -241,6 +290,31 @@ impl Plugin {
     /// Validates a compiled component for a slot: capabilities, kind, ABI
     /// version, instantiation, `configure` and `info`.
     pub(crate) fn build(
+        engine: &Arc<PolicyEngine>,
+        component: Component,
+        sha256: String,
+        compile_source: CompileSource,
+        spec: BuildSpec,
+        metrics: PolicyMetrics,
+    ) -> Result<Plugin, PolicyError> {
+        let mut plugin = Self::prepare(engine, component, sha256, compile_source, spec, metrics)?;
+        // A trial instance proves the plugin instantiates, accepts its
+        // configuration and speaks a compatible ABI.
+        let mut inst = plugin
+            .instantiate()
+            .map_err(|e| PolicyError::Rejected(e.to_string()))?;
+        let info = plugin
+            .call_info(&mut inst)
+            .map_err(|e| PolicyError::Rejected(e.to_string()))?;
+        sluice_policy_abi::abi_compatible(&info.abi).map_err(PolicyError::Abi)?;
+        plugin.info = info;
+        Ok(plugin)
+    }
+
+    /// The static checks of [`build`](Self::build) (capabilities, kind,
+    /// interface version) and the pre-instantiated template, without running
+    /// any of the plugin's code. `info` is left empty.
+    pub(crate) fn prepare(
         engine: &Arc<PolicyEngine>,
         component: Component,
         sha256: String,
@@ -302,7 +376,7 @@ impl Plugin {
                 Pre::Downsample(wit::downsample::DownsamplePolicyPre::new(ipre).map_err(abi)?)
             }
         };
-        let mut plugin = Plugin {
+        Ok(Plugin {
             slot: spec.slot,
             kind,
             info: PluginInfo {
@@ -319,18 +393,14 @@ impl Plugin {
             engine: engine.clone(),
             pre,
             metrics,
-        };
-        // A trial instance proves the plugin instantiates, accepts its
-        // configuration and speaks a compatible ABI.
-        let mut inst = plugin
-            .instantiate()
-            .map_err(|e| PolicyError::Rejected(e.to_string()))?;
-        let info = plugin
-            .call_info(&mut inst)
-            .map_err(|e| PolicyError::Rejected(e.to_string()))?;
-        sluice_policy_abi::abi_compatible(&info.abi).map_err(PolicyError::Abi)?;
-        plugin.info = info;
-        Ok(plugin)
+        })
+    }
+
+    /// `info()` of a fresh instance that was not configured: what the plugin
+    /// says about itself, even when it would reject the slot's config.
+    pub(crate) fn probe_info(&self) -> Result<PluginInfo, CallError> {
+        let mut inst = self.instantiate_unconfigured()?;
+        self.call_info(&mut inst)
     }
 
     fn err(&self, kind: FailureKind, message: impl Into<String>) -> CallError {
@@ -377,8 +447,8 @@ impl Plugin {
         }
     }
 
-    /// A fresh, configured instance from the pre-instantiated template.
-    pub(crate) fn instantiate(&self) -> Result<Instance, CallError> {
+    /// A fresh instance from the pre-instantiated template, before `configure`.
+    fn instantiate_unconfigured(&self) -> Result<Instance, CallError> {
         let mut store = Store::new(
             self.engine.engine(),
             HostState {
@@ -401,7 +471,12 @@ impl Plugin {
             }
             c
         })?;
-        let mut instance = Instance { store, inst };
+        Ok(Instance { store, inst })
+    }
+
+    /// A fresh, configured instance from the pre-instantiated template.
+    pub(crate) fn instantiate(&self) -> Result<Instance, CallError> {
+        let mut instance = self.instantiate_unconfigured()?;
         let config = self.config_json.clone();
         let r = self.call(&mut instance, |store, inst| match inst {
             Inst::Dedup(i) => i.sluice_policy_dedup().call_configure(store, &config),

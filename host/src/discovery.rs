@@ -1,0 +1,334 @@
+//! discovery turns endpoint specifications into endpoint lists: static
+//! `host:port`, `dns+host:port` (A/AAAA), `dnssrv+_grpc._tcp.name` (SRV, then
+//! A/AAAA of each target), `dnssrvnoa+` (SRV targets as given), the
+//! `--endpoint.sd-config` YAML and Prometheus file SD (`--store.sd-files`).
+//! Lists are re-resolved on every refresh, so changes apply without restart.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// An endpoint address specification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointSpec {
+    /// `host:port` used as given.
+    Static(String),
+    /// `dns+host:port`: every A/AAAA record of host, with the port.
+    Dns { host: String, port: u16 },
+    /// `dnssrv+name` (`noa`: `dnssrvnoa+`, targets not resolved further).
+    Srv { name: String, noa: bool },
+}
+
+/// An endpoint specification could not be parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid endpoint {spec:?}: {reason}")]
+pub struct SpecError {
+    pub spec: String,
+    pub reason: String,
+}
+
+fn host_port(s: &str) -> Option<(String, u16)> {
+    let (h, p) = s.rsplit_once(':')?;
+    let port = p.parse().ok()?;
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    (!h.is_empty()).then(|| (h.to_string(), port))
+}
+
+impl EndpointSpec {
+    /// Parses Thanos' `--endpoint` syntax.
+    pub fn parse(s: &str) -> Result<Self, SpecError> {
+        let err = |reason: &str| SpecError { spec: s.to_string(), reason: reason.to_string() };
+        if let Some(rest) = s.strip_prefix("dns+") {
+            let (host, port) = host_port(rest).ok_or_else(|| err("dns+ needs host:port"))?;
+            return Ok(EndpointSpec::Dns { host, port });
+        }
+        if let Some(rest) = s.strip_prefix("dnssrv+") {
+            return if rest.is_empty() { Err(err("dnssrv+ needs a name")) } else { Ok(EndpointSpec::Srv { name: rest.to_string(), noa: false }) };
+        }
+        if let Some(rest) = s.strip_prefix("dnssrvnoa+") {
+            return if rest.is_empty() { Err(err("dnssrvnoa+ needs a name")) } else { Ok(EndpointSpec::Srv { name: rest.to_string(), noa: true }) };
+        }
+        if s.contains('+') {
+            return Err(err("unknown scheme (use dns+, dnssrv+ or dnssrvnoa+)"));
+        }
+        host_port(s).ok_or_else(|| err("expected host:port"))?;
+        Ok(EndpointSpec::Static(s.to_string()))
+    }
+}
+
+/// TLS settings of a client connection (`tls_config` in Thanos' sd-config).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub cert_file: String,
+    #[serde(default)]
+    pub key_file: String,
+    #[serde(default)]
+    pub ca_file: String,
+    #[serde(default)]
+    pub server_name: String,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    #[serde(default)]
+    pub min_version: String,
+}
+
+/// `client_config` of an endpoint.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    #[serde(default)]
+    pub tls_config: Option<TlsConfig>,
+    #[serde(default)]
+    pub server_name: String,
+    /// `none` or `snappy`.
+    #[serde(default)]
+    pub compression: String,
+}
+
+/// One entry of `endpoints:` in `--endpoint.sd-config`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SdEndpoint {
+    pub address: String,
+    #[serde(default)]
+    pub strict: bool,
+    #[serde(default)]
+    pub group: bool,
+    #[serde(default)]
+    pub service_config: Option<String>,
+    #[serde(default)]
+    pub client_config: Option<ClientConfig>,
+}
+
+/// Thanos' `--endpoint.sd-config` file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SdConfig {
+    #[serde(default)]
+    pub default_client_config: Option<ClientConfig>,
+    #[serde(default)]
+    pub endpoints: Vec<SdEndpoint>,
+}
+
+impl SdConfig {
+    /// Parses the YAML and checks every address, reporting all problems.
+    pub fn parse(yaml: &str) -> Result<Self, String> {
+        let c: SdConfig = serde_saphyr::from_str(yaml).map_err(|e| format!("endpoint sd-config: {e}"))?;
+        let problems: Vec<String> = c.endpoints.iter().filter_map(|e| EndpointSpec::parse(&e.address).err().map(|e| e.to_string())).collect();
+        if problems.is_empty() { Ok(c) } else { Err(problems.join("; ")) }
+    }
+}
+
+/// A target group of Prometheus file SD.
+#[derive(Debug, Clone, Deserialize)]
+struct FileSdGroup {
+    targets: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    labels: BTreeMap<String, String>,
+}
+
+/// One configured source of endpoints.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub spec: EndpointSpec,
+    pub strict: bool,
+    pub client: Option<ClientConfig>,
+}
+
+/// A resolved endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Target {
+    pub address: String,
+    pub strict: bool,
+}
+
+/// Resolves sources on demand.
+pub struct Discovery {
+    sources: Vec<Source>,
+    sd_files: Vec<PathBuf>,
+    sd_config_file: Option<PathBuf>,
+    resolver: Option<hickory_resolver::TokioResolver>,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery").field("sources", &self.sources).field("sd_files", &self.sd_files).finish()
+    }
+}
+
+impl Discovery {
+    /// `nameserver` directs DNS lookups to one server (tests, split-horizon
+    /// setups); otherwise the system resolver configuration is used.
+    pub fn new(sources: Vec<Source>, sd_files: Vec<PathBuf>, sd_config_file: Option<PathBuf>, nameserver: Option<SocketAddr>) -> Self {
+        let needs_dns = sources.iter().any(|s| matches!(s.spec, EndpointSpec::Srv { .. })) || sd_config_file.is_some();
+        let resolver = if needs_dns { build_resolver(nameserver) } else { None };
+        Discovery { sources, sd_files, sd_config_file, resolver }
+    }
+
+    /// Every endpoint the sources name right now. Resolution failures are
+    /// logged and that source contributes nothing this round.
+    pub async fn resolve(&self) -> Vec<Target> {
+        let mut out = Vec::new();
+        let mut sources = self.sources.clone();
+        if let Some(path) = &self.sd_config_file {
+            match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| SdConfig::parse(&t)) {
+                Ok(c) => {
+                    for e in c.endpoints {
+                        if let Ok(spec) = EndpointSpec::parse(&e.address) {
+                            sources.push(Source { spec, strict: e.strict, client: e.client_config.or(c.default_client_config.clone()) });
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read endpoint sd-config"),
+            }
+        }
+        for f in &self.sd_files {
+            match read_file_sd(f) {
+                Ok(targets) => out.extend(targets.into_iter().map(|address| Target { address, strict: false })),
+                Err(e) => tracing::warn!(path = %f.display(), error = %e, "cannot read file SD"),
+            }
+        }
+        for s in &sources {
+            match self.resolve_one(&s.spec).await {
+                Ok(addrs) => out.extend(addrs.into_iter().map(|address| Target { address, strict: s.strict })),
+                Err(e) => tracing::warn!(endpoint = ?s.spec, error = %e, "endpoint resolution failed"),
+            }
+        }
+        out.sort();
+        out.dedup_by(|a, b| {
+            if a.address == b.address {
+                b.strict |= a.strict;
+                true
+            } else {
+                false
+            }
+        });
+        out
+    }
+
+    async fn resolve_one(&self, spec: &EndpointSpec) -> Result<Vec<String>, String> {
+        match spec {
+            EndpointSpec::Static(a) => Ok(vec![a.clone()]),
+            EndpointSpec::Dns { host, port } => {
+                let addrs = tokio::net::lookup_host((host.as_str(), *port)).await.map_err(|e| format!("lookup {host}: {e}"))?;
+                let mut v: Vec<String> = addrs.map(|a| a.to_string()).collect();
+                v.sort();
+                v.dedup();
+                Ok(v)
+            }
+            EndpointSpec::Srv { name, noa } => {
+                let resolver = self.resolver.as_ref().ok_or("no DNS resolver available")?;
+                let srv = resolver.srv_lookup(name.as_str()).await.map_err(|e| format!("SRV lookup {name}: {e}"))?;
+                let mut v = Vec::new();
+                for r in srv.answers() {
+                    let hickory_resolver::proto::rr::RData::SRV(s) = &r.data else { continue };
+                    let target = s.target.to_utf8();
+                    let target = target.trim_end_matches('.');
+                    if *noa {
+                        v.push(format!("{target}:{}", s.port));
+                        continue;
+                    }
+                    match resolver.lookup_ip(target).await {
+                        Ok(ips) => v.extend(ips.iter().map(|ip| SocketAddr::new(ip, s.port).to_string())),
+                        Err(e) => tracing::warn!(target, error = %e, "A/AAAA lookup of SRV target failed"),
+                    }
+                }
+                v.sort();
+                v.dedup();
+                Ok(v)
+            }
+        }
+    }
+}
+
+fn build_resolver(nameserver: Option<SocketAddr>) -> Option<hickory_resolver::TokioResolver> {
+    use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+    use hickory_resolver::net::runtime::TokioRuntimeProvider;
+    let builder = match nameserver {
+        Some(ns) => {
+            let mut server = NameServerConfig::udp_and_tcp(ns.ip());
+            for c in &mut server.connections {
+                c.port = ns.port();
+            }
+            let cfg = ResolverConfig::from_parts(None, vec![], vec![server]);
+            hickory_resolver::Resolver::builder_with_config(cfg, TokioRuntimeProvider::default())
+        }
+        None => match hickory_resolver::Resolver::builder_tokio() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "no system DNS configuration; dnssrv+ endpoints will not resolve");
+                return None;
+            }
+        },
+    };
+    builder.build().map_err(|e| tracing::warn!(error = %e, "cannot build DNS resolver")).ok()
+}
+
+/// Reads a Prometheus file SD file (JSON or YAML list of target groups).
+pub fn read_file_sd(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let groups: Vec<FileSdGroup> = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| e.to_string())?
+    } else {
+        serde_saphyr::from_str(&text).map_err(|e| e.to_string())?
+    };
+    Ok(groups.into_iter().flat_map(|g| g.targets).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_thanos_endpoint_syntax() {
+        assert_eq!(EndpointSpec::parse("store:10901").unwrap(), EndpointSpec::Static("store:10901".into()));
+        assert_eq!(EndpointSpec::parse("dns+store.svc:10901").unwrap(), EndpointSpec::Dns { host: "store.svc".into(), port: 10901 });
+        assert_eq!(EndpointSpec::parse("dnssrv+_grpc._tcp.store").unwrap(), EndpointSpec::Srv { name: "_grpc._tcp.store".into(), noa: false });
+        assert!(EndpointSpec::parse("store").is_err());
+        assert!(EndpointSpec::parse("dns+store").is_err());
+        assert!(EndpointSpec::parse("http+x:1").is_err());
+    }
+
+    #[test]
+    fn parses_sd_config_with_tls_fields() {
+        let c = SdConfig::parse(
+            "default_client_config:\n  tls_config:\n    ca_file: /ca.pem\nendpoints:\n  - address: a:1\n    strict: true\n  - address: dns+b:2\n    client_config:\n      tls_config:\n        cert_file: c.pem\n        key_file: k.pem\n        server_name: b\n",
+        )
+        .unwrap();
+        assert_eq!(c.endpoints.len(), 2);
+        assert!(c.endpoints[0].strict);
+        assert_eq!(c.endpoints[1].client_config.as_ref().unwrap().tls_config.as_ref().unwrap().server_name, "b");
+        assert!(SdConfig::parse("endpoints:\n  - address: nope\n").is_err());
+        assert!(SdConfig::parse("endpoints:\n  - adress: a:1\n").is_err());
+    }
+
+    #[tokio::test]
+    async fn resolves_static_dns_and_file_sd() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("sd.json");
+        std::fs::write(&f, r#"[{"targets": ["10.0.0.1:10901", "10.0.0.2:10901"], "labels": {"a": "b"}}]"#).unwrap();
+        let d = Discovery::new(
+            vec![
+                Source { spec: EndpointSpec::parse("127.0.0.1:1").unwrap(), strict: true, client: None },
+                Source { spec: EndpointSpec::parse("dns+localhost:2").unwrap(), strict: false, client: None },
+            ],
+            vec![f.clone()],
+            None,
+            None,
+        );
+        let t = d.resolve().await;
+        let addrs: Vec<&str> = t.iter().map(|t| t.address.as_str()).collect();
+        assert!(addrs.contains(&"127.0.0.1:1") && addrs.contains(&"10.0.0.2:10901"));
+        assert!(addrs.iter().any(|a| a.ends_with(":2")), "{addrs:?}");
+        std::fs::write(&f, r#"[{"targets": ["10.0.0.3:10901"]}]"#).unwrap();
+        let t = d.resolve().await;
+        assert!(t.iter().any(|t| t.address == "10.0.0.3:10901") && !t.iter().any(|t| t.address == "10.0.0.1:10901"));
+    }
+}
