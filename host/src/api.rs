@@ -10,6 +10,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+pub mod query;
+
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
 
 /// Answers whether the process is ready to serve queries.

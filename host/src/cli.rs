@@ -1,7 +1,10 @@
 //! cli owns the command line: subcommands and flags with Thanos' names, and
 //! wiring the modules into running processes.
 
+pub mod plugin;
+pub mod query;
 pub mod store;
+pub mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +26,12 @@ pub struct Cli {
 pub enum Command {
     /// Serve the StoreAPI over the TSDB blocks in an object storage bucket (store gateway).
     Store(store::StoreArgs),
+    /// Tools for policy plugin authors: scaffold, test and inspect plugins.
+    Plugin(plugin::PluginArgs),
+    /// Query StoreAPI endpoints: fan-out, merge, dedup; Prometheus HTTP API and StoreAPI (querier).
+    Query(query::QueryArgs),
+    /// All-in-one demo: a local bucket with demo data, a store and a querier in one process.
+    Up(up::UpArgs),
 }
 
 /// Sets up logging to stderr.
@@ -47,6 +56,9 @@ pub fn init_logging(cli: &Cli) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Store(args) => store::run(args).await,
+        Command::Plugin(args) => plugin::run(args).await,
+        Command::Query(args) => query::run(args).await,
+        Command::Up(args) => up::run(args).await,
     }
 }
 

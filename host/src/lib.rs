@@ -8,6 +8,7 @@ pub mod bucket;
 pub mod cli;
 pub mod config;
 pub mod discovery;
+pub mod fanout;
 pub mod metrics;
 pub mod model;
 pub mod objstore;

@@ -7,7 +7,7 @@
 //! | `bomb` | allocates until memory runs out | the memory cap: Oom |
 //! | `trap` | panics (`panic = "abort"`) | Trap |
 //! | `unreachable` | executes `unreachable` | Trap |
-//! | `huge` | returns ~64 MiB of valid samples | the output cap: InvalidOutput |
+//! | `huge` | returns ~16 MB of valid samples | the output cap: InvalidOutput |
 //! | `error` | returns `Err` | PluginError |
 //! | `ok` | returns the first replica | success |
 
@@ -66,7 +66,7 @@ impl DedupPolicy for Hostile {
             Mode::Trap => panic!("hostile plugin panics on purpose"),
             Mode::Unreachable => std::process::abort(),
             Mode::Huge => {
-                let n = 5_000_000; // 16 bytes a sample: ~80 MB of output
+                let n = 1_000_000; // 16 bytes a sample: ~16 MB of output
                 Ok(Series::new((0..n).collect(), vec![1.0; n as usize]))
             }
             Mode::Error => Err("hostile plugin refuses on purpose".into()),

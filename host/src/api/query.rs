@@ -1,0 +1,425 @@
+//! The querier's Prometheus HTTP API: `/api/v1/series`, `/api/v1/labels`,
+//! `/api/v1/label/<name>/values` (GET and POST, `match[]`, `start`, `end`, and
+//! Thanos' `dedup`, `partial_response`, `replicaLabels[]`) and
+//! `/api/v1/stores`. Warnings go in the `warnings` field.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sluice_proto::thanos::{LabelMatcher, LabelNamesRequest, LabelValuesRequest, SeriesRequest, label_matcher};
+
+use crate::fanout::{EndpointSet, FanoutItem, ProxyRequest};
+use crate::model::{Labels, MatchOp, Matcher};
+use crate::policy::{PolicyKind, PolicyRegistry};
+
+/// Settings of the query API.
+#[derive(Clone, Debug, Default)]
+pub struct QueryApiConfig {
+    /// `--query.replica-label`.
+    pub replica_labels: Vec<String>,
+    /// `--query.partial-response`: the default when a request does not say.
+    pub partial_response: bool,
+}
+
+#[derive(Clone)]
+struct QState {
+    set: Arc<EndpointSet>,
+    cfg: QueryApiConfig,
+    policies: Option<Arc<PolicyRegistry>>,
+}
+
+/// Routes of the query API.
+pub fn router(set: Arc<EndpointSet>, cfg: QueryApiConfig, policies: Option<Arc<PolicyRegistry>>) -> Router {
+    Router::new()
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/stores", get(stores))
+        .with_state(QState { set, cfg, policies })
+}
+
+/// An API error in Prometheus' shape.
+struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"status": "error", "errorType": self.1, "error": self.2});
+        (self.0, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    }
+}
+
+fn bad_data(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, "bad_data", msg.into())
+}
+
+fn success(data: serde_json::Value, warnings: Vec<String>) -> Response {
+    let mut body = serde_json::json!({"status": "success", "data": data});
+    if !warnings.is_empty() {
+        body["warnings"] = serde_json::json!(warnings);
+    }
+    let mut resp = ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    if !warnings.is_empty() {
+        // As Thanos: partial answers must not be cached by a query frontend.
+        resp.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// Form parameters from the query string and, for POST, the body.
+fn params(query: Option<String>, headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut add = |s: &str| {
+        for pair in s.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            out.push((url_decode(k), url_decode(v)));
+        }
+    };
+    if let Some(q) = query {
+        add(&q);
+    }
+    let form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if form && let Ok(b) = std::str::from_utf8(body) {
+        add(b);
+    }
+    out
+}
+
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn get_all<'a>(p: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+    p.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+}
+
+fn get_one<'a>(p: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    p.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Parses a Prometheus API time: Unix seconds (float) or RFC 3339.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(f) = s.parse::<f64>() {
+        if !f.is_finite() {
+            return Err(format!("invalid time {s:?}"));
+        }
+        return Ok((f * 1000.0).round() as i64);
+    }
+    parse_rfc3339(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
+}
+
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b't') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    let mut ms = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
+        let digits = &frac[..n];
+        let mut padded = digits.chars().take(3).collect::<String>();
+        while padded.len() < 3 {
+            padded.push('0');
+        }
+        ms = padded.parse().ok()?;
+        rest = &frac[n..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3600 + mi * 60 + se) - offset) * 1000 + ms)
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "true" | "1" | "True" | "TRUE" | "t" => Ok(true),
+        "false" | "0" | "False" | "FALSE" | "f" => Ok(false),
+        _ => Err(format!("invalid boolean {s:?}")),
+    }
+}
+
+/// Parses a series selector (`match[]`) into its alternatives (`or` in braces).
+pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
+    let expr = promql_parser::parser::parse(s).map_err(|e| format!("invalid parameter \"match[]\": {e}"))?;
+    let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
+        return Err(format!("invalid parameter \"match[]\": {s:?} is not a series selector"));
+    };
+    let conv = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, String> {
+        let mut out = Vec::new();
+        for m in ms {
+            let op = match &m.op {
+                promql_parser::label::MatchOp::Equal => MatchOp::Eq,
+                promql_parser::label::MatchOp::NotEqual => MatchOp::Neq,
+                promql_parser::label::MatchOp::Re(_) => MatchOp::Re,
+                promql_parser::label::MatchOp::NotRe(_) => MatchOp::Nre,
+            };
+            out.push(Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| e.to_string())?);
+        }
+        if let Some(n) = &vs.name
+            && !out.iter().any(|m| m.name == crate::model::METRIC_NAME)
+        {
+            out.push(Matcher::new(MatchOp::Eq, crate::model::METRIC_NAME, n.clone()).map_err(|e| e.to_string())?);
+        }
+        if out.iter().all(|m| m.matches("")) {
+            return Err("match[] must contain at least one non-empty matcher".into());
+        }
+        Ok(out)
+    };
+    let mut alts = vec![conv(&vs.matchers.matchers)?];
+    for o in &vs.matchers.or_matchers {
+        alts.push(conv(o)?);
+    }
+    if vs.matchers.matchers.is_empty() && !vs.matchers.or_matchers.is_empty() {
+        alts.remove(0);
+    }
+    Ok(alts)
+}
+
+fn to_pb_matchers(ms: &[Matcher]) -> Vec<LabelMatcher> {
+    ms.iter()
+        .map(|m| LabelMatcher {
+            r#type: match m.op {
+                MatchOp::Eq => label_matcher::Type::Eq,
+                MatchOp::Neq => label_matcher::Type::Neq,
+                MatchOp::Re => label_matcher::Type::Re,
+                MatchOp::Nre => label_matcher::Type::Nre,
+            } as i32,
+            name: m.name.clone(),
+            value: m.value.clone(),
+        })
+        .collect()
+}
+
+/// The request's common parameters.
+struct Common {
+    selectors: Vec<Vec<Matcher>>,
+    start: i64,
+    end: i64,
+    partial: bool,
+    replica_labels: Vec<String>,
+}
+
+fn common(p: &[(String, String)], cfg: &QueryApiConfig, require_match: bool) -> Result<Common, ApiError> {
+    let mut selectors = Vec::new();
+    for m in get_all(p, "match[]") {
+        selectors.extend(parse_selector(m).map_err(bad_data)?);
+    }
+    if require_match && selectors.is_empty() {
+        return Err(bad_data("no match[] parameter provided"));
+    }
+    let start = get_one(p, "start").filter(|s| !s.is_empty()).map(parse_time).transpose().map_err(bad_data)?.unwrap_or(i64::MIN / 2);
+    let end = get_one(p, "end").filter(|s| !s.is_empty()).map(parse_time).transpose().map_err(bad_data)?.unwrap_or(i64::MAX / 2);
+    if end < start {
+        return Err(bad_data("end timestamp must not be before start time"));
+    }
+    let partial = get_one(p, "partial_response").map(parse_bool).transpose().map_err(bad_data)?.unwrap_or(cfg.partial_response);
+    let dedup = get_one(p, "dedup").map(parse_bool).transpose().map_err(bad_data)?.unwrap_or(true);
+    let mut replica_labels: Vec<String> = get_all(p, "replicaLabels[]").iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    if replica_labels.is_empty() {
+        replica_labels = cfg.replica_labels.clone();
+    }
+    if !dedup {
+        replica_labels.clear();
+    }
+    Ok(Common { selectors, start, end, partial, replica_labels })
+}
+
+async fn series(State(s): State<QState>, RawQuery(q): RawQuery, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let p = params(q, &headers, &body);
+    let c = match common(&p, &s.cfg, true) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let mut all: BTreeMap<Labels, ()> = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for ms in &c.selectors {
+        let req = ProxyRequest {
+            request: SeriesRequest {
+                min_time: c.start,
+                max_time: c.end,
+                matchers: to_pb_matchers(ms),
+                skip_chunks: true,
+                without_replica_labels: c.replica_labels.clone(),
+                ..Default::default()
+            },
+            matchers: ms.clone(),
+            partial_response: c.partial,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let set = s.set.clone();
+        tokio::spawn(async move { crate::fanout::series(&set, req, tx).await });
+        while let Some(item) = rx.recv().await {
+            match item {
+                Ok(FanoutItem::Series(series)) => {
+                    let mut l = Labels::from_pairs(series.labels.into_iter().map(|l| (l.name, l.value)));
+                    l.remove_names(&c.replica_labels);
+                    all.insert(l, ());
+                }
+                Ok(FanoutItem::Warning(w)) => warnings.push(w),
+                Err(status) => return ApiError(StatusCode::UNPROCESSABLE_ENTITY, "execution", status.message().to_string()).into_response(),
+            }
+        }
+    }
+    let mut sets: Vec<Labels> = all.into_keys().collect();
+    if let Some(reg) = &s.policies {
+        let snapshot = reg.snapshot();
+        if snapshot.slots.contains_key("relabel") {
+            match relabel(&snapshot, &sets) {
+                Ok((v, w)) => {
+                    sets = v;
+                    warnings.extend(w);
+                }
+                Err(e) => return ApiError(StatusCode::UNPROCESSABLE_ENTITY, "execution", e).into_response(),
+            }
+        }
+    }
+    let data: Vec<BTreeMap<String, String>> = sets.iter().map(|l| l.iter().map(|l| (l.name.clone(), l.value.clone())).collect()).collect();
+    success(serde_json::json!(data), warnings)
+}
+
+/// Runs the relabel slot over label sets; dropped sets disappear.
+fn relabel(set: &crate::policy::PolicySet, sets: &[Labels]) -> Result<(Vec<Labels>, Vec<String>), String> {
+    let mut session = set.session("relabel", PolicyKind::Relabel).map_err(|e| e.to_string())?;
+    let input: Vec<Vec<(String, String)>> = sets.iter().map(|l| l.iter().map(|l| (l.name.clone(), l.value.clone())).collect()).collect();
+    let out = session.relabel(&input).map_err(|e| e.to_string())?;
+    let mut v: Vec<Labels> = out.value.into_iter().flatten().map(Labels::from_pairs).collect();
+    v.sort();
+    v.dedup();
+    Ok((v, out.warning.into_iter().collect()))
+}
+
+async fn labels(State(s): State<QState>, RawQuery(q): RawQuery, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let p = params(q, &headers, &body);
+    let c = match common(&p, &s.cfg, false) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let selectors = if c.selectors.is_empty() { vec![vec![]] } else { c.selectors.clone() };
+    let mut all = std::collections::BTreeSet::new();
+    let mut warnings = Vec::new();
+    for ms in &selectors {
+        let req = LabelNamesRequest {
+            start: c.start,
+            end: c.end,
+            matchers: to_pb_matchers(ms),
+            without_replica_labels: c.replica_labels.clone(),
+            partial_response_strategy: i32::from(!c.partial),
+            ..Default::default()
+        };
+        match crate::fanout::label_names(&s.set, req, ms, c.partial).await {
+            Ok((names, w)) => {
+                all.extend(names.into_iter().filter(|n| !c.replica_labels.contains(n)));
+                warnings.extend(w);
+            }
+            Err(status) => return ApiError(StatusCode::UNPROCESSABLE_ENTITY, "execution", status.message().to_string()).into_response(),
+        }
+    }
+    success(serde_json::json!(all.into_iter().collect::<Vec<_>>()), warnings)
+}
+
+async fn label_values(State(s): State<QState>, Path(name): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    let p = params(q, &headers, &[]);
+    let c = match common(&p, &s.cfg, false) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    if c.replica_labels.contains(&name) {
+        return success(serde_json::json!([]), vec![]);
+    }
+    let selectors = if c.selectors.is_empty() { vec![vec![]] } else { c.selectors.clone() };
+    let mut all = std::collections::BTreeSet::new();
+    let mut warnings = Vec::new();
+    for ms in &selectors {
+        let req = LabelValuesRequest {
+            label: name.clone(),
+            start: c.start,
+            end: c.end,
+            matchers: to_pb_matchers(ms),
+            without_replica_labels: c.replica_labels.clone(),
+            partial_response_strategy: i32::from(!c.partial),
+            ..Default::default()
+        };
+        match crate::fanout::label_values(&s.set, req, ms, c.partial).await {
+            Ok((values, w)) => {
+                all.extend(values);
+                warnings.extend(w);
+            }
+            Err(status) => return ApiError(StatusCode::UNPROCESSABLE_ENTITY, "execution", status.message().to_string()).into_response(),
+        }
+    }
+    success(serde_json::json!(all.into_iter().collect::<Vec<_>>()), warnings)
+}
+
+async fn stores(State(s): State<QState>) -> Response {
+    success(s.set.stores_json(), vec![])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1704069000").unwrap(), 1_704_069_000_000);
+        assert_eq!(parse_time("1704069000.5").unwrap(), 1_704_069_000_500);
+        assert_eq!(parse_time("2024-01-01T00:30:00Z").unwrap(), 1_704_069_000_000);
+        assert_eq!(parse_time("2024-01-01T01:30:00.25+01:00").unwrap(), 1_704_069_000_250);
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn selectors() {
+        let s = parse_selector(r#"up{job=~"api|db", instance!=""}"#).unwrap();
+        assert_eq!(s.len(), 1);
+        assert!(s[0].iter().any(|m| m.name == "__name__" && m.value == "up"));
+        assert!(s[0].iter().any(|m| m.name == "job" && m.op == MatchOp::Re));
+        assert!(parse_selector("rate(up[5m])").is_err());
+        assert!(parse_selector(r#"{job=""}"#).is_err());
+    }
+
+    #[test]
+    fn url_decoding() {
+        assert_eq!(url_decode("match%5B%5D"), "match[]");
+        assert_eq!(url_decode("a+b%7Bc%3D%22d%22%7D"), "a b{c=\"d\"}");
+        assert_eq!(url_decode("100%"), "100%");
+    }
+}

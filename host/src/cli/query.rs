@@ -1,0 +1,229 @@
+//! `sluice query`: the querier (Thanos flag names).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+
+use crate::api::query::QueryApiConfig;
+use crate::config::duration_arg;
+use crate::discovery::{Discovery, EndpointSpec, SdConfig, Source};
+use crate::fanout::{EndpointSet, EndpointSetOptions, ProxyStore};
+use crate::metrics::Metrics;
+use crate::policy::{PolicyEngine, PolicyRegistry};
+
+#[derive(Debug, Args, Clone)]
+pub struct QueryArgs {
+    /// StoreAPI endpoint: host:port, dns+host:port or dnssrv+_grpc._tcp.name. Repeatable.
+    #[arg(long = "endpoint")]
+    pub endpoint: Vec<String>,
+    /// Like --endpoint, but always queried even when its health check fails.
+    #[arg(long = "endpoint-strict")]
+    pub endpoint_strict: Vec<String>,
+    /// Endpoint discovery config as inline YAML (Thanos `endpoints:` format).
+    #[arg(long = "endpoint.sd-config")]
+    pub endpoint_sd_config: Option<String>,
+    /// Endpoint discovery config file (Thanos `endpoints:` format), re-read on every refresh.
+    #[arg(long = "endpoint.sd-config-file")]
+    pub endpoint_sd_config_file: Option<PathBuf>,
+    /// Prometheus file SD files listing StoreAPI endpoints. Repeatable.
+    #[arg(long = "store.sd-files")]
+    pub store_sd_files: Vec<PathBuf>,
+    /// Label naming replicas, removed for deduplication. Repeatable or comma-separated.
+    #[arg(long = "query.replica-label", value_delimiter = ',')]
+    pub replica_labels: Vec<String>,
+    /// Default partial-response behaviour: true turns store failures into warnings.
+    #[arg(long = "query.partial-response", default_value_t = true, action = clap::ArgAction::Set)]
+    pub partial_response: bool,
+    /// Longest wait for the next frame from one store; 0 = no limit.
+    #[arg(long = "store.response-timeout", default_value = "0", value_parser = duration_arg)]
+    pub response_timeout: Duration,
+    /// Endpoints failing health checks for longer than this are removed.
+    #[arg(long = "store.unhealthy-timeout", default_value = "5m", value_parser = duration_arg)]
+    pub unhealthy_timeout: Duration,
+    /// Info call timeout and health check interval.
+    #[arg(long = "endpoint.info-timeout", default_value = "5s", value_parser = duration_arg, hide = true)]
+    pub info_timeout: Duration,
+    /// Maximum time to process a query.
+    #[arg(long = "query.timeout", default_value = "2m", value_parser = duration_arg)]
+    pub query_timeout: Duration,
+    /// Listen address for gRPC (StoreAPI of this querier).
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    pub grpc_address: SocketAddr,
+    /// Listen address for HTTP (Prometheus API, /metrics, probes).
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    pub http_address: SocketAddr,
+    /// policies.yml naming the plugin of each policy slot; built-ins when absent.
+    #[arg(long = "policies.config-file")]
+    pub policies_config_file: Option<PathBuf>,
+    /// File holding the bearer token of the policy admin API; the API is off without it.
+    #[arg(long = "policies.admin-token-file")]
+    pub policies_admin_token_file: Option<PathBuf>,
+    /// Directory for compiled plugin artifacts.
+    #[arg(long = "policies.cache-dir")]
+    pub policies_cache_dir: Option<PathBuf>,
+    /// DNS server for dns+/dnssrv+ lookups (default: the system's).
+    #[arg(long = "dns.nameserver", hide = true)]
+    pub dns_nameserver: Option<SocketAddr>,
+}
+
+impl QueryArgs {
+    /// Defaults for an in-process querier (used by `sluice up`).
+    pub fn local(endpoints: Vec<String>, grpc: SocketAddr, http: SocketAddr) -> Self {
+        QueryArgs {
+            endpoint: endpoints,
+            endpoint_strict: vec![],
+            endpoint_sd_config: None,
+            endpoint_sd_config_file: None,
+            store_sd_files: vec![],
+            replica_labels: vec!["replica".into()],
+            partial_response: true,
+            response_timeout: Duration::ZERO,
+            unhealthy_timeout: Duration::from_secs(300),
+            info_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(120),
+            grpc_address: grpc,
+            http_address: http,
+            policies_config_file: None,
+            policies_admin_token_file: None,
+            policies_cache_dir: None,
+            dns_nameserver: None,
+        }
+    }
+
+    fn sources(&self) -> anyhow::Result<Vec<Source>> {
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for (list, strict) in [(&self.endpoint, false), (&self.endpoint_strict, true)] {
+            for e in list {
+                match EndpointSpec::parse(e) {
+                    Ok(spec) => out.push(Source { spec, strict, client: None }),
+                    Err(err) => problems.push(err.to_string()),
+                }
+            }
+        }
+        if let Some(yaml) = &self.endpoint_sd_config {
+            match SdConfig::parse(yaml) {
+                Ok(c) => {
+                    for e in c.endpoints {
+                        if let Ok(spec) = EndpointSpec::parse(&e.address) {
+                            out.push(Source { spec, strict: e.strict, client: e.client_config.or(c.default_client_config.clone()) });
+                        }
+                    }
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        if let Some(f) = &self.endpoint_sd_config_file {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading --endpoint.sd-config-file {}", f.display()))?;
+            if let Err(e) = SdConfig::parse(&text) {
+                problems.push(e);
+            }
+        }
+        if !problems.is_empty() {
+            anyhow::bail!("invalid endpoints: {}", problems.join("; "));
+        }
+        Ok(out)
+    }
+}
+
+/// A running querier.
+pub struct RunningQuery {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub endpoints: Arc<EndpointSet>,
+    pub policies: Arc<PolicyRegistry>,
+}
+
+/// Starts a querier; serving stops when `shutdown` resolves.
+pub async fn start(
+    args: &QueryArgs,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(RunningQuery, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    let discovery = Discovery::new(args.sources()?, args.store_sd_files.clone(), args.endpoint_sd_config_file.clone(), args.dns_nameserver);
+    let set = EndpointSet::new(
+        discovery,
+        EndpointSetOptions {
+            info_timeout: args.info_timeout,
+            unhealthy_timeout: args.unhealthy_timeout,
+            response_timeout: args.response_timeout,
+            ..Default::default()
+        },
+    );
+
+    let engine = PolicyEngine::new(args.policies_cache_dir.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policies = PolicyRegistry::new(engine, &metrics);
+    let loaded = match &args.policies_config_file {
+        Some(p) => policies.apply_file(p),
+        None => policies.apply(crate::policy::config::default_slots()),
+    };
+    if let Err(e) = loaded {
+        anyhow::bail!("policies: {}", e.join("; "));
+    }
+    if let Some(p) = &args.policies_config_file {
+        policies.watch_file(p.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+
+    let grpc_listener = TcpListener::bind(args.grpc_address).await.with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
+    let http_listener = TcpListener::bind(args.http_address).await.with_context(|| format!("binding --http-address {}", args.http_address))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    set.refresh().await;
+    set.spawn_refresh();
+
+    let proxy = ProxyStore::new(set.clone(), &metrics);
+    // Ready once the first endpoint refresh (above) has run.
+    let mut http = crate::api::ops_router(metrics.clone(), Arc::new(|| true)).merge(crate::api::query::router(
+        set.clone(),
+        QueryApiConfig { replica_labels: args.replica_labels.clone(), partial_response: args.partial_response },
+        Some(policies.clone()),
+    ));
+    if let Some(tf) = &args.policies_admin_token_file {
+        let token = crate::api::read_token_file(tf).map_err(|e| anyhow::anyhow!(e))?;
+        http = http.merge(crate::api::policy_admin_router(policies.clone(), token));
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut http_stop = stop_rx.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, http)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    let mut grpc_stop = stop_rx.clone();
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(proxy.info_server())
+        .add_service(proxy.store_server())
+        .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener).with_nodelay(Some(true)), async move {
+            let _ = grpc_stop.wait_for(|s| *s).await;
+        });
+    let handle = tokio::spawn(async move {
+        let r = grpc.await;
+        let _ = http_task.await;
+        r.context("gRPC server")
+    });
+    Ok((RunningQuery { grpc_addr, http_addr, endpoints: set, policies }, handle))
+}
+
+pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let (running, handle) = start(&args, metrics, super::shutdown_signal()).await?;
+    tracing::info!(grpc = %running.grpc_addr, http = %running.http_addr, endpoints = running.endpoints.all().len(), "querier listening");
+    println!("sluice query listening grpc={} http={}", running.grpc_addr, running.http_addr);
+    handle.await.context("query task")?
+}

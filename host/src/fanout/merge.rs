@@ -1,0 +1,327 @@
+//! Fan-out of one request to every matching endpoint and a streaming k-way
+//! merge of their answers into one stream sorted by labels.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::time::Duration;
+
+use sluice_proto::MAX_GRPC_MESSAGE_SIZE;
+use sluice_proto::thanos::store_client::StoreClient;
+use sluice_proto::thanos::{
+    AggrChunk, Label as PbLabel, LabelNamesRequest, LabelValuesRequest, PartialResponseStrategy, Series, SeriesRequest,
+    series_response,
+};
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::endpoints::{Endpoint, EndpointSet};
+use crate::model::Matcher;
+
+/// Prometheus `labels.Compare` over wire labels.
+pub fn compare_pb_labels(a: &[PbLabel], b: &[PbLabel]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        match x.name.cmp(&y.name).then_with(|| x.value.cmp(&y.value)) {
+            Ordering::Equal => {}
+            o => return o,
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// A fan-out request.
+#[derive(Debug, Clone)]
+pub struct ProxyRequest {
+    /// Forwarded to every endpoint (matchers, range, hints, replica labels...).
+    pub request: SeriesRequest,
+    /// The same matchers, parsed, for pruning endpoints.
+    pub matchers: Vec<Matcher>,
+    /// WARN: endpoint failures become warnings; ABORT: they fail the call.
+    pub partial_response: bool,
+}
+
+/// What the merged stream yields.
+#[derive(Debug)]
+pub enum FanoutItem {
+    Series(Series),
+    Warning(String),
+}
+
+enum Frame {
+    Series(Series),
+    Warning(String),
+    Error(String),
+}
+
+/// Decrements an endpoint's open-stream count when the stream task ends.
+struct OpenStream(Arc<Endpoint>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, AtomicOrdering::Relaxed);
+    }
+}
+
+/// Reads one endpoint's Series stream into `tx`, one series per item.
+async fn pump(ep: Arc<Endpoint>, mut req: SeriesRequest, response_timeout: Duration, tx: mpsc::Sender<Frame>) {
+    ep.open_streams.fetch_add(1, AtomicOrdering::Relaxed);
+    let _open = OpenStream(ep.clone());
+    let addr = ep.address.clone();
+    let strip = if !ep.state().supports_without_replica_labels && !req.without_replica_labels.is_empty() {
+        std::mem::take(&mut req.without_replica_labels)
+    } else {
+        Vec::new()
+    };
+    let wait = |d: Duration| if d.is_zero() { Duration::from_secs(365 * 86_400) } else { d };
+    let mut client = StoreClient::new(ep.channel.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
+    let mut stream = match tokio::time::timeout(wait(response_timeout), client.series(req)).await {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(s)) => {
+            let _ = tx.send(Frame::Error(format!("endpoint {addr}: {}", status_text(&s)))).await;
+            return;
+        }
+        Err(_) => {
+            let _ = tx.send(Frame::Error(format!("endpoint {addr}: no response within {response_timeout:?}"))).await;
+            return;
+        }
+    };
+    // Stores that cannot strip replica labels: buffer, strip, re-sort (Thanos does the same).
+    let mut buffered: Vec<Series> = Vec::new();
+    if !strip.is_empty() {
+        tracing::warn!(endpoint = %addr, "endpoint does not support without_replica_labels; buffering its whole response to strip and re-sort");
+    }
+    loop {
+        let msg = match tokio::time::timeout(wait(response_timeout), stream.message()).await {
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => break,
+            Ok(Err(s)) => {
+                let _ = tx.send(Frame::Error(format!("endpoint {addr}: {}", status_text(&s)))).await;
+                return;
+            }
+            Err(_) => {
+                let _ = tx.send(Frame::Error(format!("endpoint {addr}: no frame within {response_timeout:?} (--store.response-timeout)"))).await;
+                return;
+            }
+        };
+        let series: Vec<Series> = match msg.result {
+            Some(series_response::Result::Series(s)) => vec![s],
+            Some(series_response::Result::Batch(b)) => b.series,
+            Some(series_response::Result::Warning(w)) => {
+                if tx.send(Frame::Warning(format!("endpoint {addr}: {w}"))).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Some(series_response::Result::Hints(_)) | None => continue,
+        };
+        for mut s in series {
+            if !strip.is_empty() {
+                s.labels.retain(|l| !strip.contains(&l.name));
+                buffered.push(s);
+                continue;
+            }
+            if tx.send(Frame::Series(s)).await.is_err() {
+                return;
+            }
+        }
+    }
+    if !strip.is_empty() {
+        buffered.sort_by(|a, b| compare_pb_labels(&a.labels, &b.labels));
+        for s in buffered {
+            if tx.send(Frame::Series(s)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn status_text(s: &Status) -> String {
+    format!("{}: {}", crate::metrics::code_name(s.code()), s.message())
+}
+
+/// Heap entry: the head series of one endpoint.
+struct Head {
+    series: Series,
+    idx: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare_pb_labels(&self.series.labels, &other.series.labels).then(self.idx.cmp(&other.idx))
+    }
+}
+
+/// Identity of a chunk for "already seen": its range and sub-chunk hashes.
+fn chunk_key(c: &AggrChunk) -> (i64, i64, [u64; 6]) {
+    let h = |x: &Option<sluice_proto::thanos::Chunk>| {
+        x.as_ref().map(|c| if c.hash != 0 { c.hash } else { xxhash_rust::xxh64::xxh64(&c.data, 0) }).unwrap_or(0)
+    };
+    (c.min_time, c.max_time, [h(&c.raw), h(&c.count), h(&c.sum), h(&c.min), h(&c.max), h(&c.counter)])
+}
+
+/// Fans `req` out to every matching endpoint and sends the merged stream to
+/// `out`. Under ABORT the first endpoint failure (or warning) ends the call
+/// with an error; under WARN it becomes a warning and the others continue.
+pub async fn series(set: &EndpointSet, req: ProxyRequest, out: mpsc::Sender<Result<FanoutItem, Status>>) {
+    let r = &req.request;
+    let eps: Vec<Arc<Endpoint>> = set.queryable().into_iter().filter(|e| e.matches(r.min_time, r.max_time, &req.matchers)).collect();
+    if eps.is_empty() {
+        let _ = out.send(Ok(FanoutItem::Warning("No StoreAPIs matched for this query".into()))).await;
+        return;
+    }
+    let mut forwarded = req.request.clone();
+    forwarded.response_batch_size = 64;
+    forwarded.partial_response_strategy =
+        if req.partial_response { PartialResponseStrategy::Warn as i32 } else { PartialResponseStrategy::Abort as i32 };
+    let timeout = set.options().response_timeout;
+    let mut rxs = Vec::with_capacity(eps.len());
+    for ep in eps {
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(pump(ep, forwarded.clone(), timeout, tx));
+        rxs.push(Some(rx));
+    }
+
+    // Pulls the next series of endpoint `i`, forwarding warnings and errors.
+    async fn next(
+        rxs: &mut [Option<mpsc::Receiver<Frame>>],
+        i: usize,
+        partial: bool,
+        out: &mpsc::Sender<Result<FanoutItem, Status>>,
+    ) -> Result<Option<Series>, ()> {
+        loop {
+            let Some(rx) = rxs[i].as_mut() else { return Ok(None) };
+            match rx.recv().await {
+                Some(Frame::Series(s)) => return Ok(Some(s)),
+                Some(Frame::Warning(w)) | Some(Frame::Error(w)) if partial => {
+                    if out.send(Ok(FanoutItem::Warning(w))).await.is_err() {
+                        return Err(());
+                    }
+                }
+                Some(Frame::Warning(w)) | Some(Frame::Error(w)) => {
+                    let _ = out.send(Err(Status::aborted(w))).await;
+                    return Err(());
+                }
+                None => {
+                    rxs[i] = None;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    let mut heap = BinaryHeap::new();
+    for i in 0..rxs.len() {
+        match next(&mut rxs, i, req.partial_response, &out).await {
+            Ok(Some(series)) => heap.push(Reverse(Head { series, idx: i })),
+            Ok(None) => {}
+            Err(()) => return,
+        }
+    }
+    while let Some(Reverse(Head { mut series, idx })) = heap.pop() {
+        let mut refill = vec![idx];
+        let mut seen: Option<HashSet<(i64, i64, [u64; 6])>> = None;
+        // Merge every head with the same label set into this series.
+        while heap.peek().is_some_and(|Reverse(h)| compare_pb_labels(&h.series.labels, &series.labels) == Ordering::Equal) {
+            let Some(Reverse(other)) = heap.pop() else { break };
+            let seen = seen.get_or_insert_with(|| series.chunks.iter().map(chunk_key).collect());
+            for c in other.series.chunks {
+                if seen.insert(chunk_key(&c)) {
+                    series.chunks.push(c);
+                }
+            }
+            refill.push(other.idx);
+        }
+        // A series may also continue in the next frames of the same endpoint.
+        let mut i = 0;
+        while i < refill.len() {
+            let e = refill[i];
+            i += 1;
+            loop {
+                match next(&mut rxs, e, req.partial_response, &out).await {
+                    Ok(Some(s)) if compare_pb_labels(&s.labels, &series.labels) == Ordering::Equal => {
+                        let seen = seen.get_or_insert_with(|| series.chunks.iter().map(chunk_key).collect());
+                        for c in s.chunks {
+                            if seen.insert(chunk_key(&c)) {
+                                series.chunks.push(c);
+                            }
+                        }
+                    }
+                    Ok(Some(s)) => {
+                        heap.push(Reverse(Head { series: s, idx: e }));
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(()) => return,
+                }
+            }
+        }
+        if seen.is_some() {
+            series.chunks.sort_by_key(|c| (c.min_time, c.max_time));
+        }
+        if out.send(Ok(FanoutItem::Series(series))).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sorted, unique label names over every matching endpoint, plus warnings.
+pub async fn label_names(set: &EndpointSet, req: LabelNamesRequest, matchers: &[Matcher], partial: bool) -> Result<(Vec<String>, Vec<String>), Status> {
+    let eps: Vec<Arc<Endpoint>> = set.queryable().into_iter().filter(|e| e.matches(req.start, req.end, matchers)).collect();
+    let calls = eps.into_iter().map(|ep| {
+        let req = req.clone();
+        async move {
+            let mut c = StoreClient::new(ep.channel.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
+            (ep.address.clone(), c.label_names(req).await.map(|r| r.into_inner()))
+        }
+    });
+    collect_strings(futures::future::join_all(calls).await.into_iter().map(|(a, r)| (a, r.map(|r| (r.names, r.warnings)))), partial, req.limit)
+}
+
+/// Sorted, unique values of one label over every matching endpoint.
+pub async fn label_values(set: &EndpointSet, req: LabelValuesRequest, matchers: &[Matcher], partial: bool) -> Result<(Vec<String>, Vec<String>), Status> {
+    let eps: Vec<Arc<Endpoint>> = set.queryable().into_iter().filter(|e| e.matches(req.start, req.end, matchers)).collect();
+    let calls = eps.into_iter().map(|ep| {
+        let req = req.clone();
+        async move {
+            let mut c = StoreClient::new(ep.channel.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
+            (ep.address.clone(), c.label_values(req).await.map(|r| r.into_inner()))
+        }
+    });
+    collect_strings(futures::future::join_all(calls).await.into_iter().map(|(a, r)| (a, r.map(|r| (r.values, r.warnings)))), partial, req.limit)
+}
+
+fn collect_strings(
+    results: impl Iterator<Item = (String, Result<(Vec<String>, Vec<String>), Status>)>,
+    partial: bool,
+    limit: i64,
+) -> Result<(Vec<String>, Vec<String>), Status> {
+    let mut all = std::collections::BTreeSet::new();
+    let mut warnings = Vec::new();
+    for (addr, r) in results {
+        match r {
+            Ok((v, w)) => {
+                all.extend(v);
+                warnings.extend(w.into_iter().map(|w| format!("endpoint {addr}: {w}")));
+            }
+            Err(s) if partial => warnings.push(format!("endpoint {addr}: {}", status_text(&s))),
+            Err(s) => return Err(Status::aborted(format!("endpoint {addr}: {}", status_text(&s)))),
+        }
+    }
+    let mut v: Vec<String> = all.into_iter().collect();
+    if limit > 0 {
+        v.truncate(limit as usize);
+    }
+    Ok((v, warnings))
+}
