@@ -252,6 +252,11 @@ impl EndpointSet {
         })
     }
 
+    /// Series streams open right now across all endpoints (leak checks).
+    pub fn open_streams(&self) -> i64 {
+        self.all().iter().map(|e| e.open_streams.load(std::sync::atomic::Ordering::Relaxed)).sum()
+    }
+
     /// Every endpoint in the set.
     pub fn all(&self) -> Vec<Arc<Endpoint>> {
         self.endpoints.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
@@ -296,6 +301,7 @@ impl EndpointSet {
                 "maxTime": s.max_time,
                 "strict": e.strict,
                 "healthy": e.healthy(),
+                "openStreams": e.open_streams.load(std::sync::atomic::Ordering::Relaxed),
             }));
         }
         serde_json::to_value(by_type).unwrap_or_default()
