@@ -39,16 +39,33 @@ fn host_port(s: &str) -> Option<(String, u16)> {
 impl EndpointSpec {
     /// Parses Thanos' `--endpoint` syntax.
     pub fn parse(s: &str) -> Result<Self, SpecError> {
-        let err = |reason: &str| SpecError { spec: s.to_string(), reason: reason.to_string() };
+        let err = |reason: &str| SpecError {
+            spec: s.to_string(),
+            reason: reason.to_string(),
+        };
         if let Some(rest) = s.strip_prefix("dns+") {
             let (host, port) = host_port(rest).ok_or_else(|| err("dns+ needs host:port"))?;
             return Ok(EndpointSpec::Dns { host, port });
         }
         if let Some(rest) = s.strip_prefix("dnssrv+") {
-            return if rest.is_empty() { Err(err("dnssrv+ needs a name")) } else { Ok(EndpointSpec::Srv { name: rest.to_string(), noa: false }) };
+            return if rest.is_empty() {
+                Err(err("dnssrv+ needs a name"))
+            } else {
+                Ok(EndpointSpec::Srv {
+                    name: rest.to_string(),
+                    noa: false,
+                })
+            };
         }
         if let Some(rest) = s.strip_prefix("dnssrvnoa+") {
-            return if rest.is_empty() { Err(err("dnssrvnoa+ needs a name")) } else { Ok(EndpointSpec::Srv { name: rest.to_string(), noa: true }) };
+            return if rest.is_empty() {
+                Err(err("dnssrvnoa+ needs a name"))
+            } else {
+                Ok(EndpointSpec::Srv {
+                    name: rest.to_string(),
+                    noa: true,
+                })
+            };
         }
         if s.contains('+') {
             return Err(err("unknown scheme (use dns+, dnssrv+ or dnssrvnoa+)"));
@@ -119,9 +136,18 @@ pub struct SdConfig {
 impl SdConfig {
     /// Parses the YAML and checks every address, reporting all problems.
     pub fn parse(yaml: &str) -> Result<Self, String> {
-        let c: SdConfig = serde_saphyr::from_str(yaml).map_err(|e| format!("endpoint sd-config: {e}"))?;
-        let problems: Vec<String> = c.endpoints.iter().filter_map(|e| EndpointSpec::parse(&e.address).err().map(|e| e.to_string())).collect();
-        if problems.is_empty() { Ok(c) } else { Err(problems.join("; ")) }
+        let c: SdConfig =
+            serde_saphyr::from_str(yaml).map_err(|e| format!("endpoint sd-config: {e}"))?;
+        let problems: Vec<String> = c
+            .endpoints
+            .iter()
+            .filter_map(|e| EndpointSpec::parse(&e.address).err().map(|e| e.to_string()))
+            .collect();
+        if problems.is_empty() {
+            Ok(c)
+        } else {
+            Err(problems.join("; "))
+        }
     }
 }
 
@@ -159,17 +185,37 @@ pub struct Discovery {
 
 impl std::fmt::Debug for Discovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Discovery").field("sources", &self.sources).field("sd_files", &self.sd_files).finish()
+        f.debug_struct("Discovery")
+            .field("sources", &self.sources)
+            .field("sd_files", &self.sd_files)
+            .finish()
     }
 }
 
 impl Discovery {
     /// `nameserver` directs DNS lookups to one server (tests, split-horizon
     /// setups); otherwise the system resolver configuration is used.
-    pub fn new(sources: Vec<Source>, sd_files: Vec<PathBuf>, sd_config_file: Option<PathBuf>, nameserver: Option<SocketAddr>) -> Self {
-        let needs_dns = sources.iter().any(|s| matches!(s.spec, EndpointSpec::Srv { .. })) || sd_config_file.is_some();
-        let resolver = if needs_dns { build_resolver(nameserver) } else { None };
-        Discovery { sources, sd_files, sd_config_file, resolver }
+    pub fn new(
+        sources: Vec<Source>,
+        sd_files: Vec<PathBuf>,
+        sd_config_file: Option<PathBuf>,
+        nameserver: Option<SocketAddr>,
+    ) -> Self {
+        let needs_dns = sources
+            .iter()
+            .any(|s| matches!(s.spec, EndpointSpec::Srv { .. }))
+            || sd_config_file.is_some();
+        let resolver = if needs_dns {
+            build_resolver(nameserver)
+        } else {
+            None
+        };
+        Discovery {
+            sources,
+            sd_files,
+            sd_config_file,
+            resolver,
+        }
     }
 
     /// Every endpoint the sources name right now. Resolution failures are
@@ -178,27 +224,44 @@ impl Discovery {
         let mut out = Vec::new();
         let mut sources = self.sources.clone();
         if let Some(path) = &self.sd_config_file {
-            match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| SdConfig::parse(&t)) {
+            match std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| SdConfig::parse(&t))
+            {
                 Ok(c) => {
                     for e in c.endpoints {
                         if let Ok(spec) = EndpointSpec::parse(&e.address) {
-                            sources.push(Source { spec, strict: e.strict, client: e.client_config.or(c.default_client_config.clone()) });
+                            sources.push(Source {
+                                spec,
+                                strict: e.strict,
+                                client: e.client_config.or(c.default_client_config.clone()),
+                            });
                         }
                     }
                 }
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read endpoint sd-config"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read endpoint sd-config")
+                }
             }
         }
         for f in &self.sd_files {
             match read_file_sd(f) {
-                Ok(targets) => out.extend(targets.into_iter().map(|address| Target { address, strict: false })),
+                Ok(targets) => out.extend(targets.into_iter().map(|address| Target {
+                    address,
+                    strict: false,
+                })),
                 Err(e) => tracing::warn!(path = %f.display(), error = %e, "cannot read file SD"),
             }
         }
         for s in &sources {
             match self.resolve_one(&s.spec).await {
-                Ok(addrs) => out.extend(addrs.into_iter().map(|address| Target { address, strict: s.strict })),
-                Err(e) => tracing::warn!(endpoint = ?s.spec, error = %e, "endpoint resolution failed"),
+                Ok(addrs) => out.extend(addrs.into_iter().map(|address| Target {
+                    address,
+                    strict: s.strict,
+                })),
+                Err(e) => {
+                    tracing::warn!(endpoint = ?s.spec, error = %e, "endpoint resolution failed")
+                }
             }
         }
         out.sort();
@@ -217,7 +280,9 @@ impl Discovery {
         match spec {
             EndpointSpec::Static(a) => Ok(vec![a.clone()]),
             EndpointSpec::Dns { host, port } => {
-                let addrs = tokio::net::lookup_host((host.as_str(), *port)).await.map_err(|e| format!("lookup {host}: {e}"))?;
+                let addrs = tokio::net::lookup_host((host.as_str(), *port))
+                    .await
+                    .map_err(|e| format!("lookup {host}: {e}"))?;
                 let mut v: Vec<String> = addrs.map(|a| a.to_string()).collect();
                 v.sort();
                 v.dedup();
@@ -225,10 +290,15 @@ impl Discovery {
             }
             EndpointSpec::Srv { name, noa } => {
                 let resolver = self.resolver.as_ref().ok_or("no DNS resolver available")?;
-                let srv = resolver.srv_lookup(name.as_str()).await.map_err(|e| format!("SRV lookup {name}: {e}"))?;
+                let srv = resolver
+                    .srv_lookup(name.as_str())
+                    .await
+                    .map_err(|e| format!("SRV lookup {name}: {e}"))?;
                 let mut v = Vec::new();
                 for r in srv.answers() {
-                    let hickory_resolver::proto::rr::RData::SRV(s) = &r.data else { continue };
+                    let hickory_resolver::proto::rr::RData::SRV(s) = &r.data else {
+                        continue;
+                    };
                     let target = s.target.to_utf8();
                     let target = target.trim_end_matches('.');
                     if *noa {
@@ -236,8 +306,12 @@ impl Discovery {
                         continue;
                     }
                     match resolver.lookup_ip(target).await {
-                        Ok(ips) => v.extend(ips.iter().map(|ip| SocketAddr::new(ip, s.port).to_string())),
-                        Err(e) => tracing::warn!(target, error = %e, "A/AAAA lookup of SRV target failed"),
+                        Ok(ips) => {
+                            v.extend(ips.iter().map(|ip| SocketAddr::new(ip, s.port).to_string()))
+                        }
+                        Err(e) => {
+                            tracing::warn!(target, error = %e, "A/AAAA lookup of SRV target failed")
+                        }
                     }
                 }
                 v.sort();
@@ -268,7 +342,10 @@ fn build_resolver(nameserver: Option<SocketAddr>) -> Option<hickory_resolver::To
             }
         },
     };
-    builder.build().map_err(|e| tracing::warn!(error = %e, "cannot build DNS resolver")).ok()
+    builder
+        .build()
+        .map_err(|e| tracing::warn!(error = %e, "cannot build DNS resolver"))
+        .ok()
 }
 
 /// Reads a Prometheus file SD file (JSON or YAML list of target groups).
@@ -288,9 +365,24 @@ mod tests {
 
     #[test]
     fn parses_thanos_endpoint_syntax() {
-        assert_eq!(EndpointSpec::parse("store:10901").unwrap(), EndpointSpec::Static("store:10901".into()));
-        assert_eq!(EndpointSpec::parse("dns+store.svc:10901").unwrap(), EndpointSpec::Dns { host: "store.svc".into(), port: 10901 });
-        assert_eq!(EndpointSpec::parse("dnssrv+_grpc._tcp.store").unwrap(), EndpointSpec::Srv { name: "_grpc._tcp.store".into(), noa: false });
+        assert_eq!(
+            EndpointSpec::parse("store:10901").unwrap(),
+            EndpointSpec::Static("store:10901".into())
+        );
+        assert_eq!(
+            EndpointSpec::parse("dns+store.svc:10901").unwrap(),
+            EndpointSpec::Dns {
+                host: "store.svc".into(),
+                port: 10901
+            }
+        );
+        assert_eq!(
+            EndpointSpec::parse("dnssrv+_grpc._tcp.store").unwrap(),
+            EndpointSpec::Srv {
+                name: "_grpc._tcp.store".into(),
+                noa: false
+            }
+        );
         assert!(EndpointSpec::parse("store").is_err());
         assert!(EndpointSpec::parse("dns+store").is_err());
         assert!(EndpointSpec::parse("http+x:1").is_err());
@@ -304,7 +396,17 @@ mod tests {
         .unwrap();
         assert_eq!(c.endpoints.len(), 2);
         assert!(c.endpoints[0].strict);
-        assert_eq!(c.endpoints[1].client_config.as_ref().unwrap().tls_config.as_ref().unwrap().server_name, "b");
+        assert_eq!(
+            c.endpoints[1]
+                .client_config
+                .as_ref()
+                .unwrap()
+                .tls_config
+                .as_ref()
+                .unwrap()
+                .server_name,
+            "b"
+        );
         assert!(SdConfig::parse("endpoints:\n  - address: nope\n").is_err());
         assert!(SdConfig::parse("endpoints:\n  - adress: a:1\n").is_err());
     }
@@ -313,11 +415,23 @@ mod tests {
     async fn resolves_static_dns_and_file_sd() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("sd.json");
-        std::fs::write(&f, r#"[{"targets": ["10.0.0.1:10901", "10.0.0.2:10901"], "labels": {"a": "b"}}]"#).unwrap();
+        std::fs::write(
+            &f,
+            r#"[{"targets": ["10.0.0.1:10901", "10.0.0.2:10901"], "labels": {"a": "b"}}]"#,
+        )
+        .unwrap();
         let d = Discovery::new(
             vec![
-                Source { spec: EndpointSpec::parse("127.0.0.1:1").unwrap(), strict: true, client: None },
-                Source { spec: EndpointSpec::parse("dns+localhost:2").unwrap(), strict: false, client: None },
+                Source {
+                    spec: EndpointSpec::parse("127.0.0.1:1").unwrap(),
+                    strict: true,
+                    client: None,
+                },
+                Source {
+                    spec: EndpointSpec::parse("dns+localhost:2").unwrap(),
+                    strict: false,
+                    client: None,
+                },
             ],
             vec![f.clone()],
             None,
@@ -329,6 +443,9 @@ mod tests {
         assert!(addrs.iter().any(|a| a.ends_with(":2")), "{addrs:?}");
         std::fs::write(&f, r#"[{"targets": ["10.0.0.3:10901"]}]"#).unwrap();
         let t = d.resolve().await;
-        assert!(t.iter().any(|t| t.address == "10.0.0.3:10901") && !t.iter().any(|t| t.address == "10.0.0.1:10901"));
+        assert!(
+            t.iter().any(|t| t.address == "10.0.0.3:10901")
+                && !t.iter().any(|t| t.address == "10.0.0.1:10901")
+        );
     }
 }

@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod model;
 pub mod objstore;
 pub mod policy;
+pub mod querier;
 pub mod storeapi;

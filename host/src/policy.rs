@@ -390,7 +390,18 @@ impl PolicyRegistry {
         let name = path.file_name().map(|n| n.to_os_string());
         let fs_tx = tx.clone();
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            use notify::EventKind;
+            use notify::event::{AccessKind, AccessMode};
+            // Only changes count. Opening and reading the file are events too
+            // (inotify's IN_OPEN), and the reload itself reads it: reacting to
+            // those would reload again and again.
+            let changed = |kind: &EventKind| match kind {
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                EventKind::Access(_) => false,
+                _ => true,
+            };
             if let Ok(ev) = ev
+                && changed(&ev.kind)
                 && ev
                     .paths
                     .iter()

@@ -17,12 +17,20 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sluice::metrics::Metrics;
 use sluice::policy::config::{FailurePolicy, Limits, PluginSource, PolicyKind, SlotConfig};
-use sluice::policy::{CallError, DedupBatch, DedupHints, FailureKind, PolicyEngine, PolicyRegistry};
+use sluice::policy::{
+    CallError, DedupBatch, DedupHints, FailureKind, PolicyEngine, PolicyRegistry,
+};
 use sluice_policy_abi::Series;
 use sluice_policy_algorithms::dedup;
 use wasm_build::guest;
 
-fn slot(name: &str, source: PluginSource, config: serde_json::Value, limits: Limits, policy: FailurePolicy) -> SlotConfig {
+fn slot(
+    name: &str,
+    source: PluginSource,
+    config: serde_json::Value,
+    limits: Limits,
+    policy: FailurePolicy,
+) -> SlotConfig {
     SlotConfig {
         name: name.into(),
         kind: PolicyKind::Dedup,
@@ -55,7 +63,10 @@ fn groups() -> Vec<Vec<Series>> {
         Series::new(ts, vs)
     };
     vec![
-        vec![replica(0, (100_000, 200_000)), replica(1_000, (400_000, 500_000))],
+        vec![
+            replica(0, (100_000, 200_000)),
+            replica(1_000, (400_000, 500_000)),
+        ],
         vec![replica(500, (0, 0)), replica(0, (0, 100_000))],
     ]
 }
@@ -63,7 +74,10 @@ fn groups() -> Vec<Vec<Series>> {
 fn batch(groups: &[Vec<Series>]) -> DedupBatch {
     let mut b = DedupBatch::new();
     for g in groups {
-        b.push_group(g.iter().map(|s| (s.timestamps.as_slice(), s.values.as_slice())));
+        b.push_group(
+            g.iter()
+                .map(|s| (s.timestamps.as_slice(), s.values.as_slice())),
+        );
     }
     b
 }
@@ -79,9 +93,14 @@ fn native(groups: &[Vec<Series>]) -> Vec<Series> {
     groups.iter().map(|g| dedup::penalty(g, true)).collect()
 }
 
-fn call(reg: &PolicyRegistry, slot: &str) -> Result<sluice::policy::Outcome<Vec<Series>>, CallError> {
+fn call(
+    reg: &PolicyRegistry,
+    slot: &str,
+) -> Result<sluice::policy::Outcome<Vec<Series>>, CallError> {
     let set = reg.snapshot();
-    let mut session = set.session(slot, PolicyKind::Dedup).expect("slot is loaded");
+    let mut session = set
+        .session(slot, PolicyKind::Dedup)
+        .expect("slot is loaded");
     session.dedup(batch(&groups()), &hints())
 }
 
@@ -89,10 +108,19 @@ fn call(reg: &PolicyRegistry, slot: &str) -> Result<sluice::policy::Outcome<Vec<
 fn metric(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
     let text = metrics.encode();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else { continue };
-        let Some(rest) = rest.strip_prefix('{') else { continue };
-        let Some((lbls, value)) = rest.split_once("} ") else { continue };
-        if labels.iter().all(|(k, v)| lbls.contains(&format!("{k}=\"{v}\""))) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let Some(rest) = rest.strip_prefix('{') else {
+            continue;
+        };
+        let Some((lbls, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        if labels
+            .iter()
+            .all(|(k, v)| lbls.contains(&format!("{k}=\"{v}\"")))
+        {
             return value.trim().parse().unwrap_or(f64::NAN);
         }
     }
@@ -111,21 +139,40 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             mode: "spin",
-            limits: Limits { timeout: Duration::from_millis(100), ..d },
+            limits: Limits {
+                timeout: Duration::from_millis(100),
+                ..d
+            },
             expect: FailureKind::Timeout,
             message: "deadline",
         },
         Case {
             mode: "bomb",
-            limits: Limits { memory_bytes: 16 << 20, ..d },
+            limits: Limits {
+                memory_bytes: 16 << 20,
+                ..d
+            },
             expect: FailureKind::Oom,
             message: "memory cap",
         },
-        Case { mode: "trap", limits: d, expect: FailureKind::Trap, message: "" },
-        Case { mode: "unreachable", limits: d, expect: FailureKind::Trap, message: "" },
+        Case {
+            mode: "trap",
+            limits: d,
+            expect: FailureKind::Trap,
+            message: "",
+        },
+        Case {
+            mode: "unreachable",
+            limits: d,
+            expect: FailureKind::Trap,
+            message: "",
+        },
         Case {
             mode: "huge",
-            limits: Limits { max_output_bytes: 1 << 20, ..d },
+            limits: Limits {
+                max_output_bytes: 1 << 20,
+                ..d
+            },
             expect: FailureKind::InvalidOutput,
             message: "exceeds the slot's max_output",
         },
@@ -145,7 +192,10 @@ fn runtime_failures_follow_the_failure_policy_and_the_registry_keeps_serving() {
     let reg = PolicyRegistry::new(PolicyEngine::new(None).expect("engine"), &metrics);
     let mut slots = vec![good_slot()];
     for c in cases() {
-        for (suffix, policy) in [("closed", FailurePolicy::FailClosed), ("fallback", FailurePolicy::Fallback)] {
+        for (suffix, policy) in [
+            ("closed", FailurePolicy::FailClosed),
+            ("fallback", FailurePolicy::Fallback),
+        ] {
             slots.push(slot(
                 &format!("{}-{suffix}", c.mode),
                 hostile.clone(),
@@ -155,7 +205,8 @@ fn runtime_failures_follow_the_failure_policy_and_the_registry_keeps_serving() {
             ));
         }
     }
-    reg.apply(slots).expect("the hostile plugin loads: it misbehaves only when called");
+    reg.apply(slots)
+        .expect("the hostile plugin loads: it misbehaves only when called");
     let expected = native(&groups());
 
     for c in cases() {
@@ -170,12 +221,21 @@ fn runtime_failures_follow_the_failure_policy_and_the_registry_keeps_serving() {
             assert_eq!(e.kind, c.expect, "{}: attempt {attempt}: {e}", c.mode);
             assert!(e.message.contains(c.message), "{}: {e}", c.mode);
             assert_eq!(e.plugin, "hostile");
-            assert!(started.elapsed() < Duration::from_secs(10), "{}: took {:?}", c.mode, started.elapsed());
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{}: took {:?}",
+                c.mode,
+                started.elapsed()
+            );
         }
         let e = call(&reg, &closed).expect_err(c.mode);
         assert_eq!(e.kind, c.expect, "{}: new session: {e}", c.mode);
         assert_eq!(
-            metric(&metrics, "sluice_policy_errors_total", &[("slot", &closed), ("kind", c.expect.as_str())]),
+            metric(
+                &metrics,
+                "sluice_policy_errors_total",
+                &[("slot", &closed), ("kind", c.expect.as_str())]
+            ),
             3.0,
             "{}: errors counted by kind\n{}",
             c.mode,
@@ -184,15 +244,37 @@ fn runtime_failures_follow_the_failure_policy_and_the_registry_keeps_serving() {
 
         // fallback: the native built-in's result, with a warning naming the failure.
         let fallback = format!("{}-fallback", c.mode);
-        let o = call(&reg, &fallback).unwrap_or_else(|e| panic!("{}: fallback failed: {e}", c.mode));
-        assert_eq!(o.value, expected, "{}: fallback result is the native one", c.mode);
-        let w = o.warning.unwrap_or_else(|| panic!("{}: no warning", c.mode));
-        assert!(w.contains(c.expect.as_str()) && w.contains("native dedup-penalty"), "{}: {w}", c.mode);
+        let o =
+            call(&reg, &fallback).unwrap_or_else(|e| panic!("{}: fallback failed: {e}", c.mode));
         assert_eq!(
-            metric(&metrics, "sluice_policy_errors_total", &[("slot", &fallback), ("kind", c.expect.as_str())]),
+            o.value, expected,
+            "{}: fallback result is the native one",
+            c.mode
+        );
+        let w = o
+            .warning
+            .unwrap_or_else(|| panic!("{}: no warning", c.mode));
+        assert!(
+            w.contains(c.expect.as_str()) && w.contains("native dedup-penalty"),
+            "{}: {w}",
+            c.mode
+        );
+        assert_eq!(
+            metric(
+                &metrics,
+                "sluice_policy_errors_total",
+                &[("slot", &fallback), ("kind", c.expect.as_str())]
+            ),
             1.0
         );
-        assert_eq!(metric(&metrics, "sluice_policy_fallbacks_total", &[("slot", &fallback)]), 1.0);
+        assert_eq!(
+            metric(
+                &metrics,
+                "sluice_policy_fallbacks_total",
+                &[("slot", &fallback)]
+            ),
+            1.0
+        );
 
         // The good slot is unaffected.
         let o = call(&reg, "good").expect("good slot serves");
@@ -203,15 +285,29 @@ fn runtime_failures_follow_the_failure_policy_and_the_registry_keeps_serving() {
     // Discarded instances give their pool slots back: many more failed calls
     // than the pool holds instances, and both slots still instantiate.
     for _ in 0..300 {
-        assert_eq!(call(&reg, "trap-closed").expect_err("traps").kind, FailureKind::Trap);
+        assert_eq!(
+            call(&reg, "trap-closed").expect_err("traps").kind,
+            FailureKind::Trap
+        );
     }
-    assert_eq!(call(&reg, "good").expect("good slot serves").value, expected);
-    assert_eq!(reg.snapshot().generation, 1, "failures never reload the set");
+    assert_eq!(
+        call(&reg, "good").expect("good slot serves").value,
+        expected
+    );
+    assert_eq!(
+        reg.snapshot().generation,
+        1,
+        "failures never reload the set"
+    );
 }
 
 fn assert_refused(reg: &PolicyRegistry, metrics: &Metrics, bad: SlotConfig, needles: &[&str]) {
     let before = reg.snapshot();
-    let failures = metric(metrics, "sluice_policy_reloads_total", &[("result", "failure")]);
+    let failures = metric(
+        metrics,
+        "sluice_policy_reloads_total",
+        &[("result", "failure")],
+    );
     let errors = reg
         .apply(vec![good_slot(), bad.clone()])
         .expect_err("the set must be refused");
@@ -219,15 +315,25 @@ fn assert_refused(reg: &PolicyRegistry, metrics: &Metrics, bad: SlotConfig, need
     for n in needles {
         assert!(text.contains(n), "{n:?} missing from: {text}");
     }
-    assert!(text.contains(&format!("slot {}", bad.name)), "the error names the slot: {text}");
+    assert!(
+        text.contains(&format!("slot {}", bad.name)),
+        "the error names the slot: {text}"
+    );
     let after = reg.snapshot();
     assert!(Arc::ptr_eq(&before, &after), "the old set keeps serving");
     assert_eq!(reg.last_error().as_deref(), Some(text.as_str()));
     assert_eq!(
-        metric(metrics, "sluice_policy_reloads_total", &[("result", "failure")]),
+        metric(
+            metrics,
+            "sluice_policy_reloads_total",
+            &[("result", "failure")]
+        ),
         failures + 1.0
     );
-    assert_eq!(call(reg, "good").expect("old set serves").value, native(&groups()));
+    assert_eq!(
+        call(reg, "good").expect("old set serves").value,
+        native(&groups())
+    );
 }
 
 #[test]
@@ -241,7 +347,13 @@ fn capabilities_and_wrong_abi_versions_are_refused_at_load() {
         assert_refused(
             &reg,
             &metrics,
-            slot("snoop", file("capability"), json!({}), Limits::default(), policy),
+            slot(
+                "snoop",
+                file("capability"),
+                json!({}),
+                Limits::default(),
+                policy,
+            ),
             &[
                 "plugin needs a capability that is not granted",
                 "wasi:filesystem/",
@@ -252,14 +364,26 @@ fn capabilities_and_wrong_abi_versions_are_refused_at_load() {
         assert_refused(
             &reg,
             &metrics,
-            slot("wit9", file("abi-wit9"), json!({}), Limits::default(), policy),
+            slot(
+                "wit9",
+                file("abi-wit9"),
+                json!({}),
+                Limits::default(),
+                policy,
+            ),
             &["ABI mismatch", "sluice:policy/dedup@9.0.0"],
         );
         // Exports @0.1.0 but its info() says ABI 9.0.
         assert_refused(
             &reg,
             &metrics,
-            slot("info9", file("abi-info9"), json!({}), Limits::default(), policy),
+            slot(
+                "info9",
+                file("abi-info9"),
+                json!({}),
+                Limits::default(),
+                policy,
+            ),
             &["ABI mismatch", "plugin ABI 9.0 is not compatible"],
         );
     }
@@ -267,7 +391,13 @@ fn capabilities_and_wrong_abi_versions_are_refused_at_load() {
     assert_refused(
         &reg,
         &metrics,
-        slot("hostile", file("hostile"), json!({"mode": "sideways"}), Limits::default(), FailurePolicy::FailClosed),
+        slot(
+            "hostile",
+            file("hostile"),
+            json!({"mode": "sideways"}),
+            Limits::default(),
+            FailurePolicy::FailClosed,
+        ),
         &["configure rejected the slot's config", "sideways"],
     );
     assert_eq!(reg.snapshot().generation, 1);
@@ -280,23 +410,40 @@ fn plugin_inspect_and_test_report_hostile_modules() {
     let ins = inspect(&guest("capability")).expect("inspect");
     assert_eq!(ins.kind, Some(PolicyKind::Dedup));
     assert!(ins.info.is_none(), "no code of a refused plugin runs");
-    assert!(ins.problems.iter().any(|p| p.contains("wasi:filesystem/")), "{:?}", ins.problems);
+    assert!(
+        ins.problems.iter().any(|p| p.contains("wasi:filesystem/")),
+        "{:?}",
+        ins.problems
+    );
     let refused: Vec<&str> = ins
         .imports
         .iter()
         .filter(|i| i.link == sluice::policy::ImportLink::Refused)
         .map(|i| i.name.as_str())
         .collect();
-    assert!(refused.iter().any(|n| n.starts_with("wasi:clocks/wall-clock@")), "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|n| n.starts_with("wasi:clocks/wall-clock@")),
+        "{refused:?}"
+    );
     assert!(ins.render().contains("REFUSED"));
 
     let ins = inspect(&guest("abi-wit9")).expect("inspect");
     assert_eq!(ins.interface_version.as_deref(), Some("9.0.0"));
-    assert!(ins.problems.iter().any(|p| p.contains("ABI mismatch")), "{:?}", ins.problems);
+    assert!(
+        ins.problems.iter().any(|p| p.contains("ABI mismatch")),
+        "{:?}",
+        ins.problems
+    );
 
     let ins = inspect(&guest("abi-info9")).expect("inspect");
     assert_eq!(ins.info.as_ref().map(|i| i.abi.as_str()), Some("9.0"));
-    assert!(ins.problems.iter().any(|p| p.contains("ABI mismatch")), "{:?}", ins.problems);
+    assert!(
+        ins.problems.iter().any(|p| p.contains("ABI mismatch")),
+        "{:?}",
+        ins.problems
+    );
 
     let ins = inspect(&guest("hostile")).expect("inspect");
     assert!(ins.problems.is_empty(), "{:?}", ins.problems);
@@ -313,7 +460,10 @@ fn plugin_inspect_and_test_report_hostile_modules() {
         kind: None,
         config: Some(config),
         input: None,
-        limits: Limits { timeout: Duration::from_millis(50), ..Limits::default() },
+        limits: Limits {
+            timeout: Duration::from_millis(50),
+            ..Limits::default()
+        },
         func: None,
         repeat: 1,
     })
@@ -340,12 +490,24 @@ fn the_sluice_binary_exits_non_zero_for_hostile_modules() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stdout}");
-    assert!(stdout.contains("REFUSED") && stdout.contains("wasi:filesystem/"), "{stdout}");
+    assert!(
+        stdout.contains("REFUSED") && stdout.contains("wasi:filesystem/"),
+        "{stdout}"
+    );
     assert!(stderr.contains("would be refused"), "{stderr}");
 
     let hostile = guest("hostile");
-    let out = run(&["plugin".as_ref(), "inspect".as_ref(), "--json".as_ref(), hostile.as_os_str()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "plugin".as_ref(),
+        "inspect".as_ref(),
+        "--json".as_ref(),
+        hostile.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect --json is JSON");
     assert_eq!(v["info"]["name"], "hostile");
     assert_eq!(v["kind"], "dedup");
@@ -374,8 +536,15 @@ fn the_sluice_binary_exits_non_zero_for_hostile_modules() {
         "--repeat".as_ref(),
         "3".as_ref(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report is JSON");
     assert_eq!(v["timing"]["calls"], 3);
-    assert_eq!(v["output"][0]["timestamps"][0], 0, "first replica of the example input: {v}");
+    assert_eq!(
+        v["output"][0]["timestamps"][0], 0,
+        "first replica of the example input: {v}"
+    );
 }

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice::metrics::Metrics;
-use sluice::policy::{DedupBatch, DedupHints, PolicyEngine, PolicyKind, PolicyRegistry, builtin_module, sha256_hex};
+use sluice::policy::{
+    DedupBatch, DedupHints, PolicyEngine, PolicyKind, PolicyRegistry, builtin_module, sha256_hex,
+};
 use sluice_policy_abi::Series;
 use sluice_policy_algorithms::dedup;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,9 +45,17 @@ fn policies_yaml(builtin: &str) -> String {
 }
 
 /// A minimal HTTP/1.1 client: one request per connection.
-async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, Value) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n",
         body.len()
@@ -61,7 +71,10 @@ async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, b
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {text:?}"));
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::String(body.to_string())))
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+    )
 }
 
 async fn wait_for_generation(reg: &PolicyRegistry, above: u64) -> u64 {
@@ -71,7 +84,10 @@ async fn wait_for_generation(reg: &PolicyRegistry, above: u64) -> u64 {
         if g > above {
             return g;
         }
-        assert!(Instant::now() < deadline, "no reload after the file change (generation {g})");
+        assert!(
+            Instant::now() < deadline,
+            "no reload after the file change (generation {g})"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -89,23 +105,40 @@ async fn swap_ten_times_under_load_without_a_failed_call() {
     reg.apply_file(&file).expect("initial set");
     let _watch = reg.watch_file(file.clone()).expect("watch");
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = sluice::api::policy_admin_router(reg.clone(), TOKEN.to_string());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     // Unauthenticated or wrongly authenticated requests are refused.
-    assert_eq!(http(addr, "GET", "/api/v1/policies", None, b"").await.0, 401);
-    assert_eq!(http(addr, "GET", "/api/v1/policies", Some("wrong"), b"").await.0, 401);
+    assert_eq!(
+        http(addr, "GET", "/api/v1/policies", None, b"").await.0,
+        401
+    );
+    assert_eq!(
+        http(addr, "GET", "/api/v1/policies", Some("wrong"), b"")
+            .await
+            .0,
+        401
+    );
     let chain = builtin_module("dedup-chain").expect("built-in");
     let put_chain = format!("/api/v1/policies/dedup?sha256={}", sha256_hex(chain));
     assert_eq!(http(addr, "PUT", &put_chain, None, chain).await.0, 401);
-    assert_eq!(reg.snapshot().generation, 1, "a refused request changes nothing");
+    assert_eq!(
+        reg.snapshot().generation,
+        1,
+        "a refused request changes nothing"
+    );
 
     let gs = groups();
     let expected_penalty: Vec<Series> = gs.iter().map(|g| dedup::penalty(g, false)).collect();
     let expected_chain: Vec<Series> = gs.iter().map(|g| dedup::chain(g)).collect();
-    assert_ne!(expected_penalty, expected_chain, "the two versions must be distinguishable");
+    assert_ne!(
+        expected_penalty, expected_chain,
+        "the two versions must be distinguishable"
+    );
     let expected = Arc::new((expected_penalty, expected_chain));
 
     // Load: 4 threads, each at most 5000 calls or 120 s, until the swaps are done.
@@ -113,8 +146,13 @@ async fn swap_ten_times_under_load_without_a_failed_call() {
     let failures = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..4 {
-        let (reg, stop, failures, expected, gs) =
-            (reg.clone(), stop.clone(), failures.clone(), expected.clone(), gs.clone());
+        let (reg, stop, failures, expected, gs) = (
+            reg.clone(),
+            stop.clone(),
+            failures.clone(),
+            expected.clone(),
+            gs.clone(),
+        );
         workers.push(std::thread::spawn(move || {
             let started = Instant::now();
             let (mut penalty_calls, mut chain_calls) = (0u64, 0u64);
@@ -128,7 +166,10 @@ async fn swap_ten_times_under_load_without_a_failed_call() {
                 let mut session = set.session("dedup", PolicyKind::Dedup).expect("session");
                 let mut batch = DedupBatch::new();
                 for g in &gs {
-                    batch.push_group(g.iter().map(|s| (s.timestamps.as_slice(), s.values.as_slice())));
+                    batch.push_group(
+                        g.iter()
+                            .map(|s| (s.timestamps.as_slice(), s.values.as_slice())),
+                    );
                 }
                 match session.dedup(batch, &DedupHints::default()) {
                     Ok(o) => {
@@ -144,7 +185,11 @@ async fn swap_ten_times_under_load_without_a_failed_call() {
                             }
                             other => panic!("unexpected plugin {other}"),
                         };
-                        assert_eq!(&o.value, want, "generation {} ({name}) gave another version's result", set.generation);
+                        assert_eq!(
+                            &o.value, want,
+                            "generation {} ({name}) gave another version's result",
+                            set.generation
+                        );
                     }
                     Err(e) => {
                         eprintln!("call failed: {e}");
@@ -160,7 +205,11 @@ async fn swap_ten_times_under_load_without_a_failed_call() {
     let mut current = "dedup-penalty";
     for swap in 0..10 {
         tokio::time::sleep(Duration::from_millis(60)).await;
-        let next = if current == "dedup-penalty" { "dedup-chain" } else { "dedup-penalty" };
+        let next = if current == "dedup-penalty" {
+            "dedup-chain"
+        } else {
+            "dedup-penalty"
+        };
         let before = reg.snapshot().generation;
         let generation = if swap % 2 == 0 {
             write_policies(&file, next);
@@ -180,17 +229,36 @@ async fn swap_ten_times_under_load_without_a_failed_call() {
         if swap == 4 {
             // A wrong digest and a corrupt module are refused; the old set serves on.
             let module = builtin_module("dedup-penalty").expect("built-in");
-            let wrong = format!("/api/v1/policies/dedup?sha256={}", sha256_hex(b"something else"));
+            let wrong = format!(
+                "/api/v1/policies/dedup?sha256={}",
+                sha256_hex(b"something else")
+            );
             let (status, body) = http(addr, "PUT", &wrong, Some(TOKEN), module).await;
             assert_eq!(status, 400, "{body}");
-            assert!(body["error"].as_str().unwrap_or_default().contains("sha256 mismatch"), "{body}");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("sha256 mismatch"),
+                "{body}"
+            );
             let mut corrupt = module.to_vec();
             corrupt.truncate(corrupt.len() / 2);
             let path = format!("/api/v1/policies/dedup?sha256={}", sha256_hex(&corrupt));
             let (status, body) = http(addr, "PUT", &path, Some(TOKEN), &corrupt).await;
             assert_eq!(status, 400, "{body}");
-            assert!(body["error"].as_str().unwrap_or_default().contains("not a valid WebAssembly component"), "{body}");
-            assert_eq!(reg.snapshot().generation, generation, "refused uploads publish nothing");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("not a valid WebAssembly component"),
+                "{body}"
+            );
+            assert_eq!(
+                reg.snapshot().generation,
+                generation,
+                "refused uploads publish nothing"
+            );
             assert_eq!(reg.snapshot().slots["dedup"].plugin.info.name, current);
         }
     }
@@ -199,28 +267,58 @@ async fn swap_ten_times_under_load_without_a_failed_call() {
     stop.store(true, Ordering::Relaxed);
     let (mut penalty_calls, mut chain_calls) = (0, 0);
     for w in workers {
-        let (p, c) = w.join().expect("a worker panicked: a result matched no version");
+        let (p, c) = w
+            .join()
+            .expect("a worker panicked: a result matched no version");
         penalty_calls += p;
         chain_calls += c;
     }
     eprintln!(
         "calls: {penalty_calls} on dedup-penalty, {chain_calls} on dedup-chain; generations {generations:?}"
     );
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "calls failed during the swaps");
-    assert!(penalty_calls > 0 && chain_calls > 0, "both versions served calls");
-    assert!(generations.windows(2).all(|w| w[1] > w[0]), "generations increase: {generations:?}");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "calls failed during the swaps"
+    );
+    assert!(
+        penalty_calls > 0 && chain_calls > 0,
+        "both versions served calls"
+    );
+    assert!(
+        generations.windows(2).all(|w| w[1] > w[0]),
+        "generations increase: {generations:?}"
+    );
+
+    // Nothing reloads by itself: reading the file during a reload is not a change.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        reg.snapshot().generation,
+        *generations.last().expect("generations"),
+        "a reload nobody asked for"
+    );
 
     let (status, body) = http(addr, "GET", "/api/v1/policies", Some(TOKEN), b"").await;
     assert_eq!(status, 200, "{body}");
     let data = &body["data"];
-    assert_eq!(data["generation"].as_u64(), generations.last().copied(), "{body}");
+    assert_eq!(
+        data["generation"].as_u64(),
+        generations.last().copied(),
+        "{body}"
+    );
     let slot = data["slots"]
         .as_array()
         .and_then(|s| s.iter().find(|s| s["slot"] == "dedup"))
         .unwrap_or_else(|| panic!("no dedup slot in {body}"));
     assert_eq!(slot["name"], current);
-    assert_eq!(slot["sha256"], sha256_hex(builtin_module(current).expect("built-in")));
-    assert_eq!(slot["source"], "uploaded", "the last swap went through the API: {slot}");
+    assert_eq!(
+        slot["sha256"],
+        sha256_hex(builtin_module(current).expect("built-in"))
+    );
+    assert_eq!(
+        slot["source"], "uploaded",
+        "the last swap went through the API: {slot}"
+    );
     assert!(data["lastError"].is_null() || data["lastError"].is_string());
     server.abort();
 }

@@ -11,7 +11,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use sluice_proto::thanos::{LabelMatcher, LabelNamesRequest, LabelValuesRequest, SeriesRequest, label_matcher};
+use sluice_proto::thanos::{
+    LabelMatcher, LabelNamesRequest, LabelValuesRequest, SeriesRequest, label_matcher,
+};
 
 use crate::fanout::{EndpointSet, FanoutItem, ProxyRequest};
 use crate::model::{Labels, MatchOp, Matcher};
@@ -34,7 +36,11 @@ struct QState {
 }
 
 /// Routes of the query API.
-pub fn router(set: Arc<EndpointSet>, cfg: QueryApiConfig, policies: Option<Arc<PolicyRegistry>>) -> Router {
+pub fn router(
+    set: Arc<EndpointSet>,
+    cfg: QueryApiConfig,
+    policies: Option<Arc<PolicyRegistry>>,
+) -> Router {
     Router::new()
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
@@ -49,7 +55,12 @@ struct ApiError(StatusCode, &'static str, String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"status": "error", "errorType": self.1, "error": self.2});
-        (self.0, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        (
+            self.0,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
     }
 }
 
@@ -62,10 +73,17 @@ fn success(data: serde_json::Value, warnings: Vec<String>) -> Response {
     if !warnings.is_empty() {
         body["warnings"] = serde_json::json!(warnings);
     }
-    let mut resp = ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    let mut resp = (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
     if !warnings.is_empty() {
         // As Thanos: partial answers must not be cached by a query frontend.
-        resp.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
     }
     resp
 }
@@ -82,7 +100,10 @@ fn params(query: Option<String>, headers: &HeaderMap, body: &[u8]) -> Vec<(Strin
     if let Some(q) = query {
         add(&q);
     }
-    let form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if form && let Ok(b) = std::str::from_utf8(body) {
         add(b);
     }
@@ -114,11 +135,17 @@ fn url_decode(s: &str) -> String {
 }
 
 fn get_all<'a>(p: &'a [(String, String)], key: &str) -> Vec<&'a str> {
-    p.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+    p.iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 fn get_one<'a>(p: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    p.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    p.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Parses a Prometheus API time: Unix seconds (float) or RFC 3339.
@@ -134,15 +161,30 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 
 fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b't') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || (b[10] != b'T' && b[10] != b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     let mut rest = &s[19..];
     let mut ms = 0i64;
     if let Some(frac) = rest.strip_prefix('.') {
-        let n = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
+        let n = frac
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(frac.len());
         let digits = &frac[..n];
         let mut padded = digits.chars().take(3).collect::<String>();
         while padded.len() < 3 {
@@ -179,9 +221,12 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 
 /// Parses a series selector (`match[]`) into its alternatives (`or` in braces).
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
-    let expr = promql_parser::parser::parse(s).map_err(|e| format!("invalid parameter \"match[]\": {e}"))?;
+    let expr = promql_parser::parser::parse(s)
+        .map_err(|e| format!("invalid parameter \"match[]\": {e}"))?;
     let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
-        return Err(format!("invalid parameter \"match[]\": {s:?} is not a series selector"));
+        return Err(format!(
+            "invalid parameter \"match[]\": {s:?} is not a series selector"
+        ));
     };
     let conv = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, String> {
         let mut out = Vec::new();
@@ -197,7 +242,10 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
         if let Some(n) = &vs.name
             && !out.iter().any(|m| m.name == crate::model::METRIC_NAME)
         {
-            out.push(Matcher::new(MatchOp::Eq, crate::model::METRIC_NAME, n.clone()).map_err(|e| e.to_string())?);
+            out.push(
+                Matcher::new(MatchOp::Eq, crate::model::METRIC_NAME, n.clone())
+                    .map_err(|e| e.to_string())?,
+            );
         }
         if out.iter().all(|m| m.matches("")) {
             return Err("match[] must contain at least one non-empty matcher".into());
@@ -238,7 +286,11 @@ struct Common {
     replica_labels: Vec<String>,
 }
 
-fn common(p: &[(String, String)], cfg: &QueryApiConfig, require_match: bool) -> Result<Common, ApiError> {
+fn common(
+    p: &[(String, String)],
+    cfg: &QueryApiConfig,
+    require_match: bool,
+) -> Result<Common, ApiError> {
     let mut selectors = Vec::new();
     for m in get_all(p, "match[]") {
         selectors.extend(parse_selector(m).map_err(bad_data)?);
@@ -246,24 +298,58 @@ fn common(p: &[(String, String)], cfg: &QueryApiConfig, require_match: bool) -> 
     if require_match && selectors.is_empty() {
         return Err(bad_data("no match[] parameter provided"));
     }
-    let start = get_one(p, "start").filter(|s| !s.is_empty()).map(parse_time).transpose().map_err(bad_data)?.unwrap_or(i64::MIN / 2);
-    let end = get_one(p, "end").filter(|s| !s.is_empty()).map(parse_time).transpose().map_err(bad_data)?.unwrap_or(i64::MAX / 2);
+    let start = get_one(p, "start")
+        .filter(|s| !s.is_empty())
+        .map(parse_time)
+        .transpose()
+        .map_err(bad_data)?
+        .unwrap_or(i64::MIN / 2);
+    let end = get_one(p, "end")
+        .filter(|s| !s.is_empty())
+        .map(parse_time)
+        .transpose()
+        .map_err(bad_data)?
+        .unwrap_or(i64::MAX / 2);
     if end < start {
         return Err(bad_data("end timestamp must not be before start time"));
     }
-    let partial = get_one(p, "partial_response").map(parse_bool).transpose().map_err(bad_data)?.unwrap_or(cfg.partial_response);
-    let dedup = get_one(p, "dedup").map(parse_bool).transpose().map_err(bad_data)?.unwrap_or(true);
-    let mut replica_labels: Vec<String> = get_all(p, "replicaLabels[]").iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let partial = get_one(p, "partial_response")
+        .map(parse_bool)
+        .transpose()
+        .map_err(bad_data)?
+        .unwrap_or(cfg.partial_response);
+    let dedup = get_one(p, "dedup")
+        .map(parse_bool)
+        .transpose()
+        .map_err(bad_data)?
+        .unwrap_or(true);
+    let mut replica_labels: Vec<String> = get_all(p, "replicaLabels[]")
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
     if replica_labels.is_empty() {
         replica_labels = cfg.replica_labels.clone();
     }
     if !dedup {
         replica_labels.clear();
     }
-    Ok(Common { selectors, start, end, partial, replica_labels })
+    Ok(Common {
+        selectors,
+        start,
+        end,
+        partial,
+        replica_labels,
+    })
 }
 
-async fn series(State(s): State<QState>, RawQuery(q): RawQuery, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn series(
+    State(s): State<QState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let p = params(q, &headers, &body);
     let c = match common(&p, &s.cfg, true) {
         Ok(c) => c,
@@ -290,12 +376,20 @@ async fn series(State(s): State<QState>, RawQuery(q): RawQuery, headers: HeaderM
         while let Some(item) = rx.recv().await {
             match item {
                 Ok(FanoutItem::Series(series)) => {
-                    let mut l = Labels::from_pairs(series.labels.into_iter().map(|l| (l.name, l.value)));
+                    let mut l =
+                        Labels::from_pairs(series.labels.into_iter().map(|l| (l.name, l.value)));
                     l.remove_names(&c.replica_labels);
                     all.insert(l, ());
                 }
                 Ok(FanoutItem::Warning(w)) => warnings.push(w),
-                Err(status) => return ApiError(StatusCode::UNPROCESSABLE_ENTITY, "execution", status.message().to_string()).into_response(),
+                Err(status) => {
+                    return ApiError(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "execution",
+                        status.message().to_string(),
+                    )
+                    .into_response();
+                }
             }
         }
     }
@@ -308,32 +402,68 @@ async fn series(State(s): State<QState>, RawQuery(q): RawQuery, headers: HeaderM
                     sets = v;
                     warnings.extend(w);
                 }
-                Err(e) => return ApiError(StatusCode::UNPROCESSABLE_ENTITY, "execution", e).into_response(),
+                Err(e) => {
+                    return ApiError(StatusCode::UNPROCESSABLE_ENTITY, "execution", e)
+                        .into_response();
+                }
             }
         }
     }
-    let data: Vec<BTreeMap<String, String>> = sets.iter().map(|l| l.iter().map(|l| (l.name.clone(), l.value.clone())).collect()).collect();
+    let data: Vec<BTreeMap<String, String>> = sets
+        .iter()
+        .map(|l| {
+            l.iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect()
+        })
+        .collect();
     success(serde_json::json!(data), warnings)
 }
 
 /// Runs the relabel slot over label sets; dropped sets disappear.
-fn relabel(set: &crate::policy::PolicySet, sets: &[Labels]) -> Result<(Vec<Labels>, Vec<String>), String> {
-    let mut session = set.session("relabel", PolicyKind::Relabel).map_err(|e| e.to_string())?;
-    let input: Vec<Vec<(String, String)>> = sets.iter().map(|l| l.iter().map(|l| (l.name.clone(), l.value.clone())).collect()).collect();
+fn relabel(
+    set: &crate::policy::PolicySet,
+    sets: &[Labels],
+) -> Result<(Vec<Labels>, Vec<String>), String> {
+    let mut session = set
+        .session("relabel", PolicyKind::Relabel)
+        .map_err(|e| e.to_string())?;
+    let input: Vec<Vec<(String, String)>> = sets
+        .iter()
+        .map(|l| {
+            l.iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect()
+        })
+        .collect();
     let out = session.relabel(&input).map_err(|e| e.to_string())?;
-    let mut v: Vec<Labels> = out.value.into_iter().flatten().map(Labels::from_pairs).collect();
+    let mut v: Vec<Labels> = out
+        .value
+        .into_iter()
+        .flatten()
+        .map(Labels::from_pairs)
+        .collect();
     v.sort();
     v.dedup();
     Ok((v, out.warning.into_iter().collect()))
 }
 
-async fn labels(State(s): State<QState>, RawQuery(q): RawQuery, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn labels(
+    State(s): State<QState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let p = params(q, &headers, &body);
     let c = match common(&p, &s.cfg, false) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let selectors = if c.selectors.is_empty() { vec![vec![]] } else { c.selectors.clone() };
+    let selectors = if c.selectors.is_empty() {
+        vec![vec![]]
+    } else {
+        c.selectors.clone()
+    };
     let mut all = std::collections::BTreeSet::new();
     let mut warnings = Vec::new();
     for ms in &selectors {
@@ -350,13 +480,28 @@ async fn labels(State(s): State<QState>, RawQuery(q): RawQuery, headers: HeaderM
                 all.extend(names.into_iter().filter(|n| !c.replica_labels.contains(n)));
                 warnings.extend(w);
             }
-            Err(status) => return ApiError(StatusCode::UNPROCESSABLE_ENTITY, "execution", status.message().to_string()).into_response(),
+            Err(status) => {
+                return ApiError(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "execution",
+                    status.message().to_string(),
+                )
+                .into_response();
+            }
         }
     }
-    success(serde_json::json!(all.into_iter().collect::<Vec<_>>()), warnings)
+    success(
+        serde_json::json!(all.into_iter().collect::<Vec<_>>()),
+        warnings,
+    )
 }
 
-async fn label_values(State(s): State<QState>, Path(name): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+async fn label_values(
+    State(s): State<QState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let p = params(q, &headers, &[]);
     let c = match common(&p, &s.cfg, false) {
         Ok(c) => c,
@@ -365,7 +510,11 @@ async fn label_values(State(s): State<QState>, Path(name): Path<String>, RawQuer
     if c.replica_labels.contains(&name) {
         return success(serde_json::json!([]), vec![]);
     }
-    let selectors = if c.selectors.is_empty() { vec![vec![]] } else { c.selectors.clone() };
+    let selectors = if c.selectors.is_empty() {
+        vec![vec![]]
+    } else {
+        c.selectors.clone()
+    };
     let mut all = std::collections::BTreeSet::new();
     let mut warnings = Vec::new();
     for ms in &selectors {
@@ -383,10 +532,20 @@ async fn label_values(State(s): State<QState>, Path(name): Path<String>, RawQuer
                 all.extend(values);
                 warnings.extend(w);
             }
-            Err(status) => return ApiError(StatusCode::UNPROCESSABLE_ENTITY, "execution", status.message().to_string()).into_response(),
+            Err(status) => {
+                return ApiError(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "execution",
+                    status.message().to_string(),
+                )
+                .into_response();
+            }
         }
     }
-    success(serde_json::json!(all.into_iter().collect::<Vec<_>>()), warnings)
+    success(
+        serde_json::json!(all.into_iter().collect::<Vec<_>>()),
+        warnings,
+    )
 }
 
 async fn stores(State(s): State<QState>) -> Response {
@@ -401,8 +560,14 @@ mod tests {
     fn times() {
         assert_eq!(parse_time("1704069000").unwrap(), 1_704_069_000_000);
         assert_eq!(parse_time("1704069000.5").unwrap(), 1_704_069_000_500);
-        assert_eq!(parse_time("2024-01-01T00:30:00Z").unwrap(), 1_704_069_000_000);
-        assert_eq!(parse_time("2024-01-01T01:30:00.25+01:00").unwrap(), 1_704_069_000_250);
+        assert_eq!(
+            parse_time("2024-01-01T00:30:00Z").unwrap(),
+            1_704_069_000_000
+        );
+        assert_eq!(
+            parse_time("2024-01-01T01:30:00.25+01:00").unwrap(),
+            1_704_069_000_250
+        );
         assert!(parse_time("yesterday").is_err());
     }
 

@@ -389,11 +389,16 @@ pub fn scaffold(opts: &NewOptions) -> Result<Scaffolded, PluginToolError> {
     if !EXAMPLE_MANIFEST.contains(EXAMPLE_NAME_LINE) || !EXAMPLE_MANIFEST.contains(EXAMPLE_SDK_LINE)
     {
         return Err(PluginToolError::Scaffold(
-            "internal: sdk/example-plugin/Cargo.toml no longer has the lines the scaffold rewrites".into(),
+            "internal: sdk/example-plugin/Cargo.toml no longer has the lines the scaffold rewrites"
+                .into(),
         ));
     }
     let manifest = EXAMPLE_MANIFEST
-        .replacen(EXAMPLE_NAME_LINE, &format!("name = {}", toml_string(&name)), 1)
+        .replacen(
+            EXAMPLE_NAME_LINE,
+            &format!("name = {}", toml_string(&name)),
+            1,
+        )
         .replacen(
             EXAMPLE_SDK_LINE,
             &format!("sluice-sdk = {{ path = {} }}", toml_string(sdk_str)),
@@ -425,7 +430,10 @@ pub fn scaffold(opts: &NewOptions) -> Result<Scaffolded, PluginToolError> {
         } else {
             opts.kind.as_str()
         },
-        file = wasm.file_name().and_then(|f| f.to_str()).unwrap_or_default(),
+        file = wasm
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default(),
     );
 
     let files: [(&str, String); 5] = [
@@ -816,7 +824,9 @@ pub fn test_plugin(opts: &TestOptions) -> Result<Value, PluginToolError> {
     };
     let engine = PolicyEngine::new(None).map_err(|e| load_err(e.to_string()))?;
     let compile_start = Instant::now();
-    let compiled = engine.compile(&bytes).map_err(|e| load_err(e.to_string()))?;
+    let compiled = engine
+        .compile(&bytes)
+        .map_err(|e| load_err(e.to_string()))?;
     let compile = compile_start.elapsed();
     let kind = match opts.kind {
         Some(k) => k,
@@ -1103,7 +1113,10 @@ mod tests {
         );
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
         assert!(manifest.contains("name = \"my-dedup\""), "{manifest}");
-        let sdk_line = format!("sluice-sdk = {{ path = {} }}", toml_string(sdk().to_str().expect("utf-8")));
+        let sdk_line = format!(
+            "sluice-sdk = {{ path = {} }}",
+            toml_string(sdk().to_str().expect("utf-8"))
+        );
         assert!(manifest.contains(&sdk_line), "{manifest}");
         assert!(manifest.contains("crate-type = [\"cdylib\"]"));
         assert!(manifest.contains("panic = \"abort\""));
@@ -1230,10 +1243,18 @@ mod tests {
         let junk = tmp.path().join("junk.wasm");
         std::fs::write(&junk, b"not wasm at all").expect("write");
         let ins = inspect(&junk).expect("inspect");
-        assert!(ins.problems[0].contains("not a valid WebAssembly component"), "{:?}", ins.problems);
+        assert!(
+            ins.problems[0].contains("not a valid WebAssembly component"),
+            "{:?}",
+            ins.problems
+        );
         let core = tmp.path().join("core.wasm");
         std::fs::write(&core, b"\0asm\x01\x00\x00\x00").expect("write");
         let ins = inspect(&core).expect("inspect");
-        assert!(ins.problems[0].contains("core WebAssembly module"), "{:?}", ins.problems);
+        assert!(
+            ins.problems[0].contains("core WebAssembly module"),
+            "{:?}",
+            ins.problems
+        );
     }
 }

@@ -102,7 +102,11 @@ impl QueryArgs {
         for (list, strict) in [(&self.endpoint, false), (&self.endpoint_strict, true)] {
             for e in list {
                 match EndpointSpec::parse(e) {
-                    Ok(spec) => out.push(Source { spec, strict, client: None }),
+                    Ok(spec) => out.push(Source {
+                        spec,
+                        strict,
+                        client: None,
+                    }),
                     Err(err) => problems.push(err.to_string()),
                 }
             }
@@ -112,7 +116,11 @@ impl QueryArgs {
                 Ok(c) => {
                     for e in c.endpoints {
                         if let Ok(spec) = EndpointSpec::parse(&e.address) {
-                            out.push(Source { spec, strict: e.strict, client: e.client_config.or(c.default_client_config.clone()) });
+                            out.push(Source {
+                                spec,
+                                strict: e.strict,
+                                client: e.client_config.or(c.default_client_config.clone()),
+                            });
                         }
                     }
                 }
@@ -120,7 +128,8 @@ impl QueryArgs {
             }
         }
         if let Some(f) = &self.endpoint_sd_config_file {
-            let text = std::fs::read_to_string(f).with_context(|| format!("reading --endpoint.sd-config-file {}", f.display()))?;
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading --endpoint.sd-config-file {}", f.display()))?;
             if let Err(e) = SdConfig::parse(&text) {
                 problems.push(e);
             }
@@ -146,7 +155,12 @@ pub async fn start(
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(RunningQuery, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    let discovery = Discovery::new(args.sources()?, args.store_sd_files.clone(), args.endpoint_sd_config_file.clone(), args.dns_nameserver);
+    let discovery = Discovery::new(
+        args.sources()?,
+        args.store_sd_files.clone(),
+        args.endpoint_sd_config_file.clone(),
+        args.dns_nameserver,
+    );
     let set = EndpointSet::new(
         discovery,
         EndpointSetOptions {
@@ -157,7 +171,8 @@ pub async fn start(
         },
     );
 
-    let engine = PolicyEngine::new(args.policies_cache_dir.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine =
+        PolicyEngine::new(args.policies_cache_dir.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let policies = PolicyRegistry::new(engine, &metrics);
     let loaded = match &args.policies_config_file {
         Some(p) => policies.apply_file(p),
@@ -167,11 +182,17 @@ pub async fn start(
         anyhow::bail!("policies: {}", e.join("; "));
     }
     if let Some(p) = &args.policies_config_file {
-        policies.watch_file(p.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        policies
+            .watch_file(p.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
 
-    let grpc_listener = TcpListener::bind(args.grpc_address).await.with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
-    let http_listener = TcpListener::bind(args.http_address).await.with_context(|| format!("binding --http-address {}", args.http_address))?;
+    let grpc_listener = TcpListener::bind(args.grpc_address)
+        .await
+        .with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
+    let http_listener = TcpListener::bind(args.http_address)
+        .await
+        .with_context(|| format!("binding --http-address {}", args.http_address))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
@@ -180,11 +201,16 @@ pub async fn start(
 
     let proxy = ProxyStore::new(set.clone(), &metrics);
     // Ready once the first endpoint refresh (above) has run.
-    let mut http = crate::api::ops_router(metrics.clone(), Arc::new(|| true)).merge(crate::api::query::router(
-        set.clone(),
-        QueryApiConfig { replica_labels: args.replica_labels.clone(), partial_response: args.partial_response },
-        Some(policies.clone()),
-    ));
+    let mut http = crate::api::ops_router(metrics.clone(), Arc::new(|| true)).merge(
+        crate::api::query::router(
+            set.clone(),
+            QueryApiConfig {
+                replica_labels: args.replica_labels.clone(),
+                partial_response: args.partial_response,
+            },
+            Some(policies.clone()),
+        ),
+    );
     if let Some(tf) = &args.policies_admin_token_file {
         let token = crate::api::read_token_file(tf).map_err(|e| anyhow::anyhow!(e))?;
         http = http.merge(crate::api::policy_admin_router(policies.clone(), token));
@@ -203,27 +229,43 @@ pub async fn start(
             .await
     });
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
     let mut grpc_stop = stop_rx.clone();
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(proxy.info_server())
         .add_service(proxy.store_server())
-        .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener).with_nodelay(Some(true)), async move {
-            let _ = grpc_stop.wait_for(|s| *s).await;
-        });
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+            async move {
+                let _ = grpc_stop.wait_for(|s| *s).await;
+            },
+        );
     let handle = tokio::spawn(async move {
         let r = grpc.await;
         let _ = http_task.await;
         r.context("gRPC server")
     });
-    Ok((RunningQuery { grpc_addr, http_addr, endpoints: set, policies }, handle))
+    Ok((
+        RunningQuery {
+            grpc_addr,
+            http_addr,
+            endpoints: set,
+            policies,
+        },
+        handle,
+    ))
 }
 
 pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let (running, handle) = start(&args, metrics, super::shutdown_signal()).await?;
     tracing::info!(grpc = %running.grpc_addr, http = %running.http_addr, endpoints = running.endpoints.all().len(), "querier listening");
-    println!("sluice query listening grpc={} http={}", running.grpc_addr, running.http_addr);
+    println!(
+        "sluice query listening grpc={} http={}",
+        running.grpc_addr, running.http_addr
+    );
     handle.await.context("query task")?
 }

@@ -41,7 +41,10 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
     fn below(&mut self, n: u64) -> u64 {
@@ -54,16 +57,27 @@ type Series = (Vec<(String, String)>, Vec<(i64, f64)>);
 /// The demo series of one replica over [start, end).
 fn demo_series(replica: &str, start: i64, end: i64) -> Vec<Series> {
     let mut out = Vec::new();
-    let steps: Vec<i64> = (0..).map(|i| start + i * STEP_MS).take_while(|t| *t < end).collect();
+    let steps: Vec<i64> = (0..)
+        .map(|i| start + i * STEP_MS)
+        .take_while(|t| *t < end)
+        .collect();
     // Replica B was down for 20 minutes an hour into the data.
-    let gap = |t: i64| replica == "B" && t >= start + 3_600_000 && t < start + 3_600_000 + 20 * 60_000;
-    let jobs: [(&str, &[&str]); 3] = [("api", &["api-1", "api-2", "api-3"]), ("db", &["db-1", "db-2"]), ("batch", &["batch-1"])];
+    let gap =
+        |t: i64| replica == "B" && t >= start + 3_600_000 && t < start + 3_600_000 + 20 * 60_000;
+    let jobs: [(&str, &[&str]); 3] = [
+        ("api", &["api-1", "api-2", "api-3"]),
+        ("db", &["db-1", "db-2"]),
+        ("batch", &["batch-1"]),
+    ];
     for (job, instances) in jobs {
         for (ii, inst) in instances.iter().enumerate() {
             let seed = (job.len() as u64) * 1000 + ii as u64;
             let l = |name: &str, extra: &[(&str, &str)]| {
-                let mut v: Vec<(String, String)> =
-                    vec![("__name__".into(), name.into()), ("instance".into(), (*inst).into()), ("job".into(), job.into())];
+                let mut v: Vec<(String, String)> = vec![
+                    ("__name__".into(), name.into()),
+                    ("instance".into(), (*inst).into()),
+                    ("job".into(), job.into()),
+                ];
                 v.extend(extra.iter().map(|(a, b)| (a.to_string(), b.to_string())));
                 v.sort();
                 v
@@ -74,7 +88,11 @@ fn demo_series(replica: &str, start: i64, end: i64) -> Vec<Series> {
                 let mut v = 0.0;
                 let mut samples = Vec::new();
                 for (i, &t) in steps.iter().enumerate() {
-                    let rate = if code == "200" { 40 + rng.below(20) } else { rng.below(3) };
+                    let rate = if code == "200" {
+                        40 + rng.below(20)
+                    } else {
+                        rng.below(3)
+                    };
                     v += rate as f64;
                     if i > 0 && i % 700 == (ii * 97) % 700 {
                         v = rate as f64;
@@ -90,7 +108,13 @@ fn demo_series(replica: &str, start: i64, end: i64) -> Vec<Series> {
             let samples = steps
                 .iter()
                 .filter(|t| !gap(**t))
-                .map(|&t| (t, 2e8 + 5e7 * ((t / 60_000) as f64 / 30.0).sin() + rng.below(1_000_000) as f64))
+                .map(|&t| {
+                    (
+                        t,
+                        2e8 + 5e7 * ((t / 60_000) as f64 / 30.0).sin()
+                            + rng.below(1_000_000) as f64,
+                    )
+                })
                 .collect();
             out.push((l("process_resident_memory_bytes", &[]), samples));
             // A classic histogram.
@@ -120,9 +144,19 @@ fn demo_series(replica: &str, start: i64, end: i64) -> Vec<Series> {
                 }
             }
             for (i, le) in bounds.iter().enumerate() {
-                out.push((l("http_request_duration_seconds_bucket", &[("le", le)]), std::mem::take(&mut per_le[i])));
+                out.push((
+                    l("http_request_duration_seconds_bucket", &[("le", le)]),
+                    std::mem::take(&mut per_le[i]),
+                ));
             }
-            out.push((l("up", &[]), steps.iter().filter(|t| !gap(**t)).map(|&t| (t, 1.0)).collect()));
+            out.push((
+                l("up", &[]),
+                steps
+                    .iter()
+                    .filter(|t| !gap(**t))
+                    .map(|&t| (t, 1.0))
+                    .collect(),
+            ));
         }
     }
     out.sort_by(|a, b| crate::model::compare_labels(&to_labels(&a.0), &to_labels(&b.0)));
@@ -130,13 +164,18 @@ fn demo_series(replica: &str, start: i64, end: i64) -> Vec<Series> {
 }
 
 fn to_labels(v: &[(String, String)]) -> Vec<crate::model::Label> {
-    v.iter().map(|(a, b)| crate::model::Label::new(a.clone(), b.clone())).collect()
+    v.iter()
+        .map(|(a, b)| crate::model::Label::new(a.clone(), b.clone()))
+        .collect()
 }
 
 /// Writes the demo blocks unless the bucket already has blocks.
 fn ensure_demo_data(bucket: &Path, hours: i64) -> anyhow::Result<usize> {
     std::fs::create_dir_all(bucket).with_context(|| format!("creating {}", bucket.display()))?;
-    let existing = std::fs::read_dir(bucket)?.filter_map(Result::ok).filter(|e| e.path().join("meta.json").exists()).count();
+    let existing = std::fs::read_dir(bucket)?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("meta.json").exists())
+        .count();
     if existing > 0 {
         return Ok(existing);
     }
@@ -151,12 +190,25 @@ fn ensure_demo_data(bucket: &Path, hours: i64) -> anyhow::Result<usize> {
             let to = to.min(end);
             let series: Vec<Series> = demo_series(replica, start, end)
                 .into_iter()
-                .map(|(l, s)| (l, s.into_iter().filter(|(t, _)| *t >= from && *t < to).collect::<Vec<_>>()))
+                .map(|(l, s)| {
+                    (
+                        l,
+                        s.into_iter()
+                            .filter(|(t, _)| *t >= from && *t < to)
+                            .collect::<Vec<_>>(),
+                    )
+                })
                 .filter(|(_, s)| !s.is_empty())
                 .collect();
-            let labels: BTreeMap<String, String> =
-                [("cluster".to_string(), "demo".to_string()), ("replica".to_string(), replica.to_string())].into();
-            let opts = BlockWriterOptions { thanos: Some(ThanosMeta::new(labels, 0, "sluice-up")), ..Default::default() };
+            let labels: BTreeMap<String, String> = [
+                ("cluster".to_string(), "demo".to_string()),
+                ("replica".to_string(), replica.to_string()),
+            ]
+            .into();
+            let opts = BlockWriterOptions {
+                thanos: Some(ThanosMeta::new(labels, 0, "sluice-up")),
+                ..Default::default()
+            };
             write_block(bucket, series, &opts).context("writing demo block")?;
             written += 1;
             from = to;
@@ -178,7 +230,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let store_args = StoreArgs {
         objstore_config_file: None,
-        objstore_config: Some(format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", bucket.display())),
+        objstore_config: Some(format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket.display()
+        )),
         grpc_address: "127.0.0.1:0".parse()?,
         http_address: "127.0.0.1:0".parse()?,
         data_dir: args.data_dir.join("store-cache"),
@@ -195,14 +250,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut qargs = QueryArgs::local(vec![st.grpc_addr.to_string()], args.grpc_address, args.http_address);
+    let mut qargs = QueryArgs::local(
+        vec![st.grpc_addr.to_string()],
+        args.grpc_address,
+        args.http_address,
+    );
     qargs.policies_cache_dir = Some(args.data_dir.join("plugin-cache"));
     let (q, query_task) = query::start(&qargs, Metrics::new(), stop()).await?;
-    println!("Sluice is up ({blocks} demo blocks in {}).", bucket.display());
+    println!(
+        "Sluice is up ({blocks} demo blocks in {}).",
+        bucket.display()
+    );
     println!("  Prometheus HTTP API: http://{}/api/v1/", q.http_addr);
-    println!("  try:                 curl -s 'http://{}/api/v1/series?match[]=up'", q.http_addr);
-    println!("  stores:              http://{}/api/v1/stores", q.http_addr);
-    println!("  StoreAPI (gRPC):     {}   (thanos query --endpoint={} works too)", q.grpc_addr, q.grpc_addr);
+    println!(
+        "  try:                 curl -s 'http://{}/api/v1/series?match[]=up'",
+        q.http_addr
+    );
+    println!(
+        "  stores:              http://{}/api/v1/stores",
+        q.http_addr
+    );
+    println!(
+        "  StoreAPI (gRPC):     {}   (thanos query --endpoint={} works too)",
+        q.grpc_addr, q.grpc_addr
+    );
     println!("  metrics:             http://{}/metrics", q.http_addr);
     println!("Press Ctrl-C to stop.");
     super::shutdown_signal().await;
@@ -221,12 +292,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let n = ensure_demo_data(dir.path(), 3).unwrap();
         assert!(n >= 4, "two replicas x at least two blocks, got {n}");
-        assert_eq!(ensure_demo_data(dir.path(), 3).unwrap(), n, "re-running reuses the data");
+        assert_eq!(
+            ensure_demo_data(dir.path(), 3).unwrap(),
+            n,
+            "re-running reuses the data"
+        );
         let a = demo_series("A", 0, 3 * 3_600_000);
         let b = demo_series("B", 0, 3 * 3_600_000);
-        let up = |s: &[Series]| s.iter().find(|(l, _)| l.iter().any(|(k, v)| k == "__name__" && v == "up")).map(|(_, s)| s.len()).unwrap();
+        let up = |s: &[Series]| {
+            s.iter()
+                .find(|(l, _)| l.iter().any(|(k, v)| k == "__name__" && v == "up"))
+                .map(|(_, s)| s.len())
+                .unwrap()
+        };
         assert_eq!(up(&a) - up(&b), 80, "replica B misses 20 minutes at 15s");
-        let c = &a.iter().find(|(l, _)| l.iter().any(|(k, v)| k == "code" && v == "200")).unwrap().1;
+        let c = &a
+            .iter()
+            .find(|(l, _)| l.iter().any(|(k, v)| k == "code" && v == "200"))
+            .unwrap()
+            .1;
         assert!(c.windows(2).any(|w| w[1].1 < w[0].1), "the counter resets");
     }
 }

@@ -62,7 +62,10 @@ pub struct Endpoint {
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint").field("address", &self.address).field("strict", &self.strict).finish()
+        f.debug_struct("Endpoint")
+            .field("address", &self.address)
+            .field("strict", &self.strict)
+            .finish()
     }
 }
 
@@ -81,7 +84,13 @@ impl Endpoint {
             state.min_time = i64::MIN;
             state.max_time = i64::MAX;
         }
-        Ok(Endpoint { address: target.address.clone(), strict: target.strict, channel, state: RwLock::new(state), open_streams: AtomicI64::new(0) })
+        Ok(Endpoint {
+            address: target.address.clone(),
+            strict: target.strict,
+            channel,
+            state: RwLock::new(state),
+            open_streams: AtomicI64::new(0),
+        })
     }
 
     /// The last known state.
@@ -124,7 +133,11 @@ impl Endpoint {
                 Ok(())
             }
             Ok(Err(status)) => {
-                let e = format!("Info call failed: {}: {}", crate::metrics::code_name(status.code()), status.message());
+                let e = format!(
+                    "Info call failed: {}: {}",
+                    crate::metrics::code_name(status.code()),
+                    status.message()
+                );
                 s.last_error = Some(e.clone());
                 Err(e)
             }
@@ -146,7 +159,11 @@ impl Endpoint {
             return true;
         }
         // Skip the endpoint when every label set contradicts some matcher.
-        s.label_sets.iter().any(|ls| matchers.iter().all(|m| ls.get(&m.name).is_none_or(|v| m.matches(v))))
+        s.label_sets.iter().any(|ls| {
+            matchers
+                .iter()
+                .all(|m| ls.get(&m.name).is_none_or(|v| m.matches(v)))
+        })
     }
 }
 
@@ -159,13 +176,19 @@ pub struct EndpointSet {
 
 impl std::fmt::Debug for EndpointSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EndpointSet").field("discovery", &self.discovery).finish()
+        f.debug_struct("EndpointSet")
+            .field("discovery", &self.discovery)
+            .finish()
     }
 }
 
 impl EndpointSet {
     pub fn new(discovery: Discovery, opts: EndpointSetOptions) -> Arc<Self> {
-        Arc::new(EndpointSet { discovery, opts, endpoints: RwLock::new(BTreeMap::new()) })
+        Arc::new(EndpointSet {
+            discovery,
+            opts,
+            endpoints: RwLock::new(BTreeMap::new()),
+        })
     }
 
     pub fn options(&self) -> &EndpointSetOptions {
@@ -200,7 +223,10 @@ impl EndpointSet {
         }
         let results = futures::future::join_all(checks).await;
         let mut next = BTreeMap::new();
-        let was: BTreeMap<String, Arc<Endpoint>> = current.into_iter().map(|e| (e.address.clone(), e)).collect();
+        let was: BTreeMap<String, Arc<Endpoint>> = current
+            .into_iter()
+            .map(|e| (e.address.clone(), e))
+            .collect();
         for (ep, r) in results {
             let known = was.contains_key(&ep.address);
             match r {
@@ -214,7 +240,9 @@ impl EndpointSet {
                     tracing::warn!(address = %ep.address, error = %e, "strict endpoint unhealthy; still queried");
                     next.insert(ep.address.clone(), ep);
                 }
-                Err(e) if !known => tracing::warn!(address = %ep.address, error = %e, "new endpoint failed its first check; not added"),
+                Err(e) if !known => {
+                    tracing::warn!(address = %ep.address, error = %e, "new endpoint failed its first check; not added")
+                }
                 Err(e) => {
                     let stale = ep
                         .state
@@ -254,17 +282,28 @@ impl EndpointSet {
 
     /// Series streams open right now across all endpoints (leak checks).
     pub fn open_streams(&self) -> i64 {
-        self.all().iter().map(|e| e.open_streams.load(std::sync::atomic::Ordering::Relaxed)).sum()
+        self.all()
+            .iter()
+            .map(|e| e.open_streams.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
     }
 
     /// Every endpoint in the set.
     pub fn all(&self) -> Vec<Arc<Endpoint>> {
-        self.endpoints.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.endpoints
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Endpoints to query: healthy ones, and strict ones regardless.
     pub fn queryable(&self) -> Vec<Arc<Endpoint>> {
-        self.all().into_iter().filter(|e| e.strict || e.healthy()).collect()
+        self.all()
+            .into_iter()
+            .filter(|e| e.strict || e.healthy())
+            .collect()
     }
 
     /// Union of the queryable endpoints' label sets and time range.
@@ -290,8 +329,15 @@ impl EndpointSet {
         let mut by_type: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
         for e in self.all() {
             let s = e.state();
-            let kind = if s.component_type.is_empty() { "unknown".to_string() } else { s.component_type.clone() };
-            let ts = |t: Option<SystemTime>| t.map(rfc3339).unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+            let kind = if s.component_type.is_empty() {
+                "unknown".to_string()
+            } else {
+                s.component_type.clone()
+            };
+            let ts = |t: Option<SystemTime>| {
+                t.map(rfc3339)
+                    .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+            };
             by_type.entry(kind).or_default().push(serde_json::json!({
                 "name": e.address,
                 "lastCheck": ts(s.last_check),
@@ -310,7 +356,10 @@ impl EndpointSet {
 
 /// RFC 3339 (UTC, second precision) without a date library.
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm, public domain arithmetic).
     let z = days + 719_468;
@@ -323,7 +372,12 @@ pub fn rfc3339(t: SystemTime) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -332,7 +386,10 @@ mod tests {
 
     #[test]
     fn rfc3339_formats() {
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_069_000)), "2024-01-01T00:30:00Z");
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_069_000)),
+            "2024-01-01T00:30:00Z"
+        );
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
     }
 }

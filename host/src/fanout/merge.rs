@@ -10,8 +10,8 @@ use std::time::Duration;
 use sluice_proto::MAX_GRPC_MESSAGE_SIZE;
 use sluice_proto::thanos::store_client::StoreClient;
 use sluice_proto::thanos::{
-    AggrChunk, Label as PbLabel, LabelNamesRequest, LabelValuesRequest, PartialResponseStrategy, Series, SeriesRequest,
-    series_response,
+    AggrChunk, Label as PbLabel, LabelNamesRequest, LabelValuesRequest, PartialResponseStrategy,
+    Series, SeriesRequest, series_response,
 };
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -64,25 +64,47 @@ impl Drop for OpenStream {
 }
 
 /// Reads one endpoint's Series stream into `tx`, one series per item.
-async fn pump(ep: Arc<Endpoint>, mut req: SeriesRequest, response_timeout: Duration, tx: mpsc::Sender<Frame>) {
+async fn pump(
+    ep: Arc<Endpoint>,
+    mut req: SeriesRequest,
+    response_timeout: Duration,
+    tx: mpsc::Sender<Frame>,
+) {
     ep.open_streams.fetch_add(1, AtomicOrdering::Relaxed);
     let _open = OpenStream(ep.clone());
     let addr = ep.address.clone();
-    let strip = if !ep.state().supports_without_replica_labels && !req.without_replica_labels.is_empty() {
-        std::mem::take(&mut req.without_replica_labels)
-    } else {
-        Vec::new()
+    let strip =
+        if !ep.state().supports_without_replica_labels && !req.without_replica_labels.is_empty() {
+            std::mem::take(&mut req.without_replica_labels)
+        } else {
+            Vec::new()
+        };
+    let wait = |d: Duration| {
+        if d.is_zero() {
+            Duration::from_secs(365 * 86_400)
+        } else {
+            d
+        }
     };
-    let wait = |d: Duration| if d.is_zero() { Duration::from_secs(365 * 86_400) } else { d };
-    let mut client = StoreClient::new(ep.channel.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
+    let mut client =
+        StoreClient::new(ep.channel.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
     let mut stream = match tokio::time::timeout(wait(response_timeout), client.series(req)).await {
         Ok(Ok(r)) => r.into_inner(),
         Ok(Err(s)) => {
-            let _ = tx.send(Frame::Error(format!("endpoint {addr}: {}", status_text(&s)))).await;
+            let _ = tx
+                .send(Frame::Error(format!(
+                    "endpoint {addr}: {}",
+                    status_text(&s)
+                )))
+                .await;
             return;
         }
         Err(_) => {
-            let _ = tx.send(Frame::Error(format!("endpoint {addr}: no response within {response_timeout:?}"))).await;
+            let _ = tx
+                .send(Frame::Error(format!(
+                    "endpoint {addr}: no response within {response_timeout:?}"
+                )))
+                .await;
             return;
         }
     };
@@ -96,7 +118,12 @@ async fn pump(ep: Arc<Endpoint>, mut req: SeriesRequest, response_timeout: Durat
             Ok(Ok(Some(m))) => m,
             Ok(Ok(None)) => break,
             Ok(Err(s)) => {
-                let _ = tx.send(Frame::Error(format!("endpoint {addr}: {}", status_text(&s)))).await;
+                let _ = tx
+                    .send(Frame::Error(format!(
+                        "endpoint {addr}: {}",
+                        status_text(&s)
+                    )))
+                    .await;
                 return;
             }
             Err(_) => {
@@ -108,7 +135,11 @@ async fn pump(ep: Arc<Endpoint>, mut req: SeriesRequest, response_timeout: Durat
             Some(series_response::Result::Series(s)) => vec![s],
             Some(series_response::Result::Batch(b)) => b.series,
             Some(series_response::Result::Warning(w)) => {
-                if tx.send(Frame::Warning(format!("endpoint {addr}: {w}"))).await.is_err() {
+                if tx
+                    .send(Frame::Warning(format!("endpoint {addr}: {w}")))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
@@ -166,25 +197,59 @@ impl Ord for Head {
 /// Identity of a chunk for "already seen": its range and sub-chunk hashes.
 fn chunk_key(c: &AggrChunk) -> (i64, i64, [u64; 6]) {
     let h = |x: &Option<sluice_proto::thanos::Chunk>| {
-        x.as_ref().map(|c| if c.hash != 0 { c.hash } else { xxhash_rust::xxh64::xxh64(&c.data, 0) }).unwrap_or(0)
+        x.as_ref()
+            .map(|c| {
+                if c.hash != 0 {
+                    c.hash
+                } else {
+                    xxhash_rust::xxh64::xxh64(&c.data, 0)
+                }
+            })
+            .unwrap_or(0)
     };
-    (c.min_time, c.max_time, [h(&c.raw), h(&c.count), h(&c.sum), h(&c.min), h(&c.max), h(&c.counter)])
+    (
+        c.min_time,
+        c.max_time,
+        [
+            h(&c.raw),
+            h(&c.count),
+            h(&c.sum),
+            h(&c.min),
+            h(&c.max),
+            h(&c.counter),
+        ],
+    )
 }
 
 /// Fans `req` out to every matching endpoint and sends the merged stream to
 /// `out`. Under ABORT the first endpoint failure (or warning) ends the call
 /// with an error; under WARN it becomes a warning and the others continue.
-pub async fn series(set: &EndpointSet, req: ProxyRequest, out: mpsc::Sender<Result<FanoutItem, Status>>) {
+pub async fn series(
+    set: &EndpointSet,
+    req: ProxyRequest,
+    out: mpsc::Sender<Result<FanoutItem, Status>>,
+) {
     let r = &req.request;
-    let eps: Vec<Arc<Endpoint>> = set.queryable().into_iter().filter(|e| e.matches(r.min_time, r.max_time, &req.matchers)).collect();
+    let eps: Vec<Arc<Endpoint>> = set
+        .queryable()
+        .into_iter()
+        .filter(|e| e.matches(r.min_time, r.max_time, &req.matchers))
+        .collect();
     if eps.is_empty() {
-        let _ = out.send(Ok(FanoutItem::Warning("No StoreAPIs matched for this query".into()))).await;
+        let _ = out
+            .send(Ok(FanoutItem::Warning(
+                "No StoreAPIs matched for this query".into(),
+            )))
+            .await;
         return;
     }
     let mut forwarded = req.request.clone();
     forwarded.response_batch_size = 64;
-    forwarded.partial_response_strategy =
-        if req.partial_response { PartialResponseStrategy::Warn as i32 } else { PartialResponseStrategy::Abort as i32 };
+    forwarded.partial_response_strategy = if req.partial_response {
+        PartialResponseStrategy::Warn as i32
+    } else {
+        PartialResponseStrategy::Abort as i32
+    };
     let timeout = set.options().response_timeout;
     let mut rxs = Vec::with_capacity(eps.len());
     for ep in eps {
@@ -201,7 +266,9 @@ pub async fn series(set: &EndpointSet, req: ProxyRequest, out: mpsc::Sender<Resu
         out: &mpsc::Sender<Result<FanoutItem, Status>>,
     ) -> Result<Option<Series>, ()> {
         loop {
-            let Some(rx) = rxs[i].as_mut() else { return Ok(None) };
+            let Some(rx) = rxs[i].as_mut() else {
+                return Ok(None);
+            };
             match rx.recv().await {
                 Some(Frame::Series(s)) => return Ok(Some(s)),
                 Some(Frame::Warning(w)) | Some(Frame::Error(w)) if partial => {
@@ -233,8 +300,12 @@ pub async fn series(set: &EndpointSet, req: ProxyRequest, out: mpsc::Sender<Resu
         let mut refill = vec![idx];
         let mut seen: Option<HashSet<(i64, i64, [u64; 6])>> = None;
         // Merge every head with the same label set into this series.
-        while heap.peek().is_some_and(|Reverse(h)| compare_pb_labels(&h.series.labels, &series.labels) == Ordering::Equal) {
-            let Some(Reverse(other)) = heap.pop() else { break };
+        while heap.peek().is_some_and(|Reverse(h)| {
+            compare_pb_labels(&h.series.labels, &series.labels) == Ordering::Equal
+        }) {
+            let Some(Reverse(other)) = heap.pop() else {
+                break;
+            };
             let seen = seen.get_or_insert_with(|| series.chunks.iter().map(chunk_key).collect());
             for c in other.series.chunks {
                 if seen.insert(chunk_key(&c)) {
@@ -250,8 +321,11 @@ pub async fn series(set: &EndpointSet, req: ProxyRequest, out: mpsc::Sender<Resu
             i += 1;
             loop {
                 match next(&mut rxs, e, req.partial_response, &out).await {
-                    Ok(Some(s)) if compare_pb_labels(&s.labels, &series.labels) == Ordering::Equal => {
-                        let seen = seen.get_or_insert_with(|| series.chunks.iter().map(chunk_key).collect());
+                    Ok(Some(s))
+                        if compare_pb_labels(&s.labels, &series.labels) == Ordering::Equal =>
+                    {
+                        let seen = seen
+                            .get_or_insert_with(|| series.chunks.iter().map(chunk_key).collect());
                         for c in s.chunks {
                             if seen.insert(chunk_key(&c)) {
                                 series.chunks.push(c);
@@ -277,29 +351,69 @@ pub async fn series(set: &EndpointSet, req: ProxyRequest, out: mpsc::Sender<Resu
 }
 
 /// Sorted, unique label names over every matching endpoint, plus warnings.
-pub async fn label_names(set: &EndpointSet, req: LabelNamesRequest, matchers: &[Matcher], partial: bool) -> Result<(Vec<String>, Vec<String>), Status> {
-    let eps: Vec<Arc<Endpoint>> = set.queryable().into_iter().filter(|e| e.matches(req.start, req.end, matchers)).collect();
+pub async fn label_names(
+    set: &EndpointSet,
+    req: LabelNamesRequest,
+    matchers: &[Matcher],
+    partial: bool,
+) -> Result<(Vec<String>, Vec<String>), Status> {
+    let eps: Vec<Arc<Endpoint>> = set
+        .queryable()
+        .into_iter()
+        .filter(|e| e.matches(req.start, req.end, matchers))
+        .collect();
     let calls = eps.into_iter().map(|ep| {
         let req = req.clone();
         async move {
-            let mut c = StoreClient::new(ep.channel.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
-            (ep.address.clone(), c.label_names(req).await.map(|r| r.into_inner()))
+            let mut c = StoreClient::new(ep.channel.clone())
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
+            (
+                ep.address.clone(),
+                c.label_names(req).await.map(|r| r.into_inner()),
+            )
         }
     });
-    collect_strings(futures::future::join_all(calls).await.into_iter().map(|(a, r)| (a, r.map(|r| (r.names, r.warnings)))), partial, req.limit)
+    collect_strings(
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|(a, r)| (a, r.map(|r| (r.names, r.warnings)))),
+        partial,
+        req.limit,
+    )
 }
 
 /// Sorted, unique values of one label over every matching endpoint.
-pub async fn label_values(set: &EndpointSet, req: LabelValuesRequest, matchers: &[Matcher], partial: bool) -> Result<(Vec<String>, Vec<String>), Status> {
-    let eps: Vec<Arc<Endpoint>> = set.queryable().into_iter().filter(|e| e.matches(req.start, req.end, matchers)).collect();
+pub async fn label_values(
+    set: &EndpointSet,
+    req: LabelValuesRequest,
+    matchers: &[Matcher],
+    partial: bool,
+) -> Result<(Vec<String>, Vec<String>), Status> {
+    let eps: Vec<Arc<Endpoint>> = set
+        .queryable()
+        .into_iter()
+        .filter(|e| e.matches(req.start, req.end, matchers))
+        .collect();
     let calls = eps.into_iter().map(|ep| {
         let req = req.clone();
         async move {
-            let mut c = StoreClient::new(ep.channel.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
-            (ep.address.clone(), c.label_values(req).await.map(|r| r.into_inner()))
+            let mut c = StoreClient::new(ep.channel.clone())
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
+            (
+                ep.address.clone(),
+                c.label_values(req).await.map(|r| r.into_inner()),
+            )
         }
     });
-    collect_strings(futures::future::join_all(calls).await.into_iter().map(|(a, r)| (a, r.map(|r| (r.values, r.warnings)))), partial, req.limit)
+    collect_strings(
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|(a, r)| (a, r.map(|r| (r.values, r.warnings)))),
+        partial,
+        req.limit,
+    )
 }
 
 fn collect_strings(
@@ -316,7 +430,12 @@ fn collect_strings(
                 warnings.extend(w.into_iter().map(|w| format!("endpoint {addr}: {w}")));
             }
             Err(s) if partial => warnings.push(format!("endpoint {addr}: {}", status_text(&s))),
-            Err(s) => return Err(Status::aborted(format!("endpoint {addr}: {}", status_text(&s)))),
+            Err(s) => {
+                return Err(Status::aborted(format!(
+                    "endpoint {addr}: {}",
+                    status_text(&s)
+                )));
+            }
         }
     }
     let mut v: Vec<String> = all.into_iter().collect();

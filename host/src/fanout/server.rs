@@ -12,8 +12,9 @@ use sluice_proto::thanos::info::info_server::{Info, InfoServer};
 use sluice_proto::thanos::info::{InfoRequest as InfoReq, InfoResponse as InfoResp, StoreInfo};
 use sluice_proto::thanos::store_server::{Store, StoreServer};
 use sluice_proto::thanos::{
-    InfoRequest, InfoResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
-    PartialResponseStrategy, SeriesBatch, SeriesRequest, SeriesResponse, StoreType, ZLabelSet, series_response,
+    InfoRequest, InfoResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, PartialResponseStrategy, SeriesBatch, SeriesRequest, SeriesResponse,
+    StoreType, ZLabelSet, series_response,
 };
 use tonic::{Code, Request, Response, Status};
 
@@ -41,20 +42,38 @@ fn abort(disabled: bool, strategy: i32) -> bool {
 
 impl ProxyStore {
     pub fn new(set: Arc<EndpointSet>, metrics: &Metrics) -> Self {
-        ProxyStore { set, metrics: GrpcMetrics::new(metrics) }
+        ProxyStore {
+            set,
+            metrics: GrpcMetrics::new(metrics),
+        }
     }
 
     pub fn store_server(&self) -> StoreServer<ProxyStore> {
-        StoreServer::new(self.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE).max_encoding_message_size(MAX_GRPC_MESSAGE_SIZE)
+        StoreServer::new(self.clone())
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE_SIZE)
     }
 
     pub fn info_server(&self) -> InfoServer<ProxyStore> {
-        InfoServer::new(self.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE).max_encoding_message_size(MAX_GRPC_MESSAGE_SIZE)
+        InfoServer::new(self.clone())
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE_SIZE)
     }
 
-    fn done<T>(&self, method: &str, start: Instant, r: Result<T, Status>) -> Result<Response<T>, Status> {
+    fn done<T>(
+        &self,
+        method: &str,
+        start: Instant,
+        r: Result<T, Status>,
+    ) -> Result<Response<T>, Status> {
         let code = r.as_ref().err().map(Status::code).unwrap_or(Code::Ok);
-        self.metrics.handled("thanos.Store", method, "unary", code, start.elapsed().as_secs_f64());
+        self.metrics.handled(
+            "thanos.Store",
+            method,
+            "unary",
+            code,
+            start.elapsed().as_secs_f64(),
+        );
         r.map(Response::new)
     }
 }
@@ -65,16 +84,26 @@ type SeriesStream = Pin<Box<dyn Stream<Item = Result<SeriesResponse, Status>> + 
 impl Store for ProxyStore {
     type SeriesStream = SeriesStream;
 
-    async fn series(&self, request: Request<SeriesRequest>) -> Result<Response<SeriesStream>, Status> {
-        self.metrics.started("thanos.Store", "Series", "server_stream");
+    async fn series(
+        &self,
+        request: Request<SeriesRequest>,
+    ) -> Result<Response<SeriesStream>, Status> {
+        self.metrics
+            .started("thanos.Store", "Series", "server_stream");
         let r = request.into_inner();
         let matchers = matchers_from_pb(&r.matchers).map_err(|e| status(&e))?;
         if matchers.is_empty() {
-            return Err(Status::invalid_argument("no matchers specified (excluding selector labels)"));
+            return Err(Status::invalid_argument(
+                "no matchers specified (excluding selector labels)",
+            ));
         }
         let batch = usize::try_from(r.response_batch_size).unwrap_or(1);
         let partial = !abort(r.partial_response_disabled, r.partial_response_strategy);
-        let preq = ProxyRequest { request: r, matchers, partial_response: partial };
+        let preq = ProxyRequest {
+            request: r,
+            matchers,
+            partial_response: partial,
+        };
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         let set = self.set.clone();
         tokio::spawn(async move { super::series(&set, preq, tx).await });
@@ -83,7 +112,9 @@ impl Store for ProxyStore {
             let mut pending: Vec<sluice_proto::thanos::Series> = Vec::new();
             let flush = |pending: &mut Vec<sluice_proto::thanos::Series>| {
                 let series = std::mem::take(pending);
-                SeriesResponse { result: Some(series_response::Result::Batch(SeriesBatch { series })) }
+                SeriesResponse {
+                    result: Some(series_response::Result::Batch(SeriesBatch { series })),
+                }
             };
             while let Some(item) = rx.recv().await {
                 let frame = match item {
@@ -94,8 +125,12 @@ impl Store for ProxyStore {
                         }
                         Ok(flush(&mut pending))
                     }
-                    Ok(FanoutItem::Series(s)) => Ok(SeriesResponse { result: Some(series_response::Result::Series(s)) }),
-                    Ok(FanoutItem::Warning(w)) => Ok(SeriesResponse { result: Some(series_response::Result::Warning(w)) }),
+                    Ok(FanoutItem::Series(s)) => Ok(SeriesResponse {
+                        result: Some(series_response::Result::Series(s)),
+                    }),
+                    Ok(FanoutItem::Warning(w)) => Ok(SeriesResponse {
+                        result: Some(series_response::Result::Warning(w)),
+                    }),
                     Err(e) => Err(e),
                 };
                 if otx.send(frame).await.is_err() {
@@ -106,30 +141,46 @@ impl Store for ProxyStore {
                 let _ = otx.send(Ok(flush(&mut pending))).await;
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(orx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(orx),
+        )))
     }
 
-    async fn label_names(&self, request: Request<LabelNamesRequest>) -> Result<Response<LabelNamesResponse>, Status> {
+    async fn label_names(
+        &self,
+        request: Request<LabelNamesRequest>,
+    ) -> Result<Response<LabelNamesResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
         let res = async {
             let ms = matchers_from_pb(&r.matchers).map_err(|e| status(&e))?;
             let partial = !abort(r.partial_response_disabled, r.partial_response_strategy);
             let (names, warnings) = super::label_names(&self.set, r, &ms, partial).await?;
-            Ok(LabelNamesResponse { names, warnings, hints: None })
+            Ok(LabelNamesResponse {
+                names,
+                warnings,
+                hints: None,
+            })
         }
         .await;
         self.done("LabelNames", start, res)
     }
 
-    async fn label_values(&self, request: Request<LabelValuesRequest>) -> Result<Response<LabelValuesResponse>, Status> {
+    async fn label_values(
+        &self,
+        request: Request<LabelValuesRequest>,
+    ) -> Result<Response<LabelValuesResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
         let res = async {
             let ms = matchers_from_pb(&r.matchers).map_err(|e| status(&e))?;
             let partial = !abort(r.partial_response_disabled, r.partial_response_strategy);
             let (values, warnings) = super::label_values(&self.set, r, &ms, partial).await?;
-            Ok(LabelValuesResponse { values, warnings, hints: None })
+            Ok(LabelValuesResponse {
+                values,
+                warnings,
+                hints: None,
+            })
         }
         .await;
         self.done("LabelValues", start, res)
@@ -143,7 +194,12 @@ impl Store for ProxyStore {
             min_time,
             max_time,
             store_type: StoreType::Query as i32,
-            label_sets: sets.iter().map(|s| ZLabelSet { labels: to_pb_labels(s) }).collect(),
+            label_sets: sets
+                .iter()
+                .map(|s| ZLabelSet {
+                    labels: to_pb_labels(s),
+                })
+                .collect(),
         });
         self.done("Info", start, res)
     }
@@ -155,7 +211,12 @@ impl Info for ProxyStore {
         let start = Instant::now();
         let (min_time, max_time, sets) = self.set.info();
         let res = Ok(InfoResp {
-            label_sets: sets.iter().map(|s| ZLabelSet { labels: to_pb_labels(s) }).collect(),
+            label_sets: sets
+                .iter()
+                .map(|s| ZLabelSet {
+                    labels: to_pb_labels(s),
+                })
+                .collect(),
             component_type: "query".into(),
             store: Some(StoreInfo {
                 min_time,
@@ -168,7 +229,13 @@ impl Info for ProxyStore {
             ..Default::default()
         });
         let code = Code::Ok;
-        self.metrics.handled("thanos.info.Info", "Info", "unary", code, start.elapsed().as_secs_f64());
+        self.metrics.handled(
+            "thanos.info.Info",
+            "Info",
+            "unary",
+            code,
+            start.elapsed().as_secs_f64(),
+        );
         res.map(Response::new)
     }
 }

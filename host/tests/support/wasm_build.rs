@@ -46,10 +46,16 @@ const DROP: &[&str] = &[
 pub fn cargo_build_wasm(manifest: &Path, target_dir: &Path) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--target", WASM_TARGET, "--manifest-path"])
-        .arg(manifest)
-        .arg("--target-dir")
-        .arg(target_dir);
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        WASM_TARGET,
+        "--manifest-path",
+    ])
+    .arg(manifest)
+    .arg("--target-dir")
+    .arg(target_dir);
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         let cargo_setting = (key.starts_with("CARGO_") || key.starts_with("__CARGO"))
@@ -64,7 +70,9 @@ pub fn cargo_build_wasm(manifest: &Path, target_dir: &Path) -> Result<PathBuf, S
         .map_err(|e| format!("running cargo for {}: {e}", manifest.display()))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        let hint = if stderr.contains("may not be installed") || stderr.contains("can't find crate for `core`") {
+        let hint = if stderr.contains("may not be installed")
+            || stderr.contains("can't find crate for `core`")
+        {
             format!("\nfix: rustup target add {WASM_TARGET}")
         } else {
             String::new()
