@@ -38,16 +38,22 @@ impl OpenMetrics {
     }
 }
 
-enum Kind {
+/// Metric type of a [`Family`].
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// Rendered as `<name>_total` samples under `# TYPE <name> counter`.
     Counter,
     Gauge,
 }
 
-struct Family {
-    name: &'static str,
-    kind: Kind,
-    help: &'static str,
-    series: Vec<(Labels, Vec<(String, String)>)>,
+/// One metric family of a generated OpenMetrics file: its series (labels without `__name__`) and their samples as
+/// (timestamp text, value text), rendered by [`om_timestamp`] and [`om_value`].
+#[derive(Debug, Clone)]
+pub struct Family {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    pub series: Vec<(Labels, Vec<(String, String)>)>,
 }
 
 /// OpenMetrics text for a value: `NaN`, `+Inf`, `-Inf`, or Rust's shortest round-trip form (which Go parses to
@@ -261,7 +267,8 @@ pub fn demo_openmetrics() -> Result<OpenMetrics> {
     render(&families)
 }
 
-fn render(families: &[Family]) -> Result<OpenMetrics> {
+/// Renders families as an OpenMetrics file and computes what promtool will store for it.
+pub fn render(families: &[Family]) -> Result<OpenMetrics> {
     let mut text = String::new();
     let mut series = SeriesMap::new();
     for f in families {
@@ -292,6 +299,116 @@ fn render(families: &[Family]) -> Result<OpenMetrics> {
         );
     }
     Ok(OpenMetrics { text, series })
+}
+
+/// Which copy of the HA pair's data [`ha_openmetrics`] renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaReplica {
+    /// Every scrape, for the whole window.
+    A,
+    /// The same scrapes (same timestamps, same values) but for a 20-minute outage at [T0+180m, T0+200m).
+    B,
+}
+
+/// Sample indexes replica B misses: [T0+180m, T0+200m).
+pub const HA_GAP: std::ops::Range<i64> = 720..800;
+
+/// What one Prometheus of the HA pair of cluster "a" scraped over the fixture window (6 h, every 15 s): `up` of
+/// three targets (host-2 down for 10 minutes), and `http_requests_total` of two API servers with a counter reset.
+/// The series carry no replica label; the pair is told apart by the external labels of their blocks.
+pub fn ha_openmetrics(replica: HaReplica) -> Result<OpenMetrics> {
+    let keep = |i: i64| replica == HaReplica::A || !HA_GAP.contains(&i);
+    let ts = |i: i64| om_timestamp((T0 + i * STEP_S) * 1000);
+    let mut up = Family {
+        name: "up",
+        kind: Kind::Gauge,
+        help: "Whether the target answered its last scrape.",
+        series: Vec::new(),
+    };
+    for (job, instance) in [("api", "host-1:8080"), ("api", "host-2:8080"), ("node", "host-1:9100")] {
+        let samples = (0..REGULAR_SAMPLES)
+            .filter(|i| keep(*i))
+            .map(|i| {
+                let down = instance == "host-2:8080" && (300..340).contains(&i);
+                (ts(i), om_value(if down { 0.0 } else { 1.0 }))
+            })
+            .collect();
+        up.series.push((labels(&[("job", job), ("instance", instance)]), samples));
+    }
+    let mut req = Family {
+        name: "http_requests",
+        kind: Kind::Counter,
+        help: "Requests served.",
+        series: Vec::new(),
+    };
+    for (n, instance) in ["host-1:8080", "host-2:8080"].into_iter().enumerate() {
+        let mut v = 0.0f64;
+        let mut samples = Vec::new();
+        for i in 0..REGULAR_SAMPLES {
+            if i == 500 + 100 * n as i64 {
+                v = 3.0;
+            } else if i > 0 {
+                v += 10.0 + ((i * (n as i64 + 3)) % 11) as f64;
+            }
+            if keep(i) {
+                samples.push((ts(i), om_value(v)));
+            }
+        }
+        req.series.push((labels(&[("job", "api"), ("instance", instance)]), samples));
+    }
+    render(&[up, req])
+}
+
+/// What the single Prometheus of cluster "b" scraped over the same window: `up` of an API server and a database,
+/// and a database gauge.
+pub fn other_cluster_openmetrics() -> Result<OpenMetrics> {
+    let ts = |i: i64| om_timestamp((T0 + i * STEP_S) * 1000);
+    let up = Family {
+        name: "up",
+        kind: Kind::Gauge,
+        help: "Whether the target answered its last scrape.",
+        series: [("api", "b-host-1:8080"), ("db", "db-1:9187")]
+            .into_iter()
+            .map(|(job, instance)| {
+                let s = (0..REGULAR_SAMPLES).map(|i| (ts(i), om_value(1.0))).collect();
+                (labels(&[("job", job), ("instance", instance)]), s)
+            })
+            .collect(),
+    };
+    let conns = Family {
+        name: "pg_connections",
+        kind: Kind::Gauge,
+        help: "Open database connections.",
+        series: vec![(
+            labels(&[("job", "db"), ("instance", "db-1:9187")]),
+            (0..REGULAR_SAMPLES)
+                .map(|i| (ts(i), om_value((40 + (i * 7) % 23) as f64)))
+                .collect(),
+        )],
+    };
+    render(&[up, conns])
+}
+
+/// `series` series `bulk_series{idx="000042", pad="000042-000042-…"}` (`pad` about `pad_len` bytes), one sample
+/// each at T0: a fixture whose Series response is many megabytes of labels, so a stream over it can be cut in
+/// the middle.
+pub fn bulk_openmetrics(series: usize, pad_len: usize) -> Result<OpenMetrics> {
+    let samples = (0..series)
+        .map(|i| {
+            let idx = format!("{i:06}");
+            let pad = format!("{idx}-").repeat(pad_len / 7 + 1);
+            (
+                labels(&[("idx", &idx), ("pad", &pad)]),
+                vec![(om_timestamp(T0_MS), om_value(i as f64))],
+            )
+        })
+        .collect();
+    render(&[Family {
+        name: "bulk_series",
+        kind: Kind::Gauge,
+        help: "Padding.",
+        series: samples,
+    }])
 }
 
 /// A block directory written by promtool, with its meta.json.
@@ -540,7 +657,11 @@ pub struct Fixture {
 impl Fixture {
     /// Generates the demo fixture in `work` (created if missing).
     pub fn create(work: &Path) -> Result<Fixture> {
-        let openmetrics = demo_openmetrics()?;
+        Self::from_openmetrics(demo_openmetrics()?, work)
+    }
+
+    /// Turns a generated OpenMetrics file into promtool blocks in `work` and dumps them.
+    pub fn from_openmetrics(openmetrics: OpenMetrics, work: &Path) -> Result<Fixture> {
         let blocks = create_blocks(&openmetrics, work)?;
         let dump = dump_blocks(&blocks, work)?;
         Ok(Fixture {

@@ -18,47 +18,43 @@ use tonic::transport::Channel;
 
 use crate::tools;
 
-/// How long a store may take to print its listening line.
+/// How long a process may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A running `sluice store`.
-pub struct SluiceStore {
+/// A running `sluice <subcommand>` that prints `sluice <subcommand> listening grpc=ADDR http=ADDR` on stdout:
+/// the shared half of [`SluiceStore`] and [`SluiceQuery`].
+pub struct SluiceProcess {
+    kind: &'static str,
     child: Child,
     pub grpc: SocketAddr,
     pub http: SocketAddr,
-    /// Holds objstore.yml, the local data dir and the logs; removed on drop.
+    /// Holds the config files, data dir and logs; removed on drop.
     dir: TempDir,
     http_client: reqwest::Client,
 }
 
-impl std::fmt::Debug for SluiceStore {
+impl std::fmt::Debug for SluiceProcess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SluiceStore")
+        f.debug_struct("SluiceProcess")
+            .field("kind", &self.kind)
             .field("grpc", &self.grpc)
             .field("http", &self.http)
             .finish()
     }
 }
 
-impl SluiceStore {
-    /// Starts `sluice store --objstore.config-file=<objstore_yaml> --grpc-address=127.0.0.1:0
-    /// --http-address=127.0.0.1:0 --data-dir=<tmp>` plus `extra` flags, and waits for its listening line (not for
-    /// readiness: see [`SluiceStore::wait_ready`]).
-    pub fn start(objstore_yaml: &str, extra: &[&str]) -> Result<SluiceStore> {
+impl SluiceProcess {
+    /// Starts `sluice <kind> --grpc-address=127.0.0.1:0 --http-address=127.0.0.1:0 <args>` with `dir` as its
+    /// working directory (logs go there) and waits for its listening line.
+    fn spawn(kind: &'static str, args: &[String], dir: TempDir) -> Result<SluiceProcess> {
         let bin = tools::sluice_bin()?;
-        let dir = tempfile::Builder::new().prefix("sluice-store-").tempdir()?;
-        let cfg = dir.path().join("objstore.yml");
-        fs::write(&cfg, objstore_yaml)?;
-        let data = dir.path().join("data");
-        fs::create_dir_all(&data)?;
         let stderr = File::create(dir.path().join("stderr.log"))?;
         let mut cmd = Command::new(&bin);
-        cmd.arg("store")
-            .arg(format!("--objstore.config-file={}", cfg.display()))
+        cmd.arg(kind)
             .arg("--grpc-address=127.0.0.1:0")
             .arg("--http-address=127.0.0.1:0")
-            .arg(format!("--data-dir={}", data.display()))
-            .args(extra)
+            .args(args)
+            .current_dir(dir.path())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -72,6 +68,7 @@ impl SluiceStore {
         let stdout = child.stdout.take().context("child stdout")?;
         let stdout_log = dir.path().join("stdout.log");
         let (tx, rx) = mpsc::channel::<String>();
+        let prefix = format!("sluice {kind} listening");
         std::thread::spawn(move || {
             let mut log = File::create(stdout_log).ok();
             let mut sent = false;
@@ -80,7 +77,7 @@ impl SluiceStore {
                 if let Some(f) = log.as_mut() {
                     let _ = writeln!(f, "{line}");
                 }
-                if !sent && line.starts_with("sluice store listening") {
+                if !sent && line.starts_with(&prefix) {
                     sent = true;
                     let _ = tx.send(line);
                 }
@@ -92,7 +89,7 @@ impl SluiceStore {
                 let _ = child.kill();
                 let status = child.wait().ok();
                 bail!(
-                    "sluice store did not print `sluice store listening grpc=… http=…` within {START_TIMEOUT:?} \
+                    "sluice {kind} did not print `sluice {kind} listening grpc=… http=…` within {START_TIMEOUT:?} \
                      (exit status: {status:?}); command: {cmd:?}\n{}",
                     read_logs(dir.path())
                 );
@@ -106,20 +103,14 @@ impl SluiceStore {
                 return Err(e);
             }
         };
-        Ok(SluiceStore {
+        Ok(SluiceProcess {
+            kind,
             child,
             grpc,
             http,
             dir,
             http_client: reqwest::Client::new(),
         })
-    }
-
-    /// Starts a store and waits until `/-/ready` answers 200.
-    pub async fn start_ready(objstore_yaml: &str, extra: &[&str]) -> Result<SluiceStore> {
-        let s = Self::start(objstore_yaml, extra)?;
-        s.wait_ready(Duration::from_secs(60)).await?;
-        Ok(s)
     }
 
     /// Polls `/-/ready` until it answers 200, failing if the process exits or `timeout` passes.
@@ -133,7 +124,8 @@ impl SluiceStore {
             };
             if Instant::now() >= deadline {
                 bail!(
-                    "sluice store not ready after {timeout:?}; last /-/ready answer: {last}\n{}",
+                    "sluice {} not ready after {timeout:?}; last /-/ready answer: {last}\n{}",
+                    self.kind,
                     self.logs()
                 );
             }
@@ -169,10 +161,25 @@ impl SluiceStore {
         let resp = self
             .http_client
             .get(format!("http://{}{path}", self.http))
-            .timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
             .send()
             .await
             .with_context(|| format!("GET http://{}{path}", self.http))?;
+        let code = resp.status().as_u16();
+        Ok((code, resp.text().await?))
+    }
+
+    /// POST of an `application/x-www-form-urlencoded` body on the HTTP listener: (status, body).
+    pub async fn http_post_form(&self, path: &str, form: &str) -> Result<(u16, String)> {
+        let resp = self
+            .http_client
+            .post(format!("http://{}{path}", self.http))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_owned())
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .with_context(|| format!("POST http://{}{path}", self.http))?;
         let code = resp.status().as_u16();
         Ok((code, resp.text().await?))
     }
@@ -191,23 +198,117 @@ impl SluiceStore {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process (SIGKILL, by its own handle) and reaps it.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill().context("kill")?;
+        self.child.wait().context("wait")?;
+        Ok(())
+    }
+
+    /// The process's private directory (config files may be written here).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// stderr and stdout of the process so far.
     pub fn logs(&self) -> String {
         read_logs(self.dir.path())
     }
 }
 
-impl Drop for SluiceStore {
+impl Drop for SluiceProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!(
-                "---- sluice store {} logs ----\n{}",
+                "---- sluice {} {} logs ----\n{}",
+                self.kind,
                 self.grpc,
                 tail(&self.logs(), 80)
             );
         }
+    }
+}
+
+/// A running `sluice store`.
+#[derive(Debug)]
+pub struct SluiceStore(SluiceProcess);
+
+impl std::ops::Deref for SluiceStore {
+    type Target = SluiceProcess;
+    fn deref(&self) -> &SluiceProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SluiceStore {
+    fn deref_mut(&mut self) -> &mut SluiceProcess {
+        &mut self.0
+    }
+}
+
+impl SluiceStore {
+    /// Starts `sluice store --objstore.config-file=<objstore_yaml> --grpc-address=127.0.0.1:0
+    /// --http-address=127.0.0.1:0 --data-dir=<tmp>` plus `extra` flags, and waits for its listening line (not for
+    /// readiness: see [`SluiceProcess::wait_ready`]).
+    pub fn start(objstore_yaml: &str, extra: &[&str]) -> Result<SluiceStore> {
+        let dir = tempfile::Builder::new().prefix("sluice-store-").tempdir()?;
+        let cfg = dir.path().join("objstore.yml");
+        fs::write(&cfg, objstore_yaml)?;
+        let data = dir.path().join("data");
+        fs::create_dir_all(&data)?;
+        let mut args = vec![
+            format!("--objstore.config-file={}", cfg.display()),
+            format!("--data-dir={}", data.display()),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        Ok(SluiceStore(SluiceProcess::spawn("store", &args, dir)?))
+    }
+
+    /// Starts a store and waits until `/-/ready` answers 200.
+    pub async fn start_ready(objstore_yaml: &str, extra: &[&str]) -> Result<SluiceStore> {
+        let s = Self::start(objstore_yaml, extra)?;
+        s.wait_ready(Duration::from_secs(60)).await?;
+        Ok(s)
+    }
+}
+
+/// A running `sluice query`.
+#[derive(Debug)]
+pub struct SluiceQuery(SluiceProcess);
+
+impl std::ops::Deref for SluiceQuery {
+    type Target = SluiceProcess;
+    fn deref(&self) -> &SluiceProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SluiceQuery {
+    fn deref_mut(&mut self) -> &mut SluiceProcess {
+        &mut self.0
+    }
+}
+
+impl SluiceQuery {
+    /// Starts `sluice query --grpc-address=127.0.0.1:0 --http-address=127.0.0.1:0 <args>` and waits until it
+    /// prints its listening line and `/-/ready` answers 200.
+    pub async fn start(args: &[String]) -> Result<SluiceQuery> {
+        let dir = tempfile::Builder::new().prefix("sluice-query-").tempdir()?;
+        let q = SluiceQuery(SluiceProcess::spawn("query", args, dir)?);
+        q.wait_ready(Duration::from_secs(60)).await?;
+        Ok(q)
+    }
+
+    /// The base URL of the HTTP API, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
     }
 }
 

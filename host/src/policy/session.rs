@@ -88,6 +88,15 @@ impl Session {
         &self.plugin
     }
 
+    /// Instantiates (and configures) the session's instance now, so the
+    /// first call does not pay for it. Calls instantiate on demand anyway.
+    pub fn prepare(&mut self) -> Result<(), CallError> {
+        if self.instance.is_none() {
+            self.instance = Some(self.plugin.instantiate()?);
+        }
+        Ok(())
+    }
+
     /// Runs `f` against a live instance; any failure discards the instance.
     fn run<R>(
         &mut self,

@@ -1,0 +1,303 @@
+//! Dedup through the policy sandbox against the same algorithm run natively.
+//!
+//! Run: `cargo bench -p sluice --bench policy`
+//!
+//! Data: 10,000 series × 2 replicas × 120 samples (2.4 M input samples):
+//! counters scraped every 15 s, the second replica offset by ~7 s with
+//! jitter, occasional scrape gaps and counter resets. The hint is `rate`, so
+//! penalty dedup runs with its counter adjustment.
+//!
+//! - native: `sluice_policy_algorithms::dedup::penalty` over the groups, as
+//!   the host's fallback runs it;
+//! - sandbox: the built-in `dedup-penalty` plugin through a registry slot
+//!   and a fresh session per round, exactly as a query uses it: instantiate,
+//!   encode the batch, one `dedup` call per chunk, decode and check the output.
+//!
+//! Rounds interleave native and sandbox runs; the table shows medians over
+//! the rounds, ns per input sample and the ratio to native. Before timing,
+//! the sandbox output is checked to equal the native output. Also printed:
+//! cold compile, load from the on-disk and the in-memory cache, building a
+//! slot, and per-query instantiation. Goal (issue 3): sandbox ≤ 1.5× native
+//! and ≤ 10 ns per input sample.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice::metrics::Metrics;
+use sluice::policy::config::{FailurePolicy, Limits, PluginSource, PolicyKind, SlotConfig};
+use sluice::policy::{
+    CompileSource, DedupBatch, DedupHints, PolicyEngine, PolicyRegistry, PolicySet, builtin_module,
+};
+use sluice_policy_abi::Series;
+use sluice_policy_algorithms::dedup;
+
+const SERIES: usize = 10_000;
+const REPLICAS: usize = 2;
+const SAMPLES: usize = 120;
+const ROUNDS: usize = 11;
+const INPUT_SAMPLES: usize = SERIES * REPLICAS * SAMPLES;
+
+/// splitmix64: a small deterministic generator for the fixture.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn fixture() -> Vec<Vec<Series>> {
+    let mut rng = Rng(42);
+    let start = 1_700_000_000_000i64;
+    (0..SERIES)
+        .map(|_| {
+            (0..REPLICAS)
+                .map(|r| {
+                    let mut ts = Vec::with_capacity(SAMPLES);
+                    let mut vs = Vec::with_capacity(SAMPLES);
+                    let mut t = start + r as i64 * 7_000 + rng.below(1000) as i64;
+                    let mut v = rng.below(10_000) as f64;
+                    while ts.len() < SAMPLES {
+                        ts.push(t);
+                        vs.push(v);
+                        t += 15_000 + rng.below(200) as i64 - 100;
+                        if rng.below(200) == 0 {
+                            t += 60_000 + rng.below(120_000) as i64; // a scrape gap
+                        }
+                        v = if rng.below(500) == 0 { rng.below(10) as f64 } else { v + rng.below(50) as f64 };
+                    }
+                    Series::new(ts, vs)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn ns_per_sample(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e9 / INPUT_SAMPLES as f64
+}
+
+fn hints() -> DedupHints {
+    DedupHints {
+        func: "rate".into(),
+        ..Default::default()
+    }
+}
+
+fn native(groups: &[Vec<Series>]) -> Vec<Series> {
+    groups.iter().map(|g| dedup::penalty(g, true)).collect()
+}
+
+/// One sandboxed run as a query does it, `chunk` groups per call.
+struct SandboxRun {
+    instantiate: Duration,
+    encode: Duration,
+    calls: Duration,
+    out: Vec<Series>,
+}
+
+impl SandboxRun {
+    fn total(&self) -> Duration {
+        self.instantiate + self.encode + self.calls
+    }
+}
+
+fn sandbox(set: &PolicySet, groups: &[Vec<Series>], chunk: usize) -> SandboxRun {
+    let t0 = Instant::now();
+    let mut session = set.session("dedup", PolicyKind::Dedup).expect("session");
+    session.prepare().expect("instantiate");
+    let instantiate = t0.elapsed();
+    let t1 = Instant::now();
+    let batches: Vec<DedupBatch> = groups
+        .chunks(chunk)
+        .map(|c| {
+            let mut b = DedupBatch::new();
+            for g in c {
+                b.push_group(g.iter().map(|s| (s.timestamps.as_slice(), s.values.as_slice())));
+            }
+            b
+        })
+        .collect();
+    let encode = t1.elapsed();
+    let t2 = Instant::now();
+    let mut out = Vec::with_capacity(groups.len());
+    let h = hints();
+    for b in batches {
+        let o = session.dedup(b, &h).expect("dedup call");
+        assert!(o.warning.is_none());
+        out.extend(o.value);
+    }
+    SandboxRun {
+        instantiate,
+        encode,
+        calls: t2.elapsed(),
+        out,
+    }
+}
+
+fn load_times() {
+    let bytes = builtin_module("dedup-penalty").expect("built-in dedup-penalty");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let (mut cold, mut disk, mut memory) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..3 {
+        let dir = cache.path().join(format!("cold-{i}"));
+        let engine = PolicyEngine::new(Some(dir.clone())).expect("engine");
+        let c = engine.compile(bytes).expect("compile");
+        assert_eq!(c.source, CompileSource::Compiled);
+        cold.push(c.duration);
+        for _ in 0..50 {
+            let c = engine.compile(bytes).expect("compile");
+            assert_eq!(c.source, CompileSource::Memory);
+            memory.push(c.duration);
+        }
+        drop(engine);
+        for _ in 0..5 {
+            let engine = PolicyEngine::new(Some(dir.clone())).expect("engine");
+            let c = engine.compile(bytes).expect("load");
+            assert_eq!(c.source, CompileSource::Disk);
+            disk.push(c.duration);
+        }
+    }
+    let engine = PolicyEngine::new(None).expect("engine");
+    let reg = PolicyRegistry::new(engine, &Metrics::new());
+    let mut slot_load = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        reg.apply(vec![slot()]).expect("load");
+        slot_load.push(t.elapsed());
+    }
+    let set = reg.snapshot();
+    let mut inst = Vec::new();
+    for _ in 0..500 {
+        let t = Instant::now();
+        let mut s = set.session("dedup", PolicyKind::Dedup).expect("session");
+        s.prepare().expect("instantiate");
+        inst.push(t.elapsed());
+        drop(s);
+    }
+    println!("dedup-penalty component: {} KiB", bytes.len() / 1024);
+    println!("{:<58} {:>10}", "load step (median)", "time");
+    let rows = [
+        ("cold compile (Cranelift)", median(&mut cold)),
+        ("load from the on-disk cache (new engine)", median(&mut disk)),
+        ("load from the in-memory cache (digest hit)", median(&mut memory)),
+        ("build a slot from a cached component (trial instance)", median(&mut slot_load)),
+        ("per-query instantiate + configure (session.prepare)", median(&mut inst)),
+    ];
+    for (what, d) in rows {
+        if d < Duration::from_millis(1) {
+            println!("{what:<58} {:>7.1} µs", d.as_secs_f64() * 1e6);
+        } else {
+            println!("{what:<58} {:>7.2} ms", ms(d));
+        }
+    }
+    println!();
+}
+
+fn slot() -> SlotConfig {
+    SlotConfig {
+        name: "dedup".into(),
+        kind: PolicyKind::Dedup,
+        source: PluginSource::Builtin("dedup-penalty".into()),
+        sha256: None,
+        config: serde_json::json!({}),
+        limits: Limits {
+            timeout: Duration::from_secs(10),
+            ..Limits::default()
+        },
+        failure_policy: FailurePolicy::FailClosed,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
+    // and only wants to know that this builds and runs: keep that short.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    load_times();
+    if quick {
+        return;
+    }
+
+    let groups = fixture();
+    let reg = PolicyRegistry::new(PolicyEngine::new(None).expect("engine"), &Metrics::new());
+    reg.apply(vec![slot()]).expect("load dedup-penalty");
+    let set: Arc<PolicySet> = reg.snapshot();
+
+    let want = native(&groups);
+    let chunks = [SERIES, 1000, 100];
+    for &c in &chunks {
+        let got = sandbox(&set, &groups, c).out;
+        assert!(got == want, "sandbox output differs from native (chunk {c})");
+    }
+
+    let mut nat = Vec::new();
+    let mut runs: Vec<Vec<SandboxRun>> = chunks.iter().map(|_| Vec::new()).collect();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        black_box(native(black_box(&groups)));
+        nat.push(t.elapsed());
+        for (i, &c) in chunks.iter().enumerate() {
+            let r = sandbox(&set, &groups, c);
+            black_box(&r.out);
+            runs[i].push(SandboxRun { out: Vec::new(), ..r });
+        }
+    }
+    let native_med = median(&mut nat);
+    println!(
+        "dedup of {SERIES} series × {REPLICAS} replicas × {SAMPLES} samples ({INPUT_SAMPLES} input samples), hint rate; median of {ROUNDS} interleaved rounds"
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7}",
+        "", "total ms", "inst ms", "enc ms", "calls ms", "ns/sample", "× native"
+    );
+    println!(
+        "{:<34} {:>9.2} {:>9} {:>9} {:>9} {:>10.2} {:>7.2}",
+        "native penalty",
+        ms(native_med),
+        "",
+        "",
+        "",
+        ns_per_sample(native_med),
+        1.0
+    );
+    for (i, &c) in chunks.iter().enumerate() {
+        let r = &mut runs[i];
+        let total = median(&mut r.iter().map(SandboxRun::total).collect::<Vec<_>>());
+        let inst = median(&mut r.iter().map(|x| x.instantiate).collect::<Vec<_>>());
+        let enc = median(&mut r.iter().map(|x| x.encode).collect::<Vec<_>>());
+        let calls = median(&mut r.iter().map(|x| x.calls).collect::<Vec<_>>());
+        let label = if c == SERIES {
+            "sandbox, 1 call of 10000 groups".to_string()
+        } else {
+            format!("sandbox, {} calls of {c} groups", SERIES.div_ceil(c))
+        };
+        println!(
+            "{:<34} {:>9.2} {:>9.3} {:>9.2} {:>9.2} {:>10.2} {:>7.2}",
+            label,
+            ms(total),
+            ms(inst),
+            ms(enc),
+            ms(calls),
+            ns_per_sample(total),
+            total.as_secs_f64() / native_med.as_secs_f64()
+        );
+    }
+}
