@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use sluice::metrics::Metrics;
 use sluice::policy::config::{FailurePolicy, Limits, PluginSource, PolicyKind, SlotConfig};
 use sluice::policy::{
-    CompileSource, DedupBatch, DedupHints, PolicyEngine, PolicyRegistry, PolicySet, builtin_module,
+    CompileSource, DEDUP_CALL_BYTES, DedupBatch, DedupHints, PolicyEngine, PolicyRegistry,
+    PolicySet, builtin_module,
 };
 use sluice_policy_abi::Series;
 use sluice_policy_algorithms::dedup;
@@ -73,7 +74,11 @@ fn fixture() -> Vec<Vec<Series>> {
                         if rng.below(200) == 0 {
                             t += 60_000 + rng.below(120_000) as i64; // a scrape gap
                         }
-                        v = if rng.below(500) == 0 { rng.below(10) as f64 } else { v + rng.below(50) as f64 };
+                        v = if rng.below(500) == 0 {
+                            rng.below(10) as f64
+                        } else {
+                            v + rng.below(50) as f64
+                        };
                     }
                     Series::new(ts, vs)
                 })
@@ -106,7 +111,8 @@ fn native(groups: &[Vec<Series>]) -> Vec<Series> {
     groups.iter().map(|g| dedup::penalty(g, true)).collect()
 }
 
-/// One sandboxed run as a query does it, `chunk` groups per call.
+/// One sandboxed run as a query does it: all groups in one `DedupBatch`,
+/// sent in calls of about `call_bytes` of input.
 struct SandboxRun {
     instantiate: Duration,
     encode: Duration,
@@ -120,31 +126,24 @@ impl SandboxRun {
     }
 }
 
-fn sandbox(set: &PolicySet, groups: &[Vec<Series>], chunk: usize) -> SandboxRun {
+fn sandbox(set: &PolicySet, groups: &[Vec<Series>], call_bytes: usize) -> SandboxRun {
     let t0 = Instant::now();
     let mut session = set.session("dedup", PolicyKind::Dedup).expect("session");
     session.prepare().expect("instantiate");
     let instantiate = t0.elapsed();
     let t1 = Instant::now();
-    let batches: Vec<DedupBatch> = groups
-        .chunks(chunk)
-        .map(|c| {
-            let mut b = DedupBatch::new();
-            for g in c {
-                b.push_group(g.iter().map(|s| (s.timestamps.as_slice(), s.values.as_slice())));
-            }
-            b
-        })
-        .collect();
+    let mut batch = DedupBatch::with_call_bytes(call_bytes);
+    for g in groups {
+        batch.push_group(
+            g.iter()
+                .map(|s| (s.timestamps.as_slice(), s.values.as_slice())),
+        );
+    }
     let encode = t1.elapsed();
     let t2 = Instant::now();
-    let mut out = Vec::with_capacity(groups.len());
-    let h = hints();
-    for b in batches {
-        let o = session.dedup(b, &h).expect("dedup call");
-        assert!(o.warning.is_none());
-        out.extend(o.value);
-    }
+    let o = session.dedup(batch, &hints()).expect("dedup call");
+    assert!(o.warning.is_none());
+    let out = o.value;
     SandboxRun {
         instantiate,
         encode,
@@ -197,10 +196,22 @@ fn load_times() {
     println!("{:<58} {:>10}", "load step (median)", "time");
     let rows = [
         ("cold compile (Cranelift)", median(&mut cold)),
-        ("load from the on-disk cache (new engine)", median(&mut disk)),
-        ("load from the in-memory cache (digest hit)", median(&mut memory)),
-        ("build a slot from a cached component (trial instance)", median(&mut slot_load)),
-        ("per-query instantiate + configure (session.prepare)", median(&mut inst)),
+        (
+            "load from the on-disk cache (new engine)",
+            median(&mut disk),
+        ),
+        (
+            "load from the in-memory cache (digest hit)",
+            median(&mut memory),
+        ),
+        (
+            "build a slot from a cached component (trial instance)",
+            median(&mut slot_load),
+        ),
+        (
+            "per-query instantiate + configure (session.prepare)",
+            median(&mut inst),
+        ),
     ];
     for (what, d) in rows {
         if d < Duration::from_millis(1) {
@@ -209,6 +220,43 @@ fn load_times() {
             println!("{what:<58} {:>7.2} ms", ms(d));
         }
     }
+    println!();
+}
+
+/// The flat-buffer codec steps of one sandboxed dedup, run natively on the
+/// whole fixture: what the host does (encode input, decode output) and what
+/// the guest SDK does around the algorithm (decode input, encode output).
+fn codec_times(groups: &[Vec<Series>], out: &[Series]) {
+    let (mut enc_in, mut dec_in, mut enc_out, mut dec_out) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let mut w = sluice_policy_abi::DedupInputWriter::new();
+        for g in groups {
+            w.begin_group();
+            for s in g {
+                w.add_replica(&s.timestamps, &s.values);
+            }
+        }
+        let input = black_box(w.finish());
+        enc_in.push(t.elapsed());
+        let t = Instant::now();
+        black_box(sluice_policy_abi::decode_dedup_input(&input).expect("decode"));
+        dec_in.push(t.elapsed());
+        let t = Instant::now();
+        let output = black_box(sluice_policy_abi::encode_dedup_output(out));
+        enc_out.push(t.elapsed());
+        let t = Instant::now();
+        black_box(sluice_policy_abi::decode_dedup_output(&output, out.len()).expect("decode"));
+        dec_out.push(t.elapsed());
+    }
+    println!(
+        "flat-buffer codec, native, whole fixture (median ms): host encode input {:.2}, guest decode input {:.2}, guest encode output {:.2}, host decode output {:.2}",
+        ms(median(&mut enc_in)),
+        ms(median(&mut dec_in)),
+        ms(median(&mut enc_out)),
+        ms(median(&mut dec_out))
+    );
     println!();
 }
 
@@ -242,11 +290,18 @@ fn main() {
     let set: Arc<PolicySet> = reg.snapshot();
 
     let want = native(&groups);
-    let chunks = [SERIES, 1000, 100];
+    // Input bytes per call: everything in one call, then smaller calls; the
+    // session's default is DEDUP_CALL_BYTES.
+    let chunks = [usize::MAX, 4 << 20, DEDUP_CALL_BYTES, 128 << 10];
     for &c in &chunks {
         let got = sandbox(&set, &groups, c).out;
-        assert!(got == want, "sandbox output differs from native (chunk {c})");
+        assert!(
+            got == want,
+            "sandbox output differs from native (calls of {c} bytes)"
+        );
     }
+
+    codec_times(&groups, &want);
 
     let mut nat = Vec::new();
     let mut runs: Vec<Vec<SandboxRun>> = chunks.iter().map(|_| Vec::new()).collect();
@@ -257,7 +312,10 @@ fn main() {
         for (i, &c) in chunks.iter().enumerate() {
             let r = sandbox(&set, &groups, c);
             black_box(&r.out);
-            runs[i].push(SandboxRun { out: Vec::new(), ..r });
+            runs[i].push(SandboxRun {
+                out: Vec::new(),
+                ..r
+            });
         }
     }
     let native_med = median(&mut nat);
@@ -265,11 +323,11 @@ fn main() {
         "dedup of {SERIES} series × {REPLICAS} replicas × {SAMPLES} samples ({INPUT_SAMPLES} input samples), hint rate; median of {ROUNDS} interleaved rounds"
     );
     println!(
-        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7}",
+        "{:<36} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7}",
         "", "total ms", "inst ms", "enc ms", "calls ms", "ns/sample", "× native"
     );
     println!(
-        "{:<34} {:>9.2} {:>9} {:>9} {:>9} {:>10.2} {:>7.2}",
+        "{:<36} {:>9.2} {:>9} {:>9} {:>9} {:>10.2} {:>7.2}",
         "native penalty",
         ms(native_med),
         "",
@@ -284,13 +342,22 @@ fn main() {
         let inst = median(&mut r.iter().map(|x| x.instantiate).collect::<Vec<_>>());
         let enc = median(&mut r.iter().map(|x| x.encode).collect::<Vec<_>>());
         let calls = median(&mut r.iter().map(|x| x.calls).collect::<Vec<_>>());
-        let label = if c == SERIES {
-            "sandbox, 1 call of 10000 groups".to_string()
-        } else {
-            format!("sandbox, {} calls of {c} groups", SERIES.div_ceil(c))
+        let input_bytes = SERIES * (4 + REPLICAS * (4 + 16 * SAMPLES)) + 4;
+        let label = match c {
+            usize::MAX => "sandbox, 1 call".to_string(),
+            _ => format!(
+                "sandbox, {} calls of {}{} KiB",
+                input_bytes.div_ceil(c),
+                if c == DEDUP_CALL_BYTES {
+                    "default "
+                } else {
+                    ""
+                },
+                c >> 10
+            ),
         };
         println!(
-            "{:<34} {:>9.2} {:>9.3} {:>9.2} {:>9.2} {:>10.2} {:>7.2}",
+            "{:<36} {:>9.2} {:>9.3} {:>9.2} {:>9.2} {:>10.2} {:>7.2}",
             label,
             ms(total),
             ms(inst),

@@ -181,6 +181,10 @@ pub struct Discovery {
     sd_files: Vec<PathBuf>,
     sd_config_file: Option<PathBuf>,
     resolver: Option<hickory_resolver::TokioResolver>,
+    /// `--dns.nameserver`: when set, `dns+` lookups go to it too (not to the system resolver).
+    nameserver: Option<SocketAddr>,
+    /// The last successful resolution of each DNS-based spec, kept through transient failures.
+    last_good: std::sync::Mutex<BTreeMap<String, Vec<String>>>,
 }
 
 impl std::fmt::Debug for Discovery {
@@ -201,10 +205,11 @@ impl Discovery {
         sd_config_file: Option<PathBuf>,
         nameserver: Option<SocketAddr>,
     ) -> Self {
-        let needs_dns = sources
-            .iter()
-            .any(|s| matches!(s.spec, EndpointSpec::Srv { .. }))
-            || sd_config_file.is_some();
+        let needs_dns = sources.iter().any(|s| match s.spec {
+            EndpointSpec::Srv { .. } => true,
+            EndpointSpec::Dns { .. } => nameserver.is_some(),
+            EndpointSpec::Static(_) => false,
+        }) || sd_config_file.is_some();
         let resolver = if needs_dns {
             build_resolver(nameserver)
         } else {
@@ -215,11 +220,16 @@ impl Discovery {
             sd_files,
             sd_config_file,
             resolver,
+            nameserver,
+            last_good: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Every endpoint the sources name right now. Resolution failures are
-    /// logged and that source contributes nothing this round.
+    /// Every endpoint the sources name right now. A name that does not exist
+    /// (NXDOMAIN, no records) contributes nothing; any other resolution
+    /// failure (timeout, SERVFAIL, unreachable server) keeps the addresses of
+    /// the last successful resolution, as Thanos' DNS provider does, so a DNS
+    /// blip does not empty the endpoint set.
     pub async fn resolve(&self) -> Vec<Target> {
         let mut out = Vec::new();
         let mut sources = self.sources.clone();
@@ -254,15 +264,33 @@ impl Discovery {
             }
         }
         for s in &sources {
-            match self.resolve_one(&s.spec).await {
-                Ok(addrs) => out.extend(addrs.into_iter().map(|address| Target {
-                    address,
-                    strict: s.strict,
-                })),
-                Err(e) => {
-                    tracing::warn!(endpoint = ?s.spec, error = %e, "endpoint resolution failed")
+            let key = format!("{:?}", s.spec);
+            let addrs = match self.resolve_one(&s.spec).await {
+                Ok(addrs) => {
+                    if !matches!(s.spec, EndpointSpec::Static(_)) {
+                        self.last_good
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(key, addrs.clone());
+                    }
+                    addrs
                 }
-            }
+                Err(e) => {
+                    let kept = self
+                        .last_good
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&key)
+                        .cloned()
+                        .unwrap_or_default();
+                    tracing::warn!(endpoint = ?s.spec, error = %e, kept = kept.len(), "endpoint resolution failed; keeping the last resolved addresses");
+                    kept
+                }
+            };
+            out.extend(addrs.into_iter().map(|address| Target {
+                address,
+                strict: s.strict,
+            }));
         }
         out.sort();
         out.dedup_by(|a, b| {
@@ -280,20 +308,41 @@ impl Discovery {
         match spec {
             EndpointSpec::Static(a) => Ok(vec![a.clone()]),
             EndpointSpec::Dns { host, port } => {
-                let addrs = tokio::net::lookup_host((host.as_str(), *port))
-                    .await
-                    .map_err(|e| format!("lookup {host}: {e}"))?;
-                let mut v: Vec<String> = addrs.map(|a| a.to_string()).collect();
+                let mut v: Vec<String> = match (&self.resolver, self.nameserver) {
+                    (Some(resolver), Some(_)) => match resolver.lookup_ip(host.as_str()).await {
+                        Ok(ips) => ips
+                            .iter()
+                            .map(|ip| SocketAddr::new(ip, *port).to_string())
+                            .collect(),
+                        Err(e) if dns_not_found(&e) => {
+                            tracing::warn!(host, error = %e, "dns+ name has no A/AAAA records");
+                            Vec::new()
+                        }
+                        Err(e) => return Err(format!("lookup {host}: {e}")),
+                    },
+                    _ => match tokio::net::lookup_host((host.as_str(), *port)).await {
+                        Ok(addrs) => addrs.map(|a| a.to_string()).collect(),
+                        Err(e) if io_not_found(&e) => {
+                            tracing::warn!(host, error = %e, "dns+ name not found");
+                            Vec::new()
+                        }
+                        Err(e) => return Err(format!("lookup {host}: {e}")),
+                    },
+                };
                 v.sort();
                 v.dedup();
                 Ok(v)
             }
             EndpointSpec::Srv { name, noa } => {
                 let resolver = self.resolver.as_ref().ok_or("no DNS resolver available")?;
-                let srv = resolver
-                    .srv_lookup(name.as_str())
-                    .await
-                    .map_err(|e| format!("SRV lookup {name}: {e}"))?;
+                let srv = match resolver.srv_lookup(name.as_str()).await {
+                    Ok(srv) => srv,
+                    Err(e) if dns_not_found(&e) => {
+                        tracing::warn!(name, error = %e, "dnssrv+ name has no SRV records");
+                        return Ok(Vec::new());
+                    }
+                    Err(e) => return Err(format!("SRV lookup {name}: {e}")),
+                };
                 let mut v = Vec::new();
                 for r in srv.answers() {
                     let hickory_resolver::proto::rr::RData::SRV(s) = &r.data else {
@@ -309,9 +358,10 @@ impl Discovery {
                         Ok(ips) => {
                             v.extend(ips.iter().map(|ip| SocketAddr::new(ip, s.port).to_string()))
                         }
-                        Err(e) => {
-                            tracing::warn!(target, error = %e, "A/AAAA lookup of SRV target failed")
+                        Err(e) if dns_not_found(&e) => {
+                            tracing::warn!(target, error = %e, "SRV target has no A/AAAA records")
                         }
+                        Err(e) => return Err(format!("A/AAAA lookup of SRV target {target}: {e}")),
                     }
                 }
                 v.sort();
@@ -320,6 +370,30 @@ impl Discovery {
             }
         }
     }
+}
+
+/// Whether a lookup failed because the name does not exist (NXDOMAIN) or has
+/// no records of the type (NODATA), as opposed to a failure to get an answer
+/// (SERVFAIL, REFUSED, timeout).
+fn dns_not_found(e: &hickory_resolver::net::NetError) -> bool {
+    use hickory_resolver::net::{DnsError, NetError, NoRecords};
+    use hickory_resolver::proto::op::ResponseCode;
+    matches!(
+        e,
+        NetError::Dns(DnsError::NoRecordsFound(NoRecords {
+            response_code: ResponseCode::NXDomain | ResponseCode::NoError,
+            ..
+        }))
+    )
+}
+
+/// Whether a system resolver (getaddrinfo) error says the name does not exist,
+/// as opposed to a temporary failure (glibc's EAI_NONAME / EAI_NODATA texts).
+fn io_not_found(e: &std::io::Error) -> bool {
+    let m = e.to_string();
+    m.contains("Name or service not known")
+        || m.contains("No address associated with hostname")
+        || m.contains("nodename nor servname provided")
 }
 
 fn build_resolver(nameserver: Option<SocketAddr>) -> Option<hickory_resolver::TokioResolver> {

@@ -28,7 +28,7 @@ pub use engine::{CompileSource, PolicyEngine, sha256_hex};
 pub use metrics::PolicyMetrics;
 pub use native::Native;
 pub use plugin::{CallError, FailureKind, ImportLink, Plugin, PluginInfo, import_link};
-pub use session::{DedupBatch, DedupHints, Outcome, Session};
+pub use session::{DEDUP_CALL_BYTES, DedupBatch, DedupHints, Outcome, Session};
 
 use crate::metrics::Metrics;
 

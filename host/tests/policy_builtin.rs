@@ -140,6 +140,40 @@ fn dedup_sandbox_equals_native() {
 }
 
 #[test]
+fn dedup_in_many_calls_equals_one_call() {
+    let reg = registry();
+    let set = reg.snapshot();
+    let gs = groups(100);
+    let hints = DedupHints {
+        func: "rate".into(),
+        ..Default::default()
+    };
+    let run = |call_bytes: usize| {
+        let mut batch = DedupBatch::with_call_bytes(call_bytes);
+        for g in &gs {
+            batch.push_group(
+                g.iter()
+                    .map(|s| (s.timestamps.as_slice(), s.values.as_slice())),
+            );
+        }
+        assert_eq!(batch.groups(), gs.len());
+        let mut session = set.session("dedup", PolicyKind::Dedup).expect("session");
+        session.dedup(batch, &hints).expect("dedup").value
+    };
+    let native: Vec<Series> = gs.iter().map(|g| dedup::penalty(g, true)).collect();
+    // One call; 10 calls of ~4 groups; one call per group.
+    for call_bytes in [usize::MAX, 16 << 10, 1] {
+        assert_same(&run(call_bytes), &native);
+    }
+    // An empty batch is one call that returns nothing.
+    let mut session = set.session("dedup", PolicyKind::Dedup).expect("session");
+    let out = session
+        .dedup(DedupBatch::new(), &hints)
+        .expect("empty batch");
+    assert!(out.value.is_empty());
+}
+
+#[test]
 fn relabel_retention_downsample_sandbox_equal_native() {
     let reg = registry();
     let set = reg.snapshot();

@@ -13,7 +13,9 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
         let mut out = String::with_capacity(s.len());
         for b in s.bytes() {
             match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    out.push(b as char)
+                }
                 _ => out.push_str(&format!("%{b:02X}")),
             }
         }
@@ -58,7 +60,11 @@ impl ApiResponse {
     pub fn warnings(&self) -> Vec<String> {
         self.body["warnings"]
             .as_array()
-            .map(|a| a.iter().filter_map(|w| w.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|w| w.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -76,13 +82,25 @@ impl ApiResponse {
 
     /// `data` as a list of label sets (`/api/v1/series`), sorted; fails on duplicates.
     pub fn label_sets(&self) -> Result<Vec<Labels>> {
-        let arr = self.data()?.as_array().with_context(|| format!("{}: data is not an array", self.what))?;
+        let arr = self
+            .data()?
+            .as_array()
+            .with_context(|| format!("{}: data is not an array", self.what))?;
         let mut out = Vec::with_capacity(arr.len());
         for s in arr {
-            let obj = s.as_object().with_context(|| format!("{}: series {s} is not an object", self.what))?;
+            let obj = s
+                .as_object()
+                .with_context(|| format!("{}: series {s} is not an object", self.what))?;
             let mut l: Labels = obj
                 .iter()
-                .map(|(k, v)| Ok((k.clone(), v.as_str().context("label value is not a string")?.to_owned())))
+                .map(|(k, v)| {
+                    Ok((
+                        k.clone(),
+                        v.as_str()
+                            .context("label value is not a string")?
+                            .to_owned(),
+                    ))
+                })
                 .collect::<Result<_>>()?;
             l.sort();
             out.push(l);
@@ -90,15 +108,26 @@ impl ApiResponse {
         let n = out.len();
         out.sort();
         out.dedup();
-        ensure!(out.len() == n, "{}: the same label set is listed twice", self.what);
+        ensure!(
+            out.len() == n,
+            "{}: the same label set is listed twice",
+            self.what
+        );
         Ok(out)
     }
 
     /// `data` as a list of strings (`/api/v1/labels`, `/api/v1/label/<name>/values`), in the order given.
     pub fn strings(&self) -> Result<Vec<String>> {
-        let arr = self.data()?.as_array().with_context(|| format!("{}: data is not an array", self.what))?;
+        let arr = self
+            .data()?
+            .as_array()
+            .with_context(|| format!("{}: data is not an array", self.what))?;
         arr.iter()
-            .map(|v| v.as_str().map(str::to_owned).with_context(|| format!("{}: {v} is not a string", self.what)))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .with_context(|| format!("{}: {v} is not a string", self.what))
+            })
             .collect()
     }
 }
@@ -121,7 +150,11 @@ pub struct StoreStatus {
 impl SluiceQuery {
     /// GET `path?<params>`.
     pub async fn api_get(&self, path: &str, params: &[(&str, &str)]) -> Result<ApiResponse> {
-        let full = if params.is_empty() { path.to_owned() } else { format!("{path}?{}", form(params)) };
+        let full = if params.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{}", form(params))
+        };
         let (code, text) = self.http_get(&full).await?;
         ApiResponse::parse(format!("GET {full}"), code, &text)
     }
@@ -136,13 +169,25 @@ impl SluiceQuery {
     /// `/api/v1/stores`, flattened.
     pub async fn stores(&self) -> Result<Vec<StoreStatus>> {
         let r = self.api_get("/api/v1/stores", &[]).await?;
-        let data = r.data()?.as_object().context("/api/v1/stores: data is not an object")?;
+        let data = r
+            .data()?
+            .as_object()
+            .context("/api/v1/stores: data is not an object")?;
         let mut out = Vec::new();
         for (kind, list) in data {
-            for e in list.as_array().context("/api/v1/stores: a component type maps to a non-array")? {
-                let num = |k: &str| e[k].as_i64().with_context(|| format!("/api/v1/stores: {k} of {e}"));
+            for e in list
+                .as_array()
+                .context("/api/v1/stores: a component type maps to a non-array")?
+            {
+                let num = |k: &str| {
+                    e[k].as_i64()
+                        .with_context(|| format!("/api/v1/stores: {k} of {e}"))
+                };
                 let mut label_sets = Vec::new();
-                for ls in e["labelSets"].as_array().context("labelSets is not an array")? {
+                for ls in e["labelSets"]
+                    .as_array()
+                    .context("labelSets is not an array")?
+                {
                     let mut l: Labels = ls
                         .as_object()
                         .context("a label set is not an object")?

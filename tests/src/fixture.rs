@@ -325,7 +325,11 @@ pub fn ha_openmetrics(replica: HaReplica) -> Result<OpenMetrics> {
         help: "Whether the target answered its last scrape.",
         series: Vec::new(),
     };
-    for (job, instance) in [("api", "host-1:8080"), ("api", "host-2:8080"), ("node", "host-1:9100")] {
+    for (job, instance) in [
+        ("api", "host-1:8080"),
+        ("api", "host-2:8080"),
+        ("node", "host-1:9100"),
+    ] {
         let samples = (0..REGULAR_SAMPLES)
             .filter(|i| keep(*i))
             .map(|i| {
@@ -333,7 +337,8 @@ pub fn ha_openmetrics(replica: HaReplica) -> Result<OpenMetrics> {
                 (ts(i), om_value(if down { 0.0 } else { 1.0 }))
             })
             .collect();
-        up.series.push((labels(&[("job", job), ("instance", instance)]), samples));
+        up.series
+            .push((labels(&[("job", job), ("instance", instance)]), samples));
     }
     let mut req = Family {
         name: "http_requests",
@@ -354,7 +359,8 @@ pub fn ha_openmetrics(replica: HaReplica) -> Result<OpenMetrics> {
                 samples.push((ts(i), om_value(v)));
             }
         }
-        req.series.push((labels(&[("job", "api"), ("instance", instance)]), samples));
+        req.series
+            .push((labels(&[("job", "api"), ("instance", instance)]), samples));
     }
     render(&[up, req])
 }
@@ -370,7 +376,9 @@ pub fn other_cluster_openmetrics() -> Result<OpenMetrics> {
         series: [("api", "b-host-1:8080"), ("db", "db-1:9187")]
             .into_iter()
             .map(|(job, instance)| {
-                let s = (0..REGULAR_SAMPLES).map(|i| (ts(i), om_value(1.0))).collect();
+                let s = (0..REGULAR_SAMPLES)
+                    .map(|i| (ts(i), om_value(1.0)))
+                    .collect();
                 (labels(&[("job", job), ("instance", instance)]), s)
             })
             .collect(),

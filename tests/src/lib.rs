@@ -1,7 +1,11 @@
-//! End-to-end test support for Sluice: fixtures made by the real `promtool`, real `sluice store` and moto S3
-//! processes on 127.0.0.1, and StoreAPI helpers that decode and check what a store returns.
+//! End-to-end test support for Sluice: fixtures made by the real `promtool`, real `sluice store`, `sluice query`
+//! and moto S3 processes on 127.0.0.1, StoreAPI helpers that decode and check what a store returns, the
+//! querier's HTTP API, misbehaving fake StoreAPI servers and a DNS server the test controls.
 
+pub mod api;
 pub mod bucket;
+pub mod dns;
+pub mod fake;
 pub mod fixture;
 pub mod grpc;
 pub mod model;
@@ -11,4 +15,4 @@ pub mod tools;
 pub use fixture::{Block, Fixture};
 pub use grpc::{SeriesResult, label_names, label_values, series, series_request};
 pub use model::{Labels, Matcher, Sample, SeriesMap, ServedBlock, eq, labels, neq, nre, re};
-pub use process::{Moto, SluiceStore};
+pub use process::{Moto, SluiceProcess, SluiceQuery, SluiceStore};

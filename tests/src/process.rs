@@ -510,3 +510,23 @@ pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `timeout`; `f` also returns a description of the
+/// state it saw, shown when the wait fails.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(Option<T>, String)>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (v, state) = f().await?;
+        if let Some(v) = v {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("{what}: not reached within {timeout:?}; last state: {state}");
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+}

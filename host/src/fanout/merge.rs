@@ -22,9 +22,41 @@ use crate::model::Matcher;
 /// Prometheus `labels.Compare` over wire labels.
 pub fn compare_pb_labels(a: &[PbLabel], b: &[PbLabel]) -> Ordering {
     for (x, y) in a.iter().zip(b) {
-        match x.name.cmp(&y.name).then_with(|| x.value.cmp(&y.value)) {
+        match cmp_bytes(x.name.as_bytes(), y.name.as_bytes())
+            .then_with(|| cmp_bytes(x.value.as_bytes(), y.value.as_bytes()))
+        {
             Ordering::Equal => {}
             o => return o,
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// `compare_pb_labels(a, b) == Equal`, checking lengths before bytes.
+fn pb_labels_eq(a: &[PbLabel], b: &[PbLabel]) -> bool {
+    a.len() == b.len()
+        && a
+            .iter()
+            .zip(b)
+            .all(|(x, y)| x.name == y.name && x.value == y.value)
+}
+
+/// Byte-wise lexicographic order (what `str::cmp` gives), inlined: label
+/// names and values are short, and the merge compares millions of them, so
+/// eight bytes at a time beats a call into the C library's `memcmp`.
+#[inline]
+fn cmp_bytes(a: &[u8], b: &[u8]) -> Ordering {
+    let n = a.len().min(b.len());
+    let (mut x, mut y) = (&a[..n], &b[..n]);
+    while let (Some((xw, xr)), Some((yw, yr))) = (x.split_first_chunk::<8>(), y.split_first_chunk::<8>()) {
+        if xw != yw {
+            return u64::from_be_bytes(*xw).cmp(&u64::from_be_bytes(*yw));
+        }
+        (x, y) = (xr, yr);
+    }
+    for (p, q) in x.iter().zip(y) {
+        if p != q {
+            return p.cmp(q);
         }
     }
     a.len().cmp(&b.len())
@@ -48,11 +80,21 @@ pub enum FanoutItem {
     Warning(String),
 }
 
+/// What a pump hands the merge: the series of one response frame at a time
+/// (a whole `SeriesBatch`, not one channel message per series), warnings and
+/// the error that ended the stream, in stream order.
 enum Frame {
-    Series(Series),
+    Series(Vec<Series>),
     Warning(String),
     Error(String),
 }
+
+/// Frames buffered per endpoint between its pump and the merge. With batching
+/// stores (64 series a frame) that bounds the buffer at a few hundred series.
+const PUMP_BUFFER_FRAMES: usize = 4;
+
+/// Series per channel message when a pump re-sends a buffered response.
+const PUMP_RESEND_BATCH: usize = 64;
 
 /// Decrements an endpoint's open-stream count when the stream task ends.
 struct OpenStream(Arc<Endpoint>);
@@ -63,7 +105,7 @@ impl Drop for OpenStream {
     }
 }
 
-/// Reads one endpoint's Series stream into `tx`, one series per item.
+/// Reads one endpoint's Series stream into `tx`, one message per response frame.
 async fn pump(
     ep: Arc<Endpoint>,
     mut req: SeriesRequest,
@@ -88,7 +130,14 @@ async fn pump(
     };
     let mut client =
         StoreClient::new(ep.channel.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
-    let mut stream = match tokio::time::timeout(wait(response_timeout), client.series(req)).await {
+    // Every wait below also ends when the merge is gone (its consumer hung up
+    // or the call failed): returning drops the stream, which cancels the
+    // endpoint's Series call instead of holding it until the endpoint answers.
+    let call = tokio::select! {
+        _ = tx.closed() => return,
+        r = tokio::time::timeout(wait(response_timeout), client.series(req)) => r,
+    };
+    let mut stream = match call {
         Ok(Ok(r)) => r.into_inner(),
         Ok(Err(s)) => {
             let _ = tx
@@ -114,7 +163,11 @@ async fn pump(
         tracing::warn!(endpoint = %addr, "endpoint does not support without_replica_labels; buffering its whole response to strip and re-sort");
     }
     loop {
-        let msg = match tokio::time::timeout(wait(response_timeout), stream.message()).await {
+        let next = tokio::select! {
+            _ = tx.closed() => return,
+            r = tokio::time::timeout(wait(response_timeout), stream.message()) => r,
+        };
+        let msg = match next {
             Ok(Ok(Some(m))) => m,
             Ok(Ok(None)) => break,
             Ok(Err(s)) => {
@@ -146,21 +199,26 @@ async fn pump(
             }
             Some(series_response::Result::Hints(_)) | None => continue,
         };
-        for mut s in series {
-            if !strip.is_empty() {
+        if !strip.is_empty() {
+            for mut s in series {
                 s.labels.retain(|l| !strip.contains(&l.name));
                 buffered.push(s);
-                continue;
             }
-            if tx.send(Frame::Series(s)).await.is_err() {
-                return;
-            }
+            continue;
+        }
+        if series.is_empty() {
+            continue;
+        }
+        if tx.send(Frame::Series(series)).await.is_err() {
+            return;
         }
     }
     if !strip.is_empty() {
         buffered.sort_by(|a, b| compare_pb_labels(&a.labels, &b.labels));
-        for s in buffered {
-            if tx.send(Frame::Series(s)).await.is_err() {
+        let mut rest = buffered.into_iter();
+        loop {
+            let chunk: Vec<Series> = rest.by_ref().take(PUMP_RESEND_BATCH).collect();
+            if chunk.is_empty() || tx.send(Frame::Series(chunk)).await.is_err() {
                 return;
             }
         }
@@ -253,24 +311,49 @@ pub async fn series(
     let timeout = set.options().response_timeout;
     let mut rxs = Vec::with_capacity(eps.len());
     for ep in eps {
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = mpsc::channel(PUMP_BUFFER_FRAMES);
         tokio::spawn(pump(ep, forwarded.clone(), timeout, tx));
-        rxs.push(Some(rx));
+        rxs.push(Source {
+            rx: Some(rx),
+            buf: Vec::new().into_iter(),
+        });
+    }
+
+    /// One endpoint's side of the merge: its channel (None once drained)
+    /// and the rest of the frame being consumed.
+    struct Source {
+        rx: Option<mpsc::Receiver<Frame>>,
+        buf: std::vec::IntoIter<Series>,
     }
 
     // Pulls the next series of endpoint `i`, forwarding warnings and errors.
     async fn next(
-        rxs: &mut [Option<mpsc::Receiver<Frame>>],
+        rxs: &mut [Source],
         i: usize,
         partial: bool,
         out: &mpsc::Sender<Result<FanoutItem, Status>>,
     ) -> Result<Option<Series>, ()> {
+        let src = &mut rxs[i];
+        if let Some(s) = src.buf.next() {
+            return Ok(Some(s));
+        }
         loop {
-            let Some(rx) = rxs[i].as_mut() else {
+            let Some(rx) = src.rx.as_mut() else {
                 return Ok(None);
             };
-            match rx.recv().await {
-                Some(Frame::Series(s)) => return Ok(Some(s)),
+            // The consumer hanging up ends the merge even while an endpoint
+            // is silent, so the pumps see their channels close and cancel.
+            let frame = tokio::select! {
+                _ = out.closed() => return Err(()),
+                f = rx.recv() => f,
+            };
+            match frame {
+                Some(Frame::Series(batch)) => {
+                    src.buf = batch.into_iter();
+                    if let Some(s) = src.buf.next() {
+                        return Ok(Some(s));
+                    }
+                }
                 Some(Frame::Warning(w)) | Some(Frame::Error(w)) if partial => {
                     if out.send(Ok(FanoutItem::Warning(w))).await.is_err() {
                         return Err(());
@@ -281,7 +364,7 @@ pub async fn series(
                     return Err(());
                 }
                 None => {
-                    rxs[i] = None;
+                    src.rx = None;
                     return Ok(None);
                 }
             }
@@ -296,13 +379,17 @@ pub async fn series(
             Err(()) => return,
         }
     }
+    // Endpoints whose head was taken for the current series (reused).
+    let mut refill: Vec<usize> = Vec::with_capacity(rxs.len());
     while let Some(Reverse(Head { mut series, idx })) = heap.pop() {
-        let mut refill = vec![idx];
+        refill.clear();
+        refill.push(idx);
         let mut seen: Option<HashSet<(i64, i64, [u64; 6])>> = None;
         // Merge every head with the same label set into this series.
-        while heap.peek().is_some_and(|Reverse(h)| {
-            compare_pb_labels(&h.series.labels, &series.labels) == Ordering::Equal
-        }) {
+        while heap
+            .peek()
+            .is_some_and(|Reverse(h)| pb_labels_eq(&h.series.labels, &series.labels))
+        {
             let Some(Reverse(other)) = heap.pop() else {
                 break;
             };
@@ -321,9 +408,7 @@ pub async fn series(
             i += 1;
             loop {
                 match next(&mut rxs, e, req.partial_response, &out).await {
-                    Ok(Some(s))
-                        if compare_pb_labels(&s.labels, &series.labels) == Ordering::Equal =>
-                    {
+                    Ok(Some(s)) if pb_labels_eq(&s.labels, &series.labels) => {
                         let seen = seen
                             .get_or_insert_with(|| series.chunks.iter().map(chunk_key).collect());
                         for c in s.chunks {
@@ -344,8 +429,15 @@ pub async fn series(
         if seen.is_some() {
             series.chunks.sort_by_key(|c| (c.min_time, c.max_time));
         }
-        if out.send(Ok(FanoutItem::Series(series))).await.is_err() {
-            return;
+        // Fast path without the send future when the consumer keeps up.
+        match out.try_send(Ok(FanoutItem::Series(series))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(item)) => {
+                if out.send(item).await.is_err() {
+                    return;
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
     }
 }
@@ -443,4 +535,65 @@ fn collect_strings(
         v.truncate(limit as usize);
     }
     Ok((v, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn labels(pairs: &[(String, String)]) -> Vec<PbLabel> {
+        pairs
+            .iter()
+            .map(|(n, v)| PbLabel {
+                name: n.clone(),
+                value: v.clone(),
+            })
+            .collect()
+    }
+
+    /// The obvious definition the inlined comparison must agree with.
+    fn reference(a: &[PbLabel], b: &[PbLabel]) -> Ordering {
+        for (x, y) in a.iter().zip(b) {
+            match x.name.cmp(&y.name).then_with(|| x.value.cmp(&y.value)) {
+                Ordering::Equal => {}
+                o => return o,
+            }
+        }
+        a.len().cmp(&b.len())
+    }
+
+    #[test]
+    fn cmp_bytes_edges() {
+        for (a, b) in [
+            ("", ""),
+            ("", "a"),
+            ("a", "a\0"),
+            ("__name__", "__name__"),
+            ("__name__", "__name_"),
+            ("0000001", "0000002"),
+            ("abcdefgh1", "abcdefgh2"),
+            ("abcdefghijklmnopq", "abcdefghijklmnopr"),
+            ("abcdefgz", "abcdefgha"),
+            ("é", "e"),
+            ("\u{ff}", "\u{100}"),
+        ] {
+            assert_eq!(cmp_bytes(a.as_bytes(), b.as_bytes()), a.cmp(b), "{a:?} vs {b:?}");
+            assert_eq!(cmp_bytes(b.as_bytes(), a.as_bytes()), b.cmp(a), "{b:?} vs {a:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn compare_matches_reference(
+            a in prop::collection::vec(("[a-c_]{0,10}", "[\\x00-\\x7f\u{e9}\u{100}]{0,20}"), 0..4),
+            b in prop::collection::vec(("[a-c_]{0,10}", "[\\x00-\\x7f\u{e9}\u{100}]{0,20}"), 0..4),
+        ) {
+            let (a, b) = (labels(&a), labels(&b));
+            prop_assert_eq!(compare_pb_labels(&a, &b), reference(&a, &b));
+            prop_assert_eq!(pb_labels_eq(&a, &b), reference(&a, &b) == Ordering::Equal);
+            prop_assert_eq!(compare_pb_labels(&a, &a), Ordering::Equal);
+            prop_assert!(pb_labels_eq(&a, &a));
+        }
+    }
 }

@@ -116,7 +116,14 @@ impl Store for ProxyStore {
                     result: Some(series_response::Result::Batch(SeriesBatch { series })),
                 }
             };
-            while let Some(item) = rx.recv().await {
+            loop {
+                // A client that hangs up closes `orx`; dropping `rx` then
+                // ends the fan-out and cancels the endpoints' streams.
+                let item = tokio::select! {
+                    _ = otx.closed() => return,
+                    item = rx.recv() => item,
+                };
+                let Some(item) = item else { break };
                 let frame = match item {
                     Ok(FanoutItem::Series(s)) if batch > 1 => {
                         pending.push(s);

@@ -134,6 +134,34 @@ pub fn machine_busy_seconds(tck: f64) -> anyhow::Result<f64> {
     Ok((at(0) + at(1) + at(2) + at(5) + at(6) + at(7)) / tck)
 }
 
+/// Resets this process's peak RSS (`VmHWM`) to its current RSS by writing
+/// `5` to `/proc/self/clear_refs` (Linux 4.0+). False when the kernel refuses.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// User + system CPU seconds of this process's live threads, summed by
+/// thread name (`/proc/self/task/TID/stat`; names are cut to 15 bytes by the
+/// kernel). Threads that have exited are not counted.
+pub fn thread_cpu_by_name(tck: f64) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
+    let mut by = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir("/proc/self/task").context("listing /proc/self/task")? {
+        let path = e?.path().join("stat");
+        // A thread may exit between the listing and the read.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else {
+            continue;
+        };
+        let name = text[open + 1..close].to_string();
+        let f: Vec<&str> = text[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+        *by.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / tck;
+    }
+    Ok(by)
+}
+
 /// The 1-minute load average.
 pub fn loadavg() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -177,5 +205,6 @@ mod tests {
         assert!(m.hwm_kib > 0 && m.rss_kib > 0);
         assert!(cpu_seconds("self", clk_tck()).expect("own stat") >= 0.0);
         assert!(machine_busy_seconds(clk_tck()).expect("/proc/stat") > 0.0);
+        assert!(!thread_cpu_by_name(clk_tck()).expect("own tasks").is_empty());
     }
 }
