@@ -1221,6 +1221,45 @@ async fn client_cancel_releases_stalled_streams() -> Result<()> {
     Ok(())
 }
 
+/// `--query.timeout` ends an HTTP request stuck on a stalled store with Prometheus' timeout error (HTTP 503,
+/// errorType "timeout") and releases the store stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_timeout_ends_stuck_requests() -> Result<()> {
+    let f = fixtures();
+    let other = Store::start(&f.other.blocks, ext_other()).await?;
+    let stall = StallingStore::start("stall", Duration::from_secs(300)).await?;
+    let q = querier(
+        &[other.addr(), stall.addr.to_string()],
+        &["--query.timeout=1s"],
+    )
+    .await?;
+    let started = Instant::now();
+    let r = q
+        .api_get("/api/v1/series", &[("match[]", r#"{__name__=~".+"}"#)])
+        .await?;
+    let took = started.elapsed();
+    ensure!(
+        r.code == 503 && r.body["errorType"] == "timeout",
+        "expected a timeout error, got HTTP {}: {}",
+        r.code,
+        r.body
+    );
+    ensure!(
+        r.body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("--query.timeout"),
+        "{}",
+        r.body
+    );
+    ensure!(
+        took < Duration::from_secs(10),
+        "the timeout did not cut the request: {took:?}"
+    );
+    wait_no_open_streams(&q, "request timed out").await?;
+    Ok(())
+}
+
 /// A fake StoreAPI on raw HTTP/2 answers Info properly (so it is added) but then sends a gRPC message that is not
 /// protobuf: one good Series frame followed by garbage, and garbage for LabelNames/LabelValues. The querier's
 /// decoder fails on it; WARN warns naming the endpoint and the decode failure, ABORT fails; nothing leaks.

@@ -26,6 +26,8 @@ pub struct QueryApiConfig {
     pub replica_labels: Vec<String>,
     /// `--query.partial-response`: the default when a request does not say.
     pub partial_response: bool,
+    /// `--query.timeout`: longest a request may run; zero = no limit.
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -41,12 +43,38 @@ pub fn router(
     cfg: QueryApiConfig,
     policies: Option<Arc<PolicyRegistry>>,
 ) -> Router {
+    let timeout = cfg.timeout;
     Router::new()
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/stores", get(stores))
+        .layer(axum::middleware::from_fn_with_state(timeout, with_timeout))
         .with_state(QState { set, cfg, policies })
+}
+
+/// Ends a request that runs past `--query.timeout` with Prometheus' timeout
+/// error; dropping the handler cancels its fan-out.
+async fn with_timeout(
+    State(timeout): State<std::time::Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if timeout.is_zero() {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "query timed out after {} (--query.timeout)",
+                crate::config::format_duration(timeout)
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// An API error in Prometheus' shape.

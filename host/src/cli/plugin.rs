@@ -1138,14 +1138,18 @@ mod tests {
             name: name.map(str::to_string),
             sdk_path,
         };
-        let e = scaffold(&opts(tmp.path().join("x"), Some("9lives"), sdk())).expect_err("must be refused");
+        let e = scaffold(&opts(tmp.path().join("x"), Some("9lives"), sdk()))
+            .expect_err("must be refused");
         assert!(e.to_string().contains("not a usable crate name"), "{e}");
         std::fs::write(tmp.path().join("f"), "x").expect("write");
-        let e = scaffold(&opts(tmp.path().to_path_buf(), Some("ok"), sdk())).expect_err("must be refused");
+        let e = scaffold(&opts(tmp.path().to_path_buf(), Some("ok"), sdk()))
+            .expect_err("must be refused");
         assert!(e.to_string().contains("not empty"), "{e}");
-        let e = scaffold(&opts(tmp.path().join("y"), None, tmp.path().join("nope"))).expect_err("must be refused");
+        let e = scaffold(&opts(tmp.path().join("y"), None, tmp.path().join("nope")))
+            .expect_err("must be refused");
         assert!(e.to_string().contains("--sdk-path"), "{e}");
-        let e = scaffold(&opts(tmp.path().join("z"), None, tmp.path().to_path_buf())).expect_err("must be refused");
+        let e = scaffold(&opts(tmp.path().join("z"), None, tmp.path().to_path_buf()))
+            .expect_err("must be refused");
         assert!(e.to_string().contains("not the Sluice SDK folder"), "{e}");
     }
 

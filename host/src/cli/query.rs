@@ -207,6 +207,7 @@ pub async fn start(
             QueryApiConfig {
                 replica_labels: args.replica_labels.clone(),
                 partial_response: args.partial_response,
+                timeout: args.query_timeout,
             },
             Some(policies.clone()),
         ),

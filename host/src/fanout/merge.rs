@@ -35,8 +35,7 @@ pub fn compare_pb_labels(a: &[PbLabel], b: &[PbLabel]) -> Ordering {
 /// `compare_pb_labels(a, b) == Equal`, checking lengths before bytes.
 fn pb_labels_eq(a: &[PbLabel], b: &[PbLabel]) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b)
             .all(|(x, y)| x.name == y.name && x.value == y.value)
 }
@@ -48,7 +47,9 @@ fn pb_labels_eq(a: &[PbLabel], b: &[PbLabel]) -> bool {
 fn cmp_bytes(a: &[u8], b: &[u8]) -> Ordering {
     let n = a.len().min(b.len());
     let (mut x, mut y) = (&a[..n], &b[..n]);
-    while let (Some((xw, xr)), Some((yw, yr))) = (x.split_first_chunk::<8>(), y.split_first_chunk::<8>()) {
+    while let (Some((xw, xr)), Some((yw, yr))) =
+        (x.split_first_chunk::<8>(), y.split_first_chunk::<8>())
+    {
         if xw != yw {
             return u64::from_be_bytes(*xw).cmp(&u64::from_be_bytes(*yw));
         }
@@ -578,8 +579,16 @@ mod tests {
             ("é", "e"),
             ("\u{ff}", "\u{100}"),
         ] {
-            assert_eq!(cmp_bytes(a.as_bytes(), b.as_bytes()), a.cmp(b), "{a:?} vs {b:?}");
-            assert_eq!(cmp_bytes(b.as_bytes(), a.as_bytes()), b.cmp(a), "{b:?} vs {a:?}");
+            assert_eq!(
+                cmp_bytes(a.as_bytes(), b.as_bytes()),
+                a.cmp(b),
+                "{a:?} vs {b:?}"
+            );
+            assert_eq!(
+                cmp_bytes(b.as_bytes(), a.as_bytes()),
+                b.cmp(a),
+                "{b:?} vs {a:?}"
+            );
         }
     }
 

@@ -140,9 +140,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--warmup" => a.warmup = value("--warmup")?.parse().context("--warmup")?,
             "--prost-server" => a.prost_server = true,
             "--dedup-series" => {
-                a.dedup_series = value("--dedup-series")?
-                    .parse()
-                    .context("--dedup-series")?
+                a.dedup_series = value("--dedup-series")?.parse().context("--dedup-series")?
             }
             "--dedup-samples" => {
                 a.dedup_samples = value("--dedup-samples")?
@@ -150,9 +148,7 @@ fn parse_args() -> anyhow::Result<Args> {
                     .context("--dedup-samples")?
             }
             "--dedup-rounds" => {
-                a.dedup_rounds = value("--dedup-rounds")?
-                    .parse()
-                    .context("--dedup-rounds")?
+                a.dedup_rounds = value("--dedup-rounds")?.parse().context("--dedup-rounds")?
             }
             "--no-dedup" => a.no_dedup = true,
             "--merge-only" => a.merge_only = true,
@@ -169,10 +165,7 @@ fn parse_args() -> anyhow::Result<Args> {
     );
     ensure!(a.series > 0, "--series must be at least 1");
     ensure!(a.batch > 0, "--batch must be at least 1");
-    ensure!(
-        (1..=100).contains(&a.rounds),
-        "--rounds must be in 1..=100"
-    );
+    ensure!((1..=100).contains(&a.rounds), "--rounds must be in 1..=100");
     ensure!(a.warmup <= 10, "--warmup must be at most 10");
     ensure!(a.dedup_series > 0, "--dedup-series must be at least 1");
     ensure!(
@@ -472,7 +465,9 @@ async fn start_fake(frames: Arc<Vec<Bytes>>, prost_server: bool) -> anyhow::Resu
     let router = tonic::transport::Server::builder().add_service(InfoServer::new(store));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     if prost_server {
-        let serve = router.add_service(store_server).serve_with_incoming(incoming);
+        let serve = router
+            .add_service(store_server)
+            .serve_with_incoming(incoming);
         tokio::spawn(async move {
             if let Err(e) = serve.await {
                 log(format!("fake store {addr} stopped: {e}"));
@@ -578,7 +573,10 @@ async fn direct_round(
         n += t.await.context("direct read task")??;
     }
     let secs = t.elapsed().as_secs_f64();
-    ensure!(n == expect, "direct reads returned {n} series, expected {expect}");
+    ensure!(
+        n == expect,
+        "direct reads returned {n} series, expected {expect}"
+    );
     Ok(secs)
 }
 
