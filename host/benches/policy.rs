@@ -292,7 +292,7 @@ fn main() {
     let want = native(&groups);
     // Input bytes per call: everything in one call, then smaller calls; the
     // session's default is DEDUP_CALL_BYTES.
-    let chunks = [usize::MAX, 4 << 20, DEDUP_CALL_BYTES, 128 << 10];
+    let chunks = [usize::MAX, 4 << 20, 512 << 10, DEDUP_CALL_BYTES, 32 << 10];
     for &c in &chunks {
         let got = sandbox(&set, &groups, c).out;
         assert!(
@@ -305,12 +305,14 @@ fn main() {
 
     let mut nat = Vec::new();
     let mut runs: Vec<Vec<SandboxRun>> = chunks.iter().map(|_| Vec::new()).collect();
-    for _ in 0..ROUNDS {
+    for round in 0..ROUNDS {
         let t = Instant::now();
         black_box(native(black_box(&groups)));
         nat.push(t.elapsed());
-        for (i, &c) in chunks.iter().enumerate() {
-            let r = sandbox(&set, &groups, c);
+        // Rotate the order of the variants so none always runs right after native.
+        for k in 0..chunks.len() {
+            let i = (k + round) % chunks.len();
+            let r = sandbox(&set, &groups, chunks[i]);
             black_box(&r.out);
             runs[i].push(SandboxRun {
                 out: Vec::new(),

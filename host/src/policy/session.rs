@@ -30,7 +30,7 @@ pub struct DedupHints {
 }
 
 /// Default input size of one dedup call, see [`DedupBatch`].
-pub const DEDUP_CALL_BYTES: usize = 512 << 10;
+pub const DEDUP_CALL_BYTES: usize = 128 << 10;
 
 /// A batch of replica groups, encoded once for the plugin.
 ///
@@ -38,9 +38,10 @@ pub const DEDUP_CALL_BYTES: usize = 512 << 10;
 /// about [`DEDUP_CALL_BYTES`] of input (whole groups; a larger group goes
 /// alone). The guest then reuses the same few MiB of its memory instead of
 /// growing and faulting in a copy of the whole query: 10,000 groups × 2
-/// replicas × 120 samples took 135 ms in one call and 43 ms in calls of
-/// 512 KiB (`cargo bench -p sluice --bench policy`). The slot's deadline and
-/// output cap apply per call.
+/// replicas × 120 samples took ~130 ms in one call, ~60 ms in calls of
+/// 4 MiB and ~42 ms in calls of 32–512 KiB, where 128 KiB was never worse
+/// (native penalty: ~20 ms; `cargo bench -p sluice --bench policy`). The
+/// slot's deadline and output cap apply per call.
 #[derive(Debug)]
 pub struct DedupBatch {
     /// Finished calls: (input, groups, series).
@@ -83,12 +84,20 @@ impl DedupBatch {
         }
         self.groups += 1;
         if self.writer.len() >= self.call_bytes {
-            self.finish_call();
+            // A batch that filled one call will likely fill the next: size
+            // its buffer once instead of growing it by doubling (which also
+            // left each call's buffer about half empty).
+            let next = self
+                .call_bytes
+                .saturating_add(self.call_bytes / 8)
+                .min(64 << 20);
+            self.finish_call(DedupInputWriter::with_capacity(next));
         }
     }
 
-    fn finish_call(&mut self) {
-        let w = std::mem::take(&mut self.writer);
+    /// Closes the current call; `next` is the writer of the one after.
+    fn finish_call(&mut self, next: DedupInputWriter) {
+        let w = std::mem::replace(&mut self.writer, next);
         let groups = w.groups() as usize;
         self.calls
             .push((w.finish(), groups, std::mem::take(&mut self.writer_series)));
@@ -98,7 +107,7 @@ impl DedupBatch {
     /// with no groups).
     fn into_calls(mut self) -> Vec<(Vec<u8>, usize, usize)> {
         if !self.writer.is_empty() || self.calls.is_empty() {
-            self.finish_call();
+            self.finish_call(DedupInputWriter::with_capacity(0));
         }
         self.calls
     }

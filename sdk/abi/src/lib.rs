@@ -177,8 +177,15 @@ impl Default for DedupInputWriter {
 
 impl DedupInputWriter {
     pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// A writer whose buffer holds `bytes` before it must grow.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes.max(4));
+        buf.extend_from_slice(&[0; 4]);
         DedupInputWriter {
-            buf: vec![0; 4],
+            buf,
             groups: 0,
             group_header: None,
         }
