@@ -62,6 +62,72 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The gRPC and HTTP listeners of a process, bound before serving so the
+/// real addresses (port 0 resolved) are known.
+pub(crate) struct Listeners {
+    pub grpc: tokio::net::TcpListener,
+    pub http: tokio::net::TcpListener,
+    pub grpc_addr: std::net::SocketAddr,
+    pub http_addr: std::net::SocketAddr,
+}
+
+/// Binds `--grpc-address` and `--http-address`.
+pub(crate) async fn bind_listeners(
+    grpc: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+) -> anyhow::Result<Listeners> {
+    use anyhow::Context;
+    let grpc_l = tokio::net::TcpListener::bind(grpc)
+        .await
+        .with_context(|| format!("binding --grpc-address {grpc}"))?;
+    let http_l = tokio::net::TcpListener::bind(http)
+        .await
+        .with_context(|| format!("binding --http-address {http}"))?;
+    Ok(Listeners {
+        grpc_addr: grpc_l.local_addr()?,
+        http_addr: http_l.local_addr()?,
+        grpc: grpc_l,
+        http: http_l,
+    })
+}
+
+/// Turns a shutdown future into a flag every server can wait on.
+pub(crate) fn stop_flag(
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Resolves once the stop flag is raised.
+pub(crate) async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Serves `router` on `listener` until the stop flag is raised.
+pub(crate) fn spawn_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stopped(stop))
+            .await
+    })
+}
+
+/// The gRPC listener as tonic's incoming stream, with Nagle off as in Go.
+pub(crate) fn grpc_incoming(
+    listener: tokio::net::TcpListener,
+) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// Resolves when SIGINT or SIGTERM arrives.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

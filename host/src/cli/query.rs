@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use crate::api::query::QueryApiConfig;
 use crate::config::duration_arg;
@@ -187,14 +185,8 @@ pub async fn start(
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
 
-    let grpc_listener = TcpListener::bind(args.grpc_address)
-        .await
-        .with_context(|| format!("binding --grpc-address {}", args.grpc_address))?;
-    let http_listener = TcpListener::bind(args.http_address)
-        .await
-        .with_context(|| format!("binding --http-address {}", args.http_address))?;
-    let grpc_addr = grpc_listener.local_addr()?;
-    let http_addr = http_listener.local_addr()?;
+    let listeners = super::bind_listeners(args.grpc_address, args.http_address).await?;
+    let (grpc_addr, http_addr) = (listeners.grpc_addr, listeners.http_addr);
 
     set.refresh().await;
     set.spawn_refresh();
@@ -216,33 +208,19 @@ pub async fn start(
         let token = crate::api::read_token_file(tf).map_err(|e| anyhow::anyhow!(e))?;
         http = http.merge(crate::api::policy_admin_router(policies.clone(), token));
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let mut http_stop = stop_rx.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, http)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let stop_rx = super::stop_flag(shutdown);
+    let http_task = super::spawn_http(listeners.http, http, stop_rx.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let mut grpc_stop = stop_rx.clone();
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(proxy.info_server())
         .add_service(proxy.store_server())
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            async move {
-                let _ = grpc_stop.wait_for(|s| *s).await;
-            },
+            super::grpc_incoming(listeners.grpc),
+            super::stopped(stop_rx),
         );
     let handle = tokio::spawn(async move {
         let r = grpc.await;
