@@ -35,9 +35,16 @@ pub fn compare_pb_labels(a: &[PbLabel], b: &[PbLabel]) -> Ordering {
 /// `compare_pb_labels(a, b) == Equal`, checking lengths before bytes.
 fn pb_labels_eq(a: &[PbLabel], b: &[PbLabel]) -> bool {
     a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.name == y.name && x.value == y.value)
+        && a.iter().zip(b).all(|(x, y)| {
+            eq_bytes(x.name.as_bytes(), y.name.as_bytes())
+                && eq_bytes(x.value.as_bytes(), y.value.as_bytes())
+        })
+}
+
+/// Byte equality, inlined like [`cmp_bytes`].
+#[inline]
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && cmp_bytes(a, b) == Ordering::Equal
 }
 
 /// Byte-wise lexicographic order (what `str::cmp` gives), inlined: label
@@ -92,7 +99,7 @@ enum Frame {
 
 /// Frames buffered per endpoint between its pump and the merge. With batching
 /// stores (64 series a frame) that bounds the buffer at a few hundred series.
-const PUMP_BUFFER_FRAMES: usize = 4;
+const PUMP_BUFFER_FRAMES: usize = 2;
 
 /// Series per channel message when a pump re-sends a buffered response.
 const PUMP_RESEND_BATCH: usize = 64;
@@ -408,7 +415,12 @@ pub async fn series(
             let e = refill[i];
             i += 1;
             loop {
-                match next(&mut rxs, e, req.partial_response, &out).await {
+                // Most series come from the frame already in hand.
+                let head = match rxs[e].buf.next() {
+                    Some(s) => Ok(Some(s)),
+                    None => next(&mut rxs, e, req.partial_response, &out).await,
+                };
+                match head {
                     Ok(Some(s)) if pb_labels_eq(&s.labels, &series.labels) => {
                         let seen = seen
                             .get_or_insert_with(|| series.chunks.iter().map(chunk_key).collect());
@@ -542,6 +554,13 @@ fn collect_strings(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use sluice_proto::thanos::info::info_server::{Info, InfoServer};
+    use sluice_proto::thanos::info::{InfoRequest as InfoReq, InfoResponse as InfoResp, StoreInfo};
+    use sluice_proto::thanos::store_server::{Store, StoreServer};
+    use sluice_proto::thanos::{
+        Chunk, InfoRequest, InfoResponse, LabelNamesResponse, LabelValuesResponse, SeriesBatch,
+        SeriesResponse,
+    };
 
     fn labels(pairs: &[(String, String)]) -> Vec<PbLabel> {
         pairs
@@ -590,6 +609,178 @@ mod tests {
                 "{b:?} vs {a:?}"
             );
         }
+    }
+
+    /// A scripted StoreAPI endpoint: `Info` covers all time, `Series`
+    /// streams `frames` as they are.
+    #[derive(Clone)]
+    struct Scripted {
+        frames: Vec<SeriesResponse>,
+    }
+
+    #[tonic::async_trait]
+    impl Store for Scripted {
+        async fn info(
+            &self,
+            _r: tonic::Request<InfoRequest>,
+        ) -> Result<tonic::Response<InfoResponse>, Status> {
+            Err(Status::unimplemented("legacy info"))
+        }
+        type SeriesStream =
+            std::pin::Pin<Box<dyn futures::Stream<Item = Result<SeriesResponse, Status>> + Send>>;
+        async fn series(
+            &self,
+            _r: tonic::Request<SeriesRequest>,
+        ) -> Result<tonic::Response<Self::SeriesStream>, Status> {
+            let frames = self.frames.clone();
+            Ok(tonic::Response::new(Box::pin(futures::stream::iter(
+                frames.into_iter().map(Ok),
+            ))))
+        }
+        async fn label_names(
+            &self,
+            _r: tonic::Request<LabelNamesRequest>,
+        ) -> Result<tonic::Response<LabelNamesResponse>, Status> {
+            Err(Status::unimplemented("label names"))
+        }
+        async fn label_values(
+            &self,
+            _r: tonic::Request<LabelValuesRequest>,
+        ) -> Result<tonic::Response<LabelValuesResponse>, Status> {
+            Err(Status::unimplemented("label values"))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Info for Scripted {
+        async fn info(
+            &self,
+            _r: tonic::Request<InfoReq>,
+        ) -> Result<tonic::Response<InfoResp>, Status> {
+            Ok(tonic::Response::new(InfoResp {
+                component_type: "store".into(),
+                store: Some(StoreInfo {
+                    min_time: i64::MIN,
+                    max_time: i64::MAX,
+                    supports_without_replica_labels: true,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+        }
+    }
+
+    async fn serve(frames: Vec<SeriesResponse>) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        let s = Scripted { frames };
+        let router = tonic::transport::Server::builder()
+            .add_service(InfoServer::new(s.clone()))
+            .add_service(StoreServer::new(s));
+        tokio::spawn(router.serve_with_incoming(tonic::transport::server::TcpIncoming::from(l)));
+        addr
+    }
+
+    fn series(x: &str, chunks: &[(i64, i64, u8)]) -> Series {
+        Series {
+            labels: labels(&[("__name__".into(), "m".into()), ("x".into(), x.into())]),
+            chunks: chunks
+                .iter()
+                .map(|&(min_time, max_time, byte)| AggrChunk {
+                    min_time,
+                    max_time,
+                    raw: Some(Chunk {
+                        r#type: 0,
+                        data: bytes::Bytes::from(vec![byte]),
+                        hash: 0,
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn batch(s: Vec<Series>) -> SeriesResponse {
+        SeriesResponse {
+            result: Some(series_response::Result::Batch(SeriesBatch { series: s })),
+        }
+    }
+
+    /// Identical label sets are merged across endpoints and across the frame
+    /// boundaries of one endpoint (in a batch and between batches), repeated
+    /// chunks are dropped, and the merged chunks end up sorted by time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn merges_across_endpoints_and_frames() {
+        let a = serve(vec![
+            batch(vec![series("a", &[(0, 1, 1)]), series("b", &[(0, 10, 10)])]),
+            batch(vec![
+                series("b", &[(11, 20, 11)]),
+                series("d", &[(0, 1, 4)]),
+            ]),
+            SeriesResponse {
+                result: Some(series_response::Result::Series(series("e", &[(0, 1, 5)]))),
+            },
+        ])
+        .await;
+        let b = serve(vec![
+            batch(vec![
+                series("b", &[(0, 10, 10)]),
+                series("b", &[(5, 15, 12)]),
+                series("c", &[(0, 1, 3)]),
+            ]),
+            batch(vec![]),
+        ])
+        .await;
+        let sources = [a, b]
+            .iter()
+            .map(|s| crate::discovery::Source {
+                spec: crate::discovery::EndpointSpec::parse(s).expect("spec"),
+                strict: false,
+                client: None,
+            })
+            .collect();
+        let set = EndpointSet::new(
+            crate::discovery::Discovery::new(sources, vec![], None, None),
+            Default::default(),
+        );
+        set.refresh().await;
+        assert_eq!(set.queryable().len(), 2);
+        let (tx, mut rx) = mpsc::channel(4);
+        let req = ProxyRequest {
+            request: SeriesRequest {
+                min_time: 0,
+                max_time: 100,
+                ..Default::default()
+            },
+            matchers: vec![],
+            partial_response: false,
+        };
+        let set2 = set.clone();
+        tokio::spawn(async move { super::series(&set2, req, tx).await });
+        let mut got = Vec::new();
+        while let Some(item) = rx.recv().await {
+            match item.expect("no error") {
+                FanoutItem::Series(s) => got.push((
+                    s.labels[1].value.clone(),
+                    s.chunks
+                        .iter()
+                        .map(|c| (c.min_time, c.max_time))
+                        .collect::<Vec<_>>(),
+                )),
+                FanoutItem::Warning(w) => panic!("warning {w}"),
+            }
+        }
+        let want: Vec<(String, Vec<(i64, i64)>)> = vec![
+            ("a".into(), vec![(0, 1)]),
+            ("b".into(), vec![(0, 10), (5, 15), (11, 20)]),
+            ("c".into(), vec![(0, 1)]),
+            ("d".into(), vec![(0, 1)]),
+            ("e".into(), vec![(0, 1)]),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(set.open_streams(), 0);
     }
 
     proptest! {

@@ -31,6 +31,11 @@
 //! the fan-out, merge and consumer on another (threads `querier`); CPU time
 //! is reported per runtime from `/proc/self/task`. Memory is this whole
 //! process: fixtures and fake stores included.
+//!
+//! The allocator is the system's (glibc), as in `sluice`; its share shows by
+//! running the same binary with another one preloaded, e.g.
+//! `LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2` (Debian package
+//! `libmimalloc2.0`); the `allocator` line says which one ran.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -88,7 +93,7 @@ usage: cargo run --release -p sluice-bench --bin merge-throughput -- [options]
   --dedup-samples S   samples per series, 15 s apart (default 120)
   --dedup-rounds R    measured rounds of each of dedup on / off (default 7)
   --no-dedup          skip the dedup part
-  --merge-only        skip the direct-read rounds (for profiling the merge)
+  --only PATH         run only `merge` or only `direct` rounds (for profiling)
   --help              this text";
 
 #[derive(Debug, Clone)]
@@ -103,7 +108,7 @@ struct Args {
     dedup_samples: usize,
     dedup_rounds: usize,
     no_dedup: bool,
-    merge_only: bool,
+    only: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -118,7 +123,7 @@ fn parse_args() -> anyhow::Result<Args> {
         dedup_samples: 120,
         dedup_rounds: 7,
         no_dedup: false,
-        merge_only: false,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -151,7 +156,7 @@ fn parse_args() -> anyhow::Result<Args> {
                 a.dedup_rounds = value("--dedup-rounds")?.parse().context("--dedup-rounds")?
             }
             "--no-dedup" => a.no_dedup = true,
-            "--merge-only" => a.merge_only = true,
+            "--only" => a.only = Some(value("--only")?),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -167,6 +172,12 @@ fn parse_args() -> anyhow::Result<Args> {
     ensure!(a.batch > 0, "--batch must be at least 1");
     ensure!((1..=100).contains(&a.rounds), "--rounds must be in 1..=100");
     ensure!(a.warmup <= 10, "--warmup must be at most 10");
+    ensure!(
+        a.only
+            .as_deref()
+            .is_none_or(|o| o == "merge" || o == "direct"),
+        "--only takes merge or direct"
+    );
     ensure!(a.dedup_series > 0, "--dedup-series must be at least 1");
     ensure!(
         (2..=10_000).contains(&a.dedup_samples),
@@ -1053,7 +1064,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             [false, true]
         };
         for is_merge in order {
-            if args.merge_only && !is_merge {
+            if args.only.as_deref() == Some(if is_merge { "direct" } else { "merge" }) {
                 continue;
             }
             let c0 = cpu_now(tck)?;
@@ -1111,6 +1122,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         "merge-throughput: sluice::fanout::series (k-way merge of tonic Series streams) vs direct reads of the same streams without a merge"
     );
     println!("machine    : {nproc} CPUs (nproc), {cpu}");
+    println!(
+        "allocator  : {}",
+        match std::env::var("LD_PRELOAD") {
+            Ok(p) if !p.is_empty() => format!("LD_PRELOAD={p}"),
+            _ => "the system allocator (glibc malloc), as in the sluice binary".into(),
+        }
+    );
     println!("background : other processes used {background} during the measured merge rounds");
     if background_pct >= 10.0 {
         println!(
