@@ -462,30 +462,17 @@ pub async fn label_names(
     matchers: &[Matcher],
     partial: bool,
 ) -> Result<(Vec<String>, Vec<String>), Status> {
-    let eps: Vec<Arc<Endpoint>> = set
-        .queryable()
-        .into_iter()
-        .filter(|e| e.matches(req.start, req.end, matchers))
-        .collect();
-    let calls = eps.into_iter().map(|ep| {
+    let (start, end, limit) = (req.start, req.end, req.limit);
+    fan_strings(set, start, end, matchers, partial, limit, move |mut c| {
         let req = req.clone();
         async move {
-            let mut c = StoreClient::new(ep.channel.clone())
-                .max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
-            (
-                ep.address.clone(),
-                c.label_names(req).await.map(|r| r.into_inner()),
-            )
+            c.label_names(req)
+                .await
+                .map(|r| r.into_inner())
+                .map(|r| (r.names, r.warnings))
         }
-    });
-    collect_strings(
-        futures::future::join_all(calls)
-            .await
-            .into_iter()
-            .map(|(a, r)| (a, r.map(|r| (r.names, r.warnings)))),
-        partial,
-        req.limit,
-    )
+    })
+    .await
 }
 
 /// Sorted, unique values of one label over every matching endpoint.
@@ -495,29 +482,48 @@ pub async fn label_values(
     matchers: &[Matcher],
     partial: bool,
 ) -> Result<(Vec<String>, Vec<String>), Status> {
-    let eps: Vec<Arc<Endpoint>> = set
-        .queryable()
-        .into_iter()
-        .filter(|e| e.matches(req.start, req.end, matchers))
-        .collect();
-    let calls = eps.into_iter().map(|ep| {
+    let (start, end, limit) = (req.start, req.end, req.limit);
+    fan_strings(set, start, end, matchers, partial, limit, move |mut c| {
         let req = req.clone();
         async move {
-            let mut c = StoreClient::new(ep.channel.clone())
-                .max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
-            (
-                ep.address.clone(),
-                c.label_values(req).await.map(|r| r.into_inner()),
-            )
+            c.label_values(req)
+                .await
+                .map(|r| r.into_inner())
+                .map(|r| (r.values, r.warnings))
         }
-    });
+    })
+    .await
+}
+
+/// Calls every endpoint matching the range and matchers concurrently and
+/// merges their string lists (names or values) with their warnings.
+async fn fan_strings<F, Fut>(
+    set: &EndpointSet,
+    start: i64,
+    end: i64,
+    matchers: &[Matcher],
+    partial: bool,
+    limit: i64,
+    call: F,
+) -> Result<(Vec<String>, Vec<String>), Status>
+where
+    F: Fn(StoreClient<tonic::transport::Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<String>, Vec<String>), Status>>,
+{
+    let calls = set
+        .queryable()
+        .into_iter()
+        .filter(|e| e.matches(start, end, matchers))
+        .map(|ep| {
+            let c = StoreClient::new(ep.channel.clone())
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
+            let fut = call(c);
+            async move { (ep.address.clone(), fut.await) }
+        });
     collect_strings(
-        futures::future::join_all(calls)
-            .await
-            .into_iter()
-            .map(|(a, r)| (a, r.map(|r| (r.values, r.warnings)))),
+        futures::future::join_all(calls).await.into_iter(),
         partial,
-        req.limit,
+        limit,
     )
 }
 
