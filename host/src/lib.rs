@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod model;
 pub mod objstore;
 pub mod policy;
+pub mod promql;
 pub mod querier;
 pub mod storeapi;
