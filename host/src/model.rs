@@ -114,6 +114,18 @@ impl Labels {
         self.0 = out;
     }
 
+    /// Removes `name` if present.
+    pub fn remove(&mut self, name: &str) {
+        if let Ok(i) = self.0.binary_search_by(|l| l.name.as_str().cmp(name)) {
+            self.0.remove(i);
+        }
+    }
+
+    /// Keeps only the labels whose names satisfy `keep`.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|l| keep(&l.name));
+    }
+
     /// Removes every label whose name is in `names`.
     pub fn remove_names(&mut self, names: &[String]) {
         if !names.is_empty() {

@@ -28,3 +28,52 @@ pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 pub fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Labels;
+
+    fn storage() -> MemStorage {
+        let mut st = MemStorage::new();
+        for (inst, slope) in [("a", 1.0), ("b", 2.0)] {
+            let samples: Vec<(i64, f64)> = (0..=20).map(|i| (i * 15_000, i as f64 * slope * 15.0)).collect();
+            st.add(
+                Labels::from_pairs([("__name__", "req_total"), ("job", "api"), ("instance", inst)]),
+                &samples,
+            );
+        }
+        st
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn rate_and_sum_by_job() {
+        let st = storage();
+        let e = Engine::default();
+        let r = rt()
+            .block_on(e.instant(&st, "sum by (job) (rate(req_total[1m]))", 300_000))
+            .unwrap();
+        let Value::Vector(v) = r.value else { panic!("{:?}", r.value) };
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].labels, Labels::from_pairs([("job", "api")]));
+        assert!((v[0].v - 3.0).abs() < 1e-9, "{}", v[0].v);
+    }
+
+    #[test]
+    fn range_query_selector_and_binop() {
+        let st = storage();
+        let e = Engine::default();
+        let r = rt()
+            .block_on(e.range(&st, "req_total{instance=\"b\"} / on(job) group_left req_total{instance=\"a\"}", 60_000, 120_000, 30_000))
+            .unwrap();
+        let Value::Matrix(m) = r.value else { panic!() };
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].points, vec![(60_000, 2.0), (90_000, 2.0), (120_000, 2.0)]);
+        assert_eq!(m[0].labels.get("instance"), Some("b"));
+        assert_eq!(m[0].labels.get("__name__"), None);
+    }
+}

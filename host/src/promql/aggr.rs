@@ -1,1 +1,206 @@
-//! aggr
+//! Aggregation operators (`sum`, `avg`, `topk`, `count_values`, …).
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use super::PromqlError;
+use super::eval::{Ev, Grid, Series, Val, err};
+use super::functions::{average, kahan_inc, quantile, variance};
+use crate::model::Labels;
+
+/// The labels of a series' group under `by`/`without`.
+fn group_labels(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    let mut out = l.clone();
+    match modifier {
+        Some(LabelModifier::Include(by)) => out.retain(|n| by.labels.iter().any(|b| b == n)),
+        Some(LabelModifier::Exclude(without)) => {
+            out.retain(|n| n != "__name__" && !without.labels.iter().any(|b| b == n))
+        }
+        None => out = Labels::empty(),
+    }
+    out
+}
+
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`.
+fn format_value(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f == f64::INFINITY {
+        "+Inf".into()
+    } else if f == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{f}")
+    }
+}
+
+/// Integer parameter of topk/bottomk/limitk.
+fn int_param(f: f64) -> Result<i64, PromqlError> {
+    if f.is_nan() || f >= 9.223_372_036_854_775_807e18 || f < -9.223_372_036_854_775_808e18 {
+        return err(format!("Scalar value {} overflows int64", format_value(f)));
+    }
+    Ok(f as i64)
+}
+
+pub(crate) fn aggregate<'a>(
+    ev: &mut Ev<'a>,
+    a: &'a AggregateExpr,
+    g: Grid,
+) -> Result<Val<'a>, PromqlError> {
+    let op = a.op.to_string();
+    let mut param_scalar = None;
+    let mut param_string = None;
+    if let Some(p) = &a.param {
+        if op == "count_values" {
+            param_string = Some(ev.eval_string(p, g)?);
+        } else {
+            param_scalar = Some(ev.eval_scalar(p, g)?);
+        }
+    }
+    let v = ev.eval_vector(&a.expr, g)?;
+
+    // Groups in order of first appearance.
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+    for (si, s) in v.iter().enumerate() {
+        let gl = group_labels(&s.labels, &a.modifier);
+        let gi = *index.entry(gl.clone()).or_insert_with(|| {
+            groups.push((gl, Vec::new()));
+            groups.len() - 1
+        });
+        groups[gi].1.push(si);
+    }
+
+    match op.as_str() {
+        "topk" | "bottomk" | "limitk" => {
+            let k = param_scalar.unwrap_or_default();
+            let top = op == "topk";
+            let mut keep: Vec<Vec<Option<f64>>> = vec![Vec::new(); v.len()];
+            let mut order: Vec<usize> = Vec::new();
+            let mut seen = vec![false; v.len()];
+            let mut present: Vec<(f64, usize)> = Vec::new();
+            for i in 0..g.n {
+                let k = int_param(k[i])?;
+                if k < 1 {
+                    continue;
+                }
+                for (_, members) in &groups {
+                    present.clear();
+                    present.extend(members.iter().filter_map(|&m| v[m].vals[i].map(|x| (x, m))));
+                    if op == "limitk" {
+                        present.truncate(k as usize);
+                    } else {
+                        present.sort_by(|x, y| {
+                            use std::cmp::Ordering::*;
+                            match (x.0.is_nan(), y.0.is_nan()) {
+                                (true, true) => Equal,
+                                (true, false) => Greater,
+                                (false, true) => Less,
+                                _ if top => y.0.partial_cmp(&x.0).unwrap_or(Equal),
+                                _ => x.0.partial_cmp(&y.0).unwrap_or(Equal),
+                            }
+                        });
+                        present.truncate(k as usize);
+                    }
+                    for &(x, m) in &present {
+                        if keep[m].is_empty() {
+                            keep[m] = vec![None; g.n];
+                        }
+                        keep[m][i] = Some(x);
+                        if !seen[m] {
+                            seen[m] = true;
+                            order.push(m);
+                        }
+                    }
+                }
+            }
+            // Instant queries keep the selection order (groups, then rank).
+            let out = order
+                .into_iter()
+                .map(|m| Series {
+                    labels: v[m].labels.clone(),
+                    vals: std::mem::take(&mut keep[m]),
+                })
+                .collect();
+            Ok(Val::Vector(out))
+        }
+        "count_values" => {
+            let label = param_string.unwrap_or_default();
+            if label.is_empty() {
+                return err(format!("invalid label name {label:?}"));
+            }
+            let mut out: Vec<Series> = Vec::new();
+            let mut out_index: HashMap<Labels, usize> = HashMap::new();
+            for (gl, members) in &groups {
+                for i in 0..g.n {
+                    for &m in members {
+                        if let Some(x) = v[m].vals[i] {
+                            let mut l = gl.clone();
+                            l.set(&label, &format_value(x));
+                            let oi = *out_index.entry(l.clone()).or_insert_with(|| {
+                                out.push(Series {
+                                    labels: l,
+                                    vals: vec![None; g.n],
+                                });
+                                out.len() - 1
+                            });
+                            let slot = &mut out[oi].vals[i];
+                            *slot = Some(slot.unwrap_or(0.0) + 1.0);
+                        }
+                    }
+                }
+            }
+            Ok(Val::Vector(out))
+        }
+        _ => {
+            if op == "quantile" {
+                if let Some(q) = param_scalar
+                    .as_ref()
+                    .and_then(|q| q.iter().find(|q| !(0.0..=1.0).contains(*q)))
+                {
+                    ev.warnings.push(format!(
+                        "PromQL warning: quantile value should be between 0 and 1, got {}",
+                        format_value(*q)
+                    ));
+                }
+            }
+            let mut out = Vec::with_capacity(groups.len());
+            let mut buf: Vec<f64> = Vec::new();
+            for (gl, members) in groups {
+                let mut vals = vec![None; g.n];
+                for (i, slot) in vals.iter_mut().enumerate() {
+                    buf.clear();
+                    buf.extend(members.iter().filter_map(|&m| v[m].vals[i]));
+                    if buf.is_empty() {
+                        continue;
+                    }
+                    *slot = Some(match op.as_str() {
+                        "sum" => {
+                            let (s, c) = buf.iter().fold((0.0, 0.0), |(s, c), &x| kahan_inc(x, s, c));
+                            s + c
+                        }
+                        "avg" => average(buf.iter().copied()),
+                        "count" => buf.len() as f64,
+                        "group" => 1.0,
+                        "max" => buf[1..]
+                            .iter()
+                            .fold(buf[0], |m, &x| if m < x || m.is_nan() { x } else { m }),
+                        "min" => buf[1..]
+                            .iter()
+                            .fold(buf[0], |m, &x| if m > x || m.is_nan() { x } else { m }),
+                        "stddev" => variance(buf.iter().copied()).sqrt(),
+                        "stdvar" => variance(buf.iter().copied()),
+                        "quantile" => {
+                            let q = param_scalar.as_ref().map_or(f64::NAN, |q| q[i]);
+                            quantile(q, &mut buf)
+                        }
+                        other => return err(format!("aggregation {other:?} is not supported")),
+                    });
+                }
+                out.push(Series { labels: gl, vals });
+            }
+            Ok(Val::Vector(out))
+        }
+    }
+}

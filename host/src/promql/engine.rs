@@ -128,9 +128,26 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<QueryResult, PromqlError> {
-        let expr = promql_parser::parser::parse(query).map_err(PromqlError::BadData)?;
+        let expr = std::sync::Arc::new(
+            promql_parser::parser::parse(query).map_err(PromqlError::BadData)?,
+        );
         let plan = super::plan::Plan::new(&expr, start, end, step, &self.opts)?;
         let fetched = plan.fetch(storage).await?;
-        super::eval::evaluate(&expr, &plan, fetched, &self.opts)
+        // Evaluation is CPU-bound: off the async workers when there is a
+        // runtime that allows it. Selector identities are addresses inside
+        // the shared expression, which does not move.
+        let opts = self.opts.clone();
+        let big = fetched.samples > 100_000;
+        if big && tokio::runtime::Handle::try_current().is_ok_and(|h| {
+            h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        }) {
+            tokio::task::spawn_blocking(move || {
+                super::eval::evaluate(&expr, &plan, fetched, &opts)
+            })
+            .await
+            .map_err(|e| PromqlError::Execution(format!("evaluation task failed: {e}")))?
+        } else {
+            super::eval::evaluate(&expr, &plan, fetched, &opts)
+        }
     }
 }

@@ -66,12 +66,20 @@ pub(crate) fn convert_matcher(m: &PMatcher) -> Result<Matcher, PromqlError> {
 /// The matcher sets of a selector: one per `or` alternative. The metric name
 /// of `foo{…}` is already one of the parser's matchers.
 pub(crate) fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, PromqlError> {
-    let base = vs
+    let mut base = vs
         .matchers
         .matchers
         .iter()
         .map(convert_matcher)
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(name) = &vs.name
+        && !base.iter().any(|m| m.name == "__name__")
+    {
+        base.push(
+            Matcher::new(MatchOp::Eq, "__name__", name.clone())
+                .map_err(|e| PromqlError::BadData(e.to_string()))?,
+        );
+    }
     if vs.matchers.or_matchers.is_empty() {
         return Ok(vec![base]);
     }
