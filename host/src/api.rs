@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+pub mod promql;
 pub mod query;
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};

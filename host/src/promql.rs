@@ -23,6 +23,20 @@ pub use value::{RangeSeries, Sample, Value};
 /// The bit pattern Prometheus writes as a staleness marker.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
+/// A sample value as Prometheus prints it: Go's
+/// `strconv.FormatFloat(f, 'f', -1, 64)` (shortest round-trip, no exponent).
+pub fn format_value(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f == f64::INFINITY {
+        "+Inf".into()
+    } else if f == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{f}")
+    }
+}
+
 /// Whether `v` is a staleness marker.
 #[inline]
 pub fn is_stale(v: f64) -> bool {

@@ -78,7 +78,7 @@ async fn with_timeout(
 }
 
 /// An API error in Prometheus' shape.
-struct ApiError(StatusCode, &'static str, String);
+pub(crate) struct ApiError(pub StatusCode, pub &'static str, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -92,11 +92,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad_data(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad_data(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, "bad_data", msg.into())
 }
 
-fn success(data: serde_json::Value, warnings: Vec<String>) -> Response {
+pub(crate) fn success(data: serde_json::Value, warnings: Vec<String>) -> Response {
     let mut body = serde_json::json!({"status": "success", "data": data});
     if !warnings.is_empty() {
         body["warnings"] = serde_json::json!(warnings);
@@ -117,7 +117,7 @@ fn success(data: serde_json::Value, warnings: Vec<String>) -> Response {
 }
 
 /// Form parameters from the query string and, for POST, the body.
-fn params(query: Option<String>, headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn params(query: Option<String>, headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut add = |s: &str| {
         for pair in s.split('&').filter(|p| !p.is_empty()) {
@@ -162,14 +162,14 @@ fn url_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn get_all<'a>(p: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+pub(crate) fn get_all<'a>(p: &'a [(String, String)], key: &str) -> Vec<&'a str> {
     p.iter()
         .filter(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
         .collect()
 }
 
-fn get_one<'a>(p: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn get_one<'a>(p: &'a [(String, String)], key: &str) -> Option<&'a str> {
     p.iter()
         .rev()
         .find(|(k, _)| k == key)
@@ -239,7 +239,7 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(((days * 86_400 + h * 3600 + mi * 60 + se) - offset) * 1000 + ms)
 }
 
-fn parse_bool(s: &str) -> Result<bool, String> {
+pub(crate) fn parse_bool(s: &str) -> Result<bool, String> {
     match s {
         "true" | "1" | "True" | "TRUE" | "t" => Ok(true),
         "false" | "0" | "False" | "FALSE" | "f" => Ok(false),

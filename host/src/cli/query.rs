@@ -50,6 +50,18 @@ pub struct QueryArgs {
     /// Maximum time to process a query.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = duration_arg)]
     pub query_timeout: Duration,
+    /// How far back an instant vector selector looks for a sample.
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration_arg)]
+    pub lookback_delta: Duration,
+    /// Most samples a single query may hold in memory at once.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    pub max_samples: usize,
+    /// Most queries evaluated at once; more wait in a queue.
+    #[arg(long = "query.max-concurrent", default_value_t = 20)]
+    pub max_concurrent: usize,
+    /// Step of subqueries that do not name one.
+    #[arg(long = "query.default-evaluation-interval", default_value = "1m", value_parser = duration_arg)]
+    pub default_evaluation_interval: Duration,
     /// Listen address for gRPC (StoreAPI of this querier).
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     pub grpc_address: SocketAddr,
@@ -85,6 +97,10 @@ impl QueryArgs {
             unhealthy_timeout: Duration::from_secs(300),
             info_timeout: Duration::from_secs(5),
             query_timeout: Duration::from_secs(120),
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            max_concurrent: 20,
+            default_evaluation_interval: Duration::from_secs(60),
             grpc_address: grpc,
             http_address: http,
             policies_config_file: None,
@@ -204,6 +220,28 @@ pub async fn start(
             Some(policies.clone()),
         ),
     );
+    let querier = Arc::new(crate::querier::Querier::new(
+        set.clone(),
+        policies.clone(),
+        crate::querier::QuerierConfig {
+            replica_labels: args.replica_labels.clone(),
+            partial_response: args.partial_response,
+            ..Default::default()
+        },
+    ));
+    http = http.merge(crate::api::promql::router(
+        querier,
+        crate::api::promql::PromqlApiConfig {
+            partial_response: args.partial_response,
+            timeout: args.query_timeout,
+            max_concurrent: args.max_concurrent,
+            engine: crate::promql::EngineOpts {
+                lookback_delta: args.lookback_delta.as_millis() as i64,
+                max_samples: args.max_samples,
+                default_subquery_step: args.default_evaluation_interval.as_millis() as i64,
+            },
+        },
+    ));
     if let Some(tf) = &args.policies_admin_token_file {
         let token = crate::api::read_token_file(tf).map_err(|e| anyhow::anyhow!(e))?;
         http = http.merge(crate::api::policy_admin_router(policies.clone(), token));

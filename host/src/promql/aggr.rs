@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use super::PromqlError;
+use super::{PromqlError, format_value};
 use super::eval::{Ev, Grid, Series, Val, err};
 use super::functions::{average, kahan_inc, quantile, variance};
 use crate::model::Labels;
@@ -20,19 +20,6 @@ fn group_labels(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
         None => out = Labels::empty(),
     }
     out
-}
-
-/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`.
-fn format_value(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f == f64::INFINITY {
-        "+Inf".into()
-    } else if f == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{f}")
-    }
 }
 
 /// Integer parameter of topk/bottomk/limitk.
