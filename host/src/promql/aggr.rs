@@ -22,9 +22,24 @@ fn group_labels(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     out
 }
 
+/// Prometheus' `labels.Hash`: XXH64 over name, 0xff, value, 0xff, ….
+fn label_hash(l: &Labels) -> u64 {
+    let mut b = Vec::with_capacity(64);
+    for l in l.iter() {
+        b.extend_from_slice(l.name.as_bytes());
+        b.push(0xff);
+        b.extend_from_slice(l.value.as_bytes());
+        b.push(0xff);
+    }
+    xxhash_rust::xxh64::xxh64(&b, 0)
+}
+
 /// Integer parameter of topk/bottomk/limitk.
 fn int_param(f: f64) -> Result<i64, PromqlError> {
-    if f.is_nan() || f >= 9.223_372_036_854_775_807e18 || f < -9.223_372_036_854_775_808e18 {
+    if f.is_nan() {
+        return err("Parameter value is NaN");
+    }
+    if f >= 9.223_372_036_854_775_807e18 || f < -9.223_372_036_854_775_808e18 {
         return err(format!("Scalar value {} overflows int64", format_value(f)));
     }
     Ok(f as i64)
@@ -60,6 +75,29 @@ pub(crate) fn aggregate<'a>(
     }
 
     match op.as_str() {
+        "limit_ratio" => {
+            let ratios = param_scalar.unwrap_or_default();
+            if let Some(r) = ratios.iter().find(|r| r.is_nan()) {
+                let _ = r;
+                return err("Ratio value is NaN");
+            }
+            let mut out = Vec::new();
+            for s in v {
+                let offset = label_hash(&s.labels) as f64 / u64::MAX as f64;
+                let mut s = s;
+                for (i, x) in s.vals.iter_mut().enumerate() {
+                    let r = ratios[i].clamp(-1.0, 1.0);
+                    let keep = if r >= 0.0 { offset < r } else { offset >= 1.0 + r };
+                    if !keep {
+                        *x = None;
+                    }
+                }
+                if s.vals.iter().any(Option::is_some) {
+                    out.push(s);
+                }
+            }
+            Ok(Val::Vector(out))
+        }
         "topk" | "bottomk" | "limitk" => {
             let k = param_scalar.unwrap_or_default();
             let top = op == "topk";

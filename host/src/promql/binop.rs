@@ -95,7 +95,7 @@ pub(crate) fn binary<'a>(ev: &mut Ev<'a>, b: &'a BinaryExpr, g: Grid) -> Result<
                 .as_ref()
                 .map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
             match op {
-                "and" | "or" | "unless" => Ok(Val::Vector(set_op(op, l, r, &matching))),
+                "and" | "or" | "unless" => Ok(Val::Vector(ev.merge_same_labels(set_op(op, l, r, &matching))?)),
                 _ => vector_vector(ev, op, l, r, &matching, &card, return_bool, drop_name),
             }
         }
@@ -243,12 +243,6 @@ fn vector_vector<'a>(
             let j = one_sel[id];
             let ov = one[j].vals[i].unwrap_or(f64::NAN);
             let (fl, fr) = if one_to_many { (ov, mv) } else { (mv, ov) };
-            let (mut val, keep) = apply(op, fl, fr);
-            if return_bool {
-                val = if keep { 1.0 } else { 0.0 };
-            } else if cmp && !keep {
-                continue;
-            }
             if matches!(card, VectorMatchCardinality::OneToOne) {
                 if matched_step[id] == i {
                     return err(
@@ -256,6 +250,12 @@ fn vector_vector<'a>(
                     );
                 }
                 matched_step[id] = i;
+            }
+            let (mut val, keep) = apply(op, fl, fr);
+            if return_bool {
+                val = if keep { 1.0 } else { 0.0 };
+            } else if cmp && !keep {
+                continue;
             }
             let oi = match pair_out.get(&(k, j)) {
                 Some(&oi) => oi,

@@ -125,6 +125,8 @@ pub(crate) struct Ev<'a> {
     pub opts: &'a EngineOpts,
     pub query_start: i64,
     pub query_end: i64,
+    /// 0 for an instant query.
+    pub query_step: i64,
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
     peak_samples: u64,
@@ -404,6 +406,7 @@ pub(crate) fn evaluate(
         opts,
         query_start: plan.start,
         query_end: plan.end,
+        query_step: plan.step,
         warnings: fetched.warnings.clone(),
         infos: Vec::new(),
         peak_samples: 0,

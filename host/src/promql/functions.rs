@@ -200,6 +200,20 @@ pub(crate) fn call<'a>(ev: &mut Ev<'a>, c: &'a Call, g: Grid) -> Result<Val<'a>,
     match name {
         "time" => Ok(Val::Scalar(g.times().map(|t| t as f64 / 1e3).collect())),
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; g.n])),
+        "step" => Ok(Val::Scalar(vec![ev.query_step as f64 / 1e3; g.n])),
+        "range" => Ok(Val::Scalar(vec![(ev.query_end - ev.query_start) as f64 / 1e3; g.n])),
+        "start" => Ok(Val::Scalar(vec![ev.query_start as f64 / 1e3; g.n])),
+        "end" => Ok(Val::Scalar(vec![ev.query_end as f64 / 1e3; g.n])),
+        "min_of" | "max_of" => {
+            let a = ev.eval_scalar(args[0], g)?;
+            let b = ev.eval_scalar(args[1], g)?;
+            Ok(Val::Scalar(
+                a.iter()
+                    .zip(&b)
+                    .map(|(&x, &y)| if name == "min_of" { go_min(x, y) } else { go_max(x, y) })
+                    .collect(),
+            ))
+        }
         "vector" => {
             let v = ev.eval_scalar(args[0], g)?;
             Ok(Val::Vector(vec![Series {
@@ -256,14 +270,53 @@ pub(crate) fn call<'a>(ev: &mut Ev<'a>, c: &'a Call, g: Grid) -> Result<Val<'a>,
             for a in &args[1..] {
                 label_args.push(ev.eval_string(a, g)?);
             }
-            if g.n == 1 {
+            if ev.query_step != 0 {
+                ev.warnings.push(
+                    "PromQL warning: sort is ineffective for range queries since results are always ordered by labels".into(),
+                );
+            } else if g.n == 1 {
                 sort_vector(&mut v, name, &label_args);
             }
             Ok(Val::Vector(v))
         }
         "label_replace" => label_replace(ev, &args, g),
         "label_join" => label_join(ev, &args, g),
-        "histogram_quantile" => histogram_quantile(ev, &args, g),
+        "histogram_quantile" => {
+            let q = ev.eval_scalar(args[0], g)?;
+            let v = ev.eval_vector(args[1], g)?;
+            histogram_quantiles(ev, &v, &[q], None, g)
+        }
+        "histogram_quantiles" => {
+            let v = ev.eval_vector(args[0], g)?;
+            let label = ev.eval_string(args[1], g)?;
+            let mut qs = Vec::new();
+            for a in &args[2..] {
+                qs.push(ev.eval_scalar(a, g)?);
+            }
+            histogram_quantiles(ev, &v, &qs, Some(&label), g)
+        }
+        "histogram_fraction" => {
+            let lower = ev.eval_scalar(args[0], g)?;
+            let upper = ev.eval_scalar(args[1], g)?;
+            let v = ev.eval_vector(args[2], g)?;
+            let groups = bucket_groups(ev, &v);
+            let mut out = Vec::new();
+            let mut buckets = Vec::new();
+            for (labels, members) in groups {
+                let mut vals = vec![None; g.n];
+                for (i, slot) in vals.iter_mut().enumerate() {
+                    buckets.clear();
+                    buckets.extend(members.iter().filter_map(|&(le, si)| v[si].vals[i].map(|c| (le, c))));
+                    if !buckets.is_empty() {
+                        *slot = Some(bucket_fraction(lower[i], upper[i], &mut buckets));
+                    }
+                }
+                if vals.iter().any(Option::is_some) {
+                    out.push(Series { labels, vals });
+                }
+            }
+            Ok(Val::Vector(ev.merge_same_labels(out)?))
+        }
         "clamp" | "clamp_min" | "clamp_max" => {
             let v = ev.eval_vector(args[0], g)?;
             let a = ev.eval_scalar(args[1], g)?;
@@ -593,58 +646,99 @@ fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> (f64, bool) {
     (start + (end - start) * (rank / count), fixed)
 }
 
-fn histogram_quantile<'a>(ev: &mut Ev<'a>, args: &[&'a Expr], g: Grid) -> Result<Val<'a>, PromqlError> {
-    let q = ev.eval_scalar(args[0], g)?;
-    let v = ev.eval_vector(args[1], g)?;
-    if q.iter().any(|q| !(0.0..=1.0).contains(q)) {
-        ev.warnings.push(format!(
-            "PromQL warning: quantile value should be between 0 and 1, got {}",
-            q.iter().find(|q| !(0.0..=1.0).contains(*q)).copied().unwrap_or(f64::NAN)
-        ));
-    }
-    // Group by labels without `le` and the metric name.
+/// Classic buckets grouped by series labels without `le` and the metric
+/// name: `(le, series index)` per group. Series without a valid `le` are
+/// reported in a warning.
+fn bucket_groups(ev: &mut Ev<'_>, v: &[Series]) -> Vec<(Labels, Vec<(f64, usize)>)> {
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
     let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
-    let mut bad_le = false;
     for (si, s) in v.iter().enumerate() {
-        let le = match s.labels.get("le").and_then(|x| x.trim().parse::<f64>().ok()) {
-            Some(le) => le,
-            None => {
-                bad_le = true;
-                continue;
-            }
+        let raw = s.labels.get("le").unwrap_or("");
+        let Some(le) = parse_le(raw) else {
+            ev.warnings.push(format!(
+                "PromQL warning: bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
+                raw,
+                s.labels.get("__name__").unwrap_or("")
+            ));
+            continue;
         };
+        // Grouped with the metric name, which the result then drops: two
+        // histograms differing only by name collide (Prometheus #9910).
         let mut l = s.labels.clone();
         l.remove("le");
-        l.remove("__name__");
         let gi = *index.entry(l.clone()).or_insert_with(|| {
+            l.remove("__name__");
             groups.push((l, Vec::new()));
             groups.len() - 1
         });
         groups[gi].1.push((le, si));
     }
-    if bad_le {
-        ev.warnings.push(
-            "PromQL warning: bucket label \"le\" is missing or has a malformed value".into(),
-        );
+    groups
+}
+
+/// Go's `strconv.ParseFloat` for bucket bounds (`+Inf`, `1e3`, …).
+fn parse_le(s: &str) -> Option<f64> {
+    let t = s.trim();
+    match t {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => t.parse::<f64>().ok(),
     }
-    let mut out = Vec::with_capacity(groups.len());
+}
+
+/// A quantile as a label value: integers keep one decimal ("1.0").
+fn quantile_label(q: f64) -> String {
+    if q.is_finite() && q.fract() == 0.0 && q.abs() < 1e15 {
+        format!("{q:.1}")
+    } else {
+        super::format_value(q)
+    }
+}
+
+fn histogram_quantiles<'a>(
+    ev: &mut Ev<'a>,
+    v: &[Series],
+    qs: &[Vec<f64>],
+    label: Option<&str>,
+    g: Grid,
+) -> Result<Val<'a>, PromqlError> {
+    for q in qs {
+        if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+            ev.warnings.push(format!(
+                "PromQL warning: quantile value should be between 0 and 1, got {}",
+                super::format_value(*bad)
+            ));
+        }
+    }
+    let groups = bucket_groups(ev, v);
+    let mut out = Vec::with_capacity(groups.len() * qs.len());
     let mut fixed_any = false;
     let mut buckets = Vec::new();
     for (labels, members) in groups {
-        let mut vals = vec![None; g.n];
-        for (i, slot) in vals.iter_mut().enumerate() {
-            buckets.clear();
-            buckets.extend(members.iter().filter_map(|&(le, si)| v[si].vals[i].map(|c| (le, c))));
-            if buckets.is_empty() {
-                continue;
+        for q in qs {
+            let mut vals = vec![None; g.n];
+            for (i, slot) in vals.iter_mut().enumerate() {
+                buckets.clear();
+                buckets.extend(members.iter().filter_map(|&(le, si)| v[si].vals[i].map(|c| (le, c))));
+                if buckets.is_empty() {
+                    continue;
+                }
+                let (r, fixed) = bucket_quantile(q[i], &mut buckets);
+                fixed_any |= fixed;
+                *slot = Some(r);
             }
-            let (r, fixed) = bucket_quantile(q[i], &mut buckets);
-            fixed_any |= fixed;
-            *slot = Some(r);
-        }
-        if vals.iter().any(Option::is_some) {
-            out.push(Series { labels, vals });
+            if vals.iter().any(Option::is_some) {
+                let mut l = labels.clone();
+                if let Some(name) = label {
+                    if l.get(name).is_some() {
+                        return err(format!(
+                            "label {name:?} of histogram_quantiles() is already present in the series {labels}"
+                        ));
+                    }
+                    l.set(name, &quantile_label(q[0]));
+                }
+                out.push(Series { labels: l, vals });
+            }
         }
     }
     if fixed_any {
@@ -652,7 +746,55 @@ fn histogram_quantile<'a>(ev: &mut Ev<'a>, args: &[&'a Expr], g: Grid) -> Result
             "PromQL info: input to histogram_quantile needed to be fixed for monotonicity".into(),
         );
     }
-    Ok(Val::Vector(out))
+    Ok(Val::Vector(ev.merge_same_labels(out)?))
+}
+
+/// Estimated share of observations in `[lower, upper]` from classic
+/// buckets, interpolating linearly inside finite buckets (the first bucket
+/// starts at 0 when its bound is positive).
+fn bucket_fraction(lower: f64, upper: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for &(ub, c) in buckets.iter() {
+        match merged.last_mut() {
+            Some(l) if l.0 == ub => l.1 += c,
+            _ => merged.push((ub, c)),
+        }
+    }
+    let total = merged[merged.len() - 1].1;
+    if total == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let mut sum = 0.0;
+    let mut prev_count = 0.0;
+    for (i, &(hi, cum)) in merged.iter().enumerate() {
+        let lo = if i == 0 {
+            if hi > 0.0 { 0.0 } else { f64::NEG_INFINITY }
+        } else {
+            merged[i - 1].0
+        };
+        let c = cum - prev_count;
+        prev_count = cum;
+        if hi == f64::INFINITY {
+            // No interpolation in an infinitely wide bucket: all or nothing.
+            if upper == f64::INFINITY {
+                sum += c;
+            }
+        } else if lo >= lower && hi <= upper {
+            sum += c;
+        } else if lo.is_finite() && hi.is_finite() && hi > lower && lo < upper {
+            let a = lo.max(lower);
+            let b = hi.min(upper);
+            sum += c * (b - a) / (hi - lo);
+        }
+    }
+    sum / total
 }
 
 /// Days since the epoch to (year, month, day) in the proleptic Gregorian calendar.
@@ -735,7 +877,7 @@ fn range_function<'a>(
             ));
         }
     }
-    let range_s = rv.range as f64 / 1e3;
+
     let mut out = Vec::with_capacity(rv.series.len());
     let mut buf = Vec::new();
     for s in &rv.series {
@@ -768,7 +910,8 @@ fn range_function<'a>(
                 }
                 "deriv" => (ts.len() >= 2).then(|| linear_regression(ts, vs, ts[0]).0),
                 "predict_linear" => (ts.len() >= 2).then(|| {
-                    let (slope, intercept) = linear_regression(ts, vs, te);
+                    // The intercept is at the evaluation time, also under `@`.
+                    let (slope, intercept) = linear_regression(ts, vs, g.t(i));
                     slope * p(0, i) + intercept
                 }),
                 "changes" => Some(vs.windows(2).filter(|w| w[0] != w[1] && !(w[0].is_nan() && w[1].is_nan())).count() as f64),
@@ -791,6 +934,7 @@ fn range_function<'a>(
                     buf.extend_from_slice(vs);
                     Some(quantile(p(0, i), &mut buf))
                 }
+                "mad_over_time" if vs.iter().any(|v| v.is_nan()) => Some(f64::NAN),
                 "mad_over_time" => {
                     buf.clear();
                     buf.extend_from_slice(vs);
@@ -827,7 +971,6 @@ fn range_function<'a>(
             out.push(Series { labels, vals });
         }
     }
-    let _ = range_s;
     if !matches!(
         name,
         "rate" | "increase" | "delta" | "irate" | "idelta" | "deriv" | "predict_linear" | "changes"
