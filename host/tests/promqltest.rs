@@ -28,8 +28,10 @@
 //!   (for the files that ran) instead of checking against it.
 //! * `SLUICE_PROMQLTEST_TIMEOUT_SECS`: per-eval time limit (default 10).
 //!
-//! The full report is always written to `<workspace>/target/promqltest-report.txt`;
-//! `cargo test -p sluice --test promqltest -- --nocapture` also prints it.
+//! The full report (every failure and skip) is always written to
+//! `<workspace>/target/promqltest-report.txt`; `cargo test -p sluice --test
+//! promqltest -- --nocapture` prints the per-file counts, the failures and
+//! the skip categories.
 //!
 //! Known differences from the reference harness:
 //!
@@ -37,13 +39,16 @@
 //!   each selector at several other evaluation times; that variant is not run.
 //! * Native histograms cannot be loaded into `MemStorage`. Series written with
 //!   `{{…}}` values, and the custom-bucket histograms that `load_with_nhcb`
-//!   derives from classic ones, are not loaded; every eval that reads such a
-//!   metric name (or has a selector without a metric name while such series
-//!   exist), and every eval whose expected result holds a histogram, is
-//!   skipped with the reason. The classic (float) series of a
-//!   `load_with_nhcb` block are loaded and their evals run normally.
+//!   derives from classic ones, are not loaded. An eval is skipped, with the
+//!   reason, when one of its selectors (found with `promql-parser`) matches
+//!   such a series, or when its expected result holds a histogram. Queries
+//!   `promql-parser` cannot parse fall back to a name check. The classic
+//!   (float) series of a `load_with_nhcb` block are loaded and the evals
+//!   reading only them run normally.
 //! * Start timestamps (`metric@st …` lines) cannot be stored either; evals
-//!   reading those metrics are skipped the same way.
+//!   reading those series are skipped the same way.
+//! * Instant-vector results must not hold the same label set twice (the
+//!   reference does not check this).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -1405,13 +1410,12 @@ mod exec {
                 "expected a {kind} annotation matching {rule}, got {got:?}"
             ));
         }
-        if !expect.rules.is_empty() {
-            if let Some(g) = got
+        if !expect.rules.is_empty()
+            && let Some(g) = got
                 .iter()
                 .find(|g| !expect.rules.iter().any(|r| r.matches(g)))
-            {
-                return Err(format!("unexpected {kind} annotation {g:?}"));
-            }
+        {
+            return Err(format!("unexpected {kind} annotation {g:?}"));
         }
         if expect.forbidden && !got.is_empty() {
             return Err(format!("expected no {kind} annotations, got {got:?}"));
@@ -1848,11 +1852,11 @@ mod report {
         for run in runs.iter().filter(|r| r.group == Group::Core) {
             for c in &run.cases {
                 let key = run.key(c);
-                if let Outcome::Fail(msg) = &c.outcome {
-                    if !known.contains_key(&key) {
-                        g.new_failures
-                            .push((key.clone(), format!("{}\n      {}", c.query, msg)));
-                    }
+                if let Outcome::Fail(msg) = &c.outcome
+                    && !known.contains_key(&key)
+                {
+                    g.new_failures
+                        .push((key.clone(), format!("{}\n      {}", c.query, msg)));
                 }
                 outcomes.insert(key, &c.outcome);
             }
@@ -1886,22 +1890,29 @@ mod report {
     }
 
     /// The new `known_failures.txt`: this run's core failures, plus the
-    /// previous entries of core files that did not run.
+    /// previous entries of core files that did not run. A case that was
+    /// listed and still fails keeps its (possibly hand-written) reason; a
+    /// new one gets its failure message.
     pub fn render_known(runs: &[FileRun], previous: &KnownFailures) -> String {
         let ran: BTreeSet<&str> = runs.iter().map(|r| r.file.as_str()).collect();
         let mut entries: Vec<(String, usize, String)> = Vec::new();
         for run in runs.iter().filter(|r| r.group == Group::Core) {
             for c in &run.cases {
                 if let Outcome::Fail(msg) = &c.outcome {
-                    entries.push((run.file.clone(), c.line, summarize(msg, 140)));
+                    let reason = previous
+                        .get(&run.key(c))
+                        .filter(|r| !r.is_empty())
+                        .cloned()
+                        .unwrap_or_else(|| summarize(msg, 140));
+                    entries.push((run.file.clone(), c.line, reason));
                 }
             }
         }
         for (key, reason) in previous {
-            if let Some((file, line)) = key.rsplit_once(':') {
-                if !ran.contains(file) {
-                    entries.push((file.to_string(), line.parse().unwrap_or(0), reason.clone()));
-                }
+            if let Some((file, line)) = key.rsplit_once(':')
+                && !ran.contains(file)
+            {
+                entries.push((file.to_string(), line.parse().unwrap_or(0), reason.clone()));
             }
         }
         entries.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
@@ -2598,6 +2609,10 @@ clear
         assert_eq!(
             keys,
             ["functions.test:10", "functions.test:30", "operators.test:5"]
+        );
+        assert_eq!(
+            rewritten["functions.test:10"], "query failed: x",
+            "old reason kept"
         );
         assert_eq!(rewritten["functions.test:30"], "new breakage");
         assert_eq!(rewritten["operators.test:5"], "not run");
