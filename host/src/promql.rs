@@ -90,4 +90,50 @@ mod tests {
         assert_eq!(m[0].labels.get("instance"), Some("b"));
         assert_eq!(m[0].labels.get("__name__"), None);
     }
+
+    #[test]
+    fn max_samples_is_a_clear_error() {
+        let st = storage();
+        let e = Engine::new(EngineOpts {
+            max_samples: 10,
+            ..Default::default()
+        });
+        let err = rt()
+            .block_on(e.range(&st, "req_total", 0, 300_000, 15_000))
+            .unwrap_err();
+        assert_eq!(err.error_type(), "execution");
+        assert!(err.to_string().contains("too many samples"), "{err}");
+        // Within the limit the same query answers.
+        let e = Engine::new(EngineOpts {
+            max_samples: 100,
+            ..Default::default()
+        });
+        assert!(rt().block_on(e.range(&st, "req_total", 0, 300_000, 15_000)).is_ok());
+    }
+
+    #[test]
+    fn hints_carry_function_and_grouping() {
+        struct Recorder(std::sync::Mutex<Vec<SelectHints>>);
+        impl Storage for Recorder {
+            fn select(&self, h: SelectHints) -> futures::future::BoxFuture<'_, Result<SeriesSet, String>> {
+                self.0.lock().unwrap().push(h);
+                Box::pin(async { Ok(SeriesSet::default()) })
+            }
+        }
+        let r = Recorder(Default::default());
+        let e = Engine::default();
+        rt().block_on(e.range(&r, "sum by (job) (rate(x[5m])) / on(job) y", 600_000, 1_200_000, 60_000))
+            .unwrap();
+        let mut hints = r.0.into_inner().unwrap();
+        hints.sort_by_key(|h| h.func.clone());
+        assert_eq!(hints.len(), 2);
+        // `y` sits directly under the binary operation: no function context.
+        assert_eq!((hints[0].func.as_str(), hints[0].range), ("", 0));
+        assert_eq!(hints[0].start, 600_000 - 300_000 + 1);
+        let x = &hints[1];
+        assert_eq!((x.func.as_str(), x.range, x.step), ("rate", 300_000, 60_000));
+        assert_eq!(x.grouping, vec!["job".to_string()]);
+        assert!(x.by);
+        assert_eq!((x.start, x.end), (600_000 - 300_000 + 1, 1_200_000));
+    }
 }

@@ -52,6 +52,60 @@ pub struct SelectParams {
     pub partial_response: Option<bool>,
     /// Coarsest downsampling resolution accepted (ms).
     pub max_resolution_window: i64,
+    /// What downsampled chunks contribute (see [`Aggregate::for_function`]).
+    pub aggregate: Aggregate,
+}
+
+/// Which aggregate of a downsampled chunk a selection reads (Thanos'
+/// `aggrsFromFunc`). Raw chunks are read as they are whatever is chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Aggregate {
+    /// `sum / count` per window: plain selectors, `avg_over_time`, `sum`, ….
+    #[default]
+    Average,
+    Count,
+    Sum,
+    Min,
+    Max,
+    /// Reset-corrected counter (`rate`, `increase`, `irate`, `resets`).
+    Counter,
+}
+
+impl Aggregate {
+    /// The aggregate the enclosing PromQL function (or aggregation) needs.
+    pub fn for_function(func: &str) -> Aggregate {
+        match func {
+            "rate" | "increase" | "irate" | "resets" | "xrate" | "xincrease" => Aggregate::Counter,
+            "sum_over_time" => Aggregate::Sum,
+            f if f == "min" || f.starts_with("min_") => Aggregate::Min,
+            f if f == "max" || f.starts_with("max_") => Aggregate::Max,
+            f if f == "count" || f.starts_with("count_") => Aggregate::Count,
+            _ => Aggregate::Average,
+        }
+    }
+
+    /// `AggrType` values to request from stores.
+    fn request(self) -> Vec<i32> {
+        use sluice_tsdb::aggr::AggrType as A;
+        match self {
+            Aggregate::Average => vec![A::Count as i32, A::Sum as i32],
+            Aggregate::Count => vec![A::Count as i32],
+            Aggregate::Sum => vec![A::Sum as i32],
+            Aggregate::Min => vec![A::Min as i32],
+            Aggregate::Max => vec![A::Max as i32],
+            Aggregate::Counter => vec![A::Counter as i32],
+        }
+    }
+}
+
+/// Functions that need two samples per window: their downsampled reads are
+/// capped at half the range (Thanos).
+pub fn needs_two_samples(func: &str) -> bool {
+    matches!(
+        func,
+        "rate" | "irate" | "increase" | "delta" | "idelta" | "deriv" | "predict_linear"
+            | "holt_winters" | "double_exponential_smoothing"
+    )
 }
 
 /// A selected series as sample columns.
@@ -127,41 +181,86 @@ pub fn overlap_split(mut chunks: Vec<AggrChunk>) -> Vec<Vec<AggrChunk>> {
 
 /// Decodes chunks (ascending) into columns within `[start, end]`, skipping
 /// samples not after the last one kept (Thanos' iterator rule for overlaps).
+/// Downsampled chunks contribute `aggregate`; counters go through Thanos'
+/// counter-reset application across chunks.
 fn decode_chunks(
     chunks: &[AggrChunk],
     start: i64,
     end: i64,
+    aggregate: Aggregate,
 ) -> Result<(Vec<i64>, Vec<f64>), String> {
     let (mut ts, mut vs) = (Vec::new(), Vec::new());
     let (mut cts, mut cvs) = (Vec::new(), Vec::new());
+    // Counter state: last raw value seen and the running total.
+    let mut counter: Option<(f64, f64)> = None;
+    let mut last_counter_t = i64::MIN;
+    let decode = |c: &Option<sluice_proto::thanos::Chunk>,
+                  what: &str,
+                  ts: &mut Vec<i64>,
+                  vs: &mut Vec<f64>|
+     -> Result<(), String> {
+        let c = c
+            .as_ref()
+            .ok_or_else(|| format!("downsampled chunk lacks the {what} aggregate"))?;
+        sluice_tsdb::xor::decode_into(&c.data, ts, vs).map_err(|e| e.to_string())
+    };
     for c in chunks {
         cts.clear();
         cvs.clear();
+        let mut is_counter = false;
         if let Some(raw) = &c.raw {
             if raw.r#type != 0 {
                 return Err("native histogram chunks are not supported yet".into());
             }
             sluice_tsdb::xor::decode_into(&raw.data, &mut cts, &mut cvs)
                 .map_err(|e| e.to_string())?;
-        } else if let (Some(sum), Some(count)) = (&c.sum, &c.count) {
-            // Downsampled without a specific aggregate: the window average.
-            let (mut t2, mut c2) = (Vec::new(), Vec::new());
-            sluice_tsdb::xor::decode_into(&sum.data, &mut cts, &mut cvs)
-                .map_err(|e| e.to_string())?;
-            sluice_tsdb::xor::decode_into(&count.data, &mut t2, &mut c2)
-                .map_err(|e| e.to_string())?;
-            for (v, n) in cvs.iter_mut().zip(&c2) {
-                *v /= n;
+        } else {
+            match aggregate {
+                Aggregate::Average => {
+                    let (mut t2, mut c2) = (Vec::new(), Vec::new());
+                    decode(&c.sum, "sum", &mut cts, &mut cvs)?;
+                    decode(&c.count, "count", &mut t2, &mut c2)?;
+                    for (v, n) in cvs.iter_mut().zip(&c2) {
+                        *v /= n;
+                    }
+                }
+                Aggregate::Count => decode(&c.count, "count", &mut cts, &mut cvs)?,
+                Aggregate::Sum => decode(&c.sum, "sum", &mut cts, &mut cvs)?,
+                Aggregate::Min => decode(&c.min, "min", &mut cts, &mut cvs)?,
+                Aggregate::Max => decode(&c.max, "max", &mut cts, &mut cvs)?,
+                Aggregate::Counter => {
+                    decode(&c.counter, "counter", &mut cts, &mut cvs)?;
+                    is_counter = true;
+                }
             }
-        } else if let Some(one) = [&c.counter, &c.min, &c.max, &c.sum, &c.count]
-            .into_iter()
-            .flatten()
-            .next()
-        {
-            sluice_tsdb::xor::decode_into(&one.data, &mut cts, &mut cvs)
-                .map_err(|e| e.to_string())?;
         }
         for (&t, &v) in cts.iter().zip(&cvs) {
+            let v = if is_counter {
+                // Thanos' ApplyCounterResets: a repeated timestamp carries the
+                // last raw value of the chunk; increases accumulate, a drop
+                // is a reset.
+                if v.is_nan() {
+                    continue;
+                }
+                if t == last_counter_t {
+                    if let Some((last, _)) = counter.as_mut() {
+                        *last = v;
+                    }
+                    continue;
+                }
+                if t < last_counter_t {
+                    continue;
+                }
+                last_counter_t = t;
+                let total = match counter {
+                    None => v,
+                    Some((last, total)) => total + if v >= last { v - last } else { v },
+                };
+                counter = Some((v, total));
+                total
+            } else {
+                v
+            };
             if t < start || t > end || ts.last().is_some_and(|&l| t <= l) {
                 continue;
             }
@@ -203,7 +302,7 @@ impl Querier {
                 matchers: to_pb(&p.matchers),
                 without_replica_labels: strip.clone(),
                 max_resolution_window: p.max_resolution_window,
-                aggregates: vec![1, 2],
+                aggregates: p.aggregate.request(),
                 ..Default::default()
             },
             matchers: p.matchers.clone(),
@@ -272,7 +371,7 @@ impl Querier {
             if !dedup {
                 let mut chunks = chunks;
                 chunks.sort_by_key(|c| (c.min_time, c.max_time));
-                let (ts, vs) = decode_chunks(&chunks, p.start, p.end).map_err(err)?;
+                let (ts, vs) = decode_chunks(&chunks, p.start, p.end, p.aggregate).map_err(err)?;
                 out.push(Some(SelectedSeries {
                     labels,
                     timestamps: ts,
@@ -283,7 +382,7 @@ impl Querier {
             let reps = overlap_split(chunks);
             let mut decoded = Vec::with_capacity(reps.len());
             for r in &reps {
-                decoded.push(decode_chunks(r, p.start, p.end).map_err(&err)?);
+                decoded.push(decode_chunks(r, p.start, p.end, p.aggregate).map_err(&err)?);
             }
             decoded.retain(|(t, _)| !t.is_empty());
             if decoded.len() <= 1 {
@@ -365,5 +464,69 @@ mod tests {
         );
         // Non-overlapping chunks stay in one replica.
         assert_eq!(overlap_split(vec![c(0, 1), c(2, 3)]).len(), 1);
+    }
+
+    fn xor(samples: &[(i64, f64)]) -> Option<sluice_proto::thanos::Chunk> {
+        Some(sluice_proto::thanos::Chunk {
+            r#type: 0,
+            data: sluice_tsdb::xor::encode(samples).expect("encode").into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn aggregate_follows_the_function() {
+        assert_eq!(Aggregate::for_function("rate"), Aggregate::Counter);
+        assert_eq!(Aggregate::for_function("max_over_time"), Aggregate::Max);
+        assert_eq!(Aggregate::for_function("min"), Aggregate::Min);
+        assert_eq!(Aggregate::for_function("count_over_time"), Aggregate::Count);
+        assert_eq!(Aggregate::for_function("sum_over_time"), Aggregate::Sum);
+        assert_eq!(Aggregate::for_function("sum"), Aggregate::Average);
+        assert_eq!(Aggregate::for_function(""), Aggregate::Average);
+        assert!(needs_two_samples("rate") && !needs_two_samples("max_over_time"));
+    }
+
+    #[test]
+    fn downsampled_chunks_give_the_requested_aggregate() {
+        // Two 5m windows: count 2 and 4, sum 10 and 20, min 1, max 9.
+        let c = AggrChunk {
+            min_time: 0,
+            max_time: 600_000,
+            count: xor(&[(299_999, 2.0), (599_999, 4.0)]),
+            sum: xor(&[(299_999, 10.0), (599_999, 20.0)]),
+            min: xor(&[(299_999, 1.0), (599_999, 2.0)]),
+            max: xor(&[(299_999, 9.0), (599_999, 8.0)]),
+            ..Default::default()
+        };
+        let d = |a| decode_chunks(std::slice::from_ref(&c), 0, 600_000, a).expect("decode").1;
+        assert_eq!(d(Aggregate::Average), vec![5.0, 5.0]);
+        assert_eq!(d(Aggregate::Count), vec![2.0, 4.0]);
+        assert_eq!(d(Aggregate::Sum), vec![10.0, 20.0]);
+        assert_eq!(d(Aggregate::Min), vec![1.0, 2.0]);
+        assert_eq!(d(Aggregate::Max), vec![9.0, 8.0]);
+        let err = decode_chunks(std::slice::from_ref(&c), 0, 600_000, Aggregate::Counter).unwrap_err();
+        assert!(err.contains("counter"), "{err}");
+    }
+
+    #[test]
+    fn counter_chunks_apply_resets_across_chunks() {
+        // Chunk 1: first raw 5, window totals 8 and 12, last raw value 12
+        // (repeated timestamp). Chunk 2 starts after a reset: raw 3.
+        let c1 = AggrChunk {
+            min_time: 0,
+            max_time: 599_999,
+            counter: xor(&[(0, 5.0), (299_999, 8.0), (599_999, 12.0), (599_999, 12.0)]),
+            ..Default::default()
+        };
+        let c2 = AggrChunk {
+            min_time: 600_000,
+            max_time: 899_999,
+            counter: xor(&[(600_000, 3.0), (899_999, 7.0), (899_999, 7.0)]),
+            ..Default::default()
+        };
+        let (ts, vs) = decode_chunks(&[c1, c2], 0, 900_000, Aggregate::Counter).expect("decode");
+        assert_eq!(ts, vec![0, 299_999, 599_999, 600_000, 899_999]);
+        // After the reset the total keeps growing: 12 + 3, then + 4.
+        assert_eq!(vs, vec![5.0, 8.0, 12.0, 15.0, 19.0]);
     }
 }

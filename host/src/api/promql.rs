@@ -143,6 +143,13 @@ fn request(p: &[(String, String)], s: &PState, step: i64) -> Result<Request, Api
         }
     };
     let mut opts = s.cfg.engine.clone();
+    // Thanos' dynamic lookback: with downsampled data allowed, an instant
+    // selector looks back at least one window of the coarsest resolution.
+    for level in [300_000, 3_600_000] {
+        if max_source_resolution >= level {
+            opts.lookback_delta = opts.lookback_delta.max(level);
+        }
+    }
     if let Some(lb) = get_one(p, "lookback_delta").filter(|v| !v.is_empty()) {
         opts.lookback_delta = parse_duration_param("lookback_delta", lb)?;
     }

@@ -194,6 +194,7 @@ impl Plan {
                     None => (vec![], true),
                 };
                 let p = Parent {
+                    func: a.op.to_string(),
                     grouping,
                     by,
                     ..parent.clone()
@@ -213,8 +214,11 @@ impl Plan {
                 }
             }
             Expr::Binary(b) => {
-                self.walk(&b.lhs, ctx, start, end, parent)?;
-                self.walk(&b.rhs, ctx, start, end, parent)?;
+                // As Prometheus: hints describe a function or aggregation over
+                // a single metric, so a binary operation ends the context.
+                let p = Parent::default();
+                self.walk(&b.lhs, ctx, start, end, &p)?;
+                self.walk(&b.rhs, ctx, start, end, &p)?;
             }
             Expr::Unary(u) => self.walk(&u.expr, ctx, start, end, parent)?,
             Expr::Paren(p) => self.walk(&p.expr, ctx, start, end, parent)?,

@@ -155,6 +155,11 @@ pub struct QuerierStorage {
 impl Storage for QuerierStorage {
     fn select(&self, h: SelectHints) -> BoxFuture<'_, Result<SeriesSet, String>> {
         Box::pin(async move {
+            let mut max_resolution_window = self.opts.max_source_resolution;
+            if h.range > 0 && crate::querier::needs_two_samples(&h.func) {
+                max_resolution_window = max_resolution_window.min(h.range / 2);
+            }
+            let aggregate = crate::querier::Aggregate::for_function(&h.func);
             let p = SelectParams {
                 matchers: h.matchers,
                 start: h.start,
@@ -170,7 +175,8 @@ impl Storage for QuerierStorage {
                 dedup_slot: self.opts.dedup_slot.clone(),
                 replica_labels: self.opts.replica_labels.clone(),
                 partial_response: self.opts.partial_response,
-                max_resolution_window: self.opts.max_source_resolution,
+                max_resolution_window,
+                aggregate,
             };
             let r = self.querier.select(p).await.map_err(|e| e.to_string())?;
             Ok(SeriesSet {
