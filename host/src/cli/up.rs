@@ -267,6 +267,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         q.http_addr
     );
     println!(
+        "  PromQL:              curl -s 'http://{}/api/v1/query' --data-urlencode 'query=sum by (job) (rate(http_requests_total[5m]))'",
+        q.http_addr
+    );
+    println!(
         "  stores:              http://{}/api/v1/stores",
         q.http_addr
     );
