@@ -529,4 +529,20 @@ mod tests {
         // After the reset the total keeps growing: 12 + 3, then + 4.
         assert_eq!(vs, vec![5.0, 8.0, 12.0, 15.0, 19.0]);
     }
+
+    #[test]
+    fn native_histogram_chunks_are_a_clear_error() {
+        let c = AggrChunk {
+            min_time: 0,
+            max_time: 1,
+            raw: Some(sluice_proto::thanos::Chunk {
+                r#type: 1, // HISTOGRAM
+                data: vec![0, 1].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let err = decode_chunks(&[c], 0, 1, Aggregate::Average).unwrap_err();
+        assert!(err.contains("native histogram"), "{err}");
+    }
 }
