@@ -49,10 +49,7 @@ pub enum TlsError {
     #[error("{0}")]
     Config(String),
     #[error("{what}: {source}")]
-    Rustls {
-        what: String,
-        source: rustls::Error,
-    },
+    Rustls { what: String, source: rustls::Error },
 }
 
 /// A TLS protocol version rustls can speak.
@@ -215,14 +212,8 @@ mod tests {
             TlsVersion::parse_or("", TlsVersion::Tls13).unwrap(),
             TlsVersion::Tls13
         );
-        assert_eq!(
-            TlsVersion::range(TlsVersion::Tls13, None).unwrap().len(),
-            1
-        );
-        assert_eq!(
-            TlsVersion::range(TlsVersion::Tls12, None).unwrap().len(),
-            2
-        );
+        assert_eq!(TlsVersion::range(TlsVersion::Tls13, None).unwrap().len(), 1);
+        assert_eq!(TlsVersion::range(TlsVersion::Tls12, None).unwrap().len(), 2);
         assert!(TlsVersion::range(TlsVersion::Tls13, Some(TlsVersion::Tls12)).is_err());
     }
 }

@@ -186,12 +186,12 @@ pub fn parse_identity(der: &[u8], verified: bool) -> Result<PeerIdentity, DerErr
                     0x82 => id.dns_names.push(String::from_utf8_lossy(v).into_owned()),
                     0x86 => id.uris.push(String::from_utf8_lossy(v).into_owned()),
                     0x87 => match v.len() {
-                        4 => id.ips.push(IpAddr::from(<[u8; 4]>::try_from(v).map_err(
-                            |_| DerError("IPv4 SAN"),
-                        )?)),
-                        16 => id.ips.push(IpAddr::from(<[u8; 16]>::try_from(v).map_err(
-                            |_| DerError("IPv6 SAN"),
-                        )?)),
+                        4 => id.ips.push(IpAddr::from(
+                            <[u8; 4]>::try_from(v).map_err(|_| DerError("IPv4 SAN"))?,
+                        )),
+                        16 => id.ips.push(IpAddr::from(
+                            <[u8; 16]>::try_from(v).map_err(|_| DerError("IPv6 SAN"))?,
+                        )),
                         _ => return Err(DerError("IP SAN of odd length")),
                     },
                     _ => {}
@@ -216,7 +216,9 @@ mod tests {
         p.distinguished_name
             .push(DnType::OrganizationName, "Sluice");
         p.subject_alt_names.push(SanType::URI(
-            "spiffe://cluster-a/ns/monitoring/sa/admin".try_into().unwrap(),
+            "spiffe://cluster-a/ns/monitoring/sa/admin"
+                .try_into()
+                .unwrap(),
         ));
         p.subject_alt_names
             .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));

@@ -329,8 +329,8 @@ impl ClientCertVerifier for AllowedSans {
         let ok = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        let id = parse_identity(end_entity, true)
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let id =
+            parse_identity(end_entity, true).map_err(|e| rustls::Error::General(e.to_string()))?;
         if self.allowed.iter().any(|a| id.has_san(a)) {
             Ok(ok)
         } else {
@@ -505,18 +505,17 @@ async fn accept_loop(
         let tx = tx.clone();
         tokio::spawn(async move {
             let acceptor = tokio_rustls::TlsAcceptor::from(built.config.clone());
-            let stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::warn!(server = what, peer = %remote, error = %super::error_chain(&e), "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::warn!(server = what, peer = %remote, "TLS handshake timed out after {HANDSHAKE_TIMEOUT:?}");
-                        return;
-                    }
-                };
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::warn!(server = what, peer = %remote, error = %super::error_chain(&e), "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(server = what, peer = %remote, "TLS handshake timed out after {HANDSHAKE_TIMEOUT:?}");
+                    return;
+                }
+            };
             let identity = stream
                 .get_ref()
                 .1
@@ -531,7 +530,10 @@ async fn accept_loop(
                 });
             tracing::debug!(server = what, peer = %remote, client = ?identity.as_ref().map(|i| i.describe()), "TLS connection established");
             let _ = tx
-                .send((ServerStream::Tls(Box::new(stream)), PeerInfo { remote, identity }))
+                .send((
+                    ServerStream::Tls(Box::new(stream)),
+                    PeerInfo { remote, identity },
+                ))
                 .await;
         });
     }
