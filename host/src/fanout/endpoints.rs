@@ -200,15 +200,17 @@ impl Endpoint {
                 // Transport failures carry the cause (TLS alerts, refused
                 // connections) in the source chain, not in the message.
                 let mut detail = status.message().to_string();
-                if let Some(src) = std::error::Error::source(&status) {
-                    let chain = crate::tls::error_chain(src);
-                    if !detail.contains(&chain) {
+                let mut cur = std::error::Error::source(&status);
+                while let Some(err) = cur {
+                    let m = err.to_string();
+                    if !m.is_empty() && !detail.contains(&m) {
                         detail = if detail.is_empty() {
-                            chain
+                            m
                         } else {
-                            format!("{detail}: {chain}")
+                            format!("{detail}: {m}")
                         };
                     }
+                    cur = err.source();
                 }
                 let mut e = format!(
                     "Info call failed: {}: {detail}",
