@@ -549,6 +549,55 @@ mod tests {
         assert!(SdConfig::parse("endpoints:\n  - adress: a:1\n").is_err());
     }
 
+    #[test]
+    fn client_config_becomes_tls_options() {
+        use crate::tls::TlsVersion;
+        let c = SdConfig::parse(
+            "default_client_config:\n  tls_config:\n    ca_file: /ca.pem\nendpoints:\n  - address: a:1\n    client_config:\n      server_name: from-client-config\n      tls_config:\n        cert_file: c.pem\n        key_file: k.pem\n        min_version: TLS13\n        max_version: \"1.3\"\n  - address: b:2\n    client_config:\n      tls_config:\n        enabled: false\n  - address: c:3\n    client_config:\n      tls_config:\n        cert_file: only-cert.pem\n        min_version: TLS99\n",
+        )
+        .unwrap();
+        let o = c.endpoints[0]
+            .client_config
+            .as_ref()
+            .unwrap()
+            .tls_options()
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.cert_file, Some(PathBuf::from("c.pem")));
+        assert_eq!(o.ca_file, None);
+        assert_eq!(o.server_name.as_deref(), Some("from-client-config"));
+        assert_eq!(
+            (o.min_version, o.max_version),
+            (TlsVersion::Tls13, Some(TlsVersion::Tls13))
+        );
+        let default = c
+            .default_client_config
+            .as_ref()
+            .unwrap()
+            .tls_options()
+            .unwrap()
+            .unwrap();
+        assert_eq!(default.ca_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(default.min_version, TlsVersion::Tls12);
+        assert!(
+            c.endpoints[1]
+                .client_config
+                .as_ref()
+                .unwrap()
+                .tls_options()
+                .unwrap()
+                .is_none()
+        );
+        let e = c.endpoints[2]
+            .client_config
+            .as_ref()
+            .unwrap()
+            .tls_options()
+            .unwrap_err();
+        assert!(e.contains("TLS99") && e.contains("go together"), "{e}");
+        assert!(ClientConfig::default().tls_options().unwrap().is_none());
+    }
+
     #[tokio::test]
     async fn resolves_static_dns_and_file_sd() {
         let dir = tempfile::tempdir().unwrap();

@@ -170,13 +170,14 @@ impl ClientTls {
         port: u16,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectError> {
         let address = format!("{host}:{port}");
+        let host = host.trim_start_matches('[').trim_end_matches(']');
         let name = self.opts.server_name.as_deref().unwrap_or(host);
         let server_name = ServerName::try_from(name.to_string()).map_err(|e| ConnectError {
             address: address.clone(),
             stage: "TLS setup",
             detail: format!("invalid server name {name:?}: {e}"),
         })?;
-        let tcp = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
+        let tcp = TcpStream::connect((host, port))
             .await
             .map_err(|e| ConnectError {
                 address: address.clone(),
