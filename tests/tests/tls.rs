@@ -390,6 +390,9 @@ async fn cross_cluster_mtls_dedup_and_observer() -> Result<()> {
 
 // --- 2. rejections ----------------------------------------------------------------------------------------------
 
+/// A rejection case: name, `tls_config` settings, expected in the querier's `lastError`, expected in the store's log.
+type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str, &'a str);
+
 /// Each way a client can be turned away: no client certificate, a certificate from the other cluster's CA, an
 /// expired certificate, a wrong server name, a TLS 1.2-only client against the default minimum of 1.3. Each is a
 /// separate store (same CA and settings), so each endpoint's reason on `/api/v1/stores` and each store's log line
@@ -406,8 +409,7 @@ async fn rejected_handshakes_are_reported_on_both_sides() -> Result<()> {
     let expired = pki.leaf("expired", &ca_a.leaf("querier", &[], Validity::Expired)?)?;
     let b = bucket(&f.a, &ext("A"))?;
 
-    // (name, tls_config, expected in the querier's lastError, expected in the store's log)
-    let cases: Vec<(&str, Vec<(&str, String)>, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "good",
             vec![("cert_file", good.cert_str()), ("key_file", good.key_str())],
@@ -1033,7 +1035,7 @@ async fn outside_clients_grpcio_and_curl_with_client_certificates() -> Result<()
         },
     )
     .await?;
-    wait_healthy(&q, &[addr.clone()], Duration::from_secs(30)).await?;
+    wait_healthy(&q, std::slice::from_ref(&addr), Duration::from_secs(30)).await?;
     let qurl = |p: &str| format!("https://127.0.0.1:{}{p}", q.http.port());
     let cert_args = |l: &LeafFiles| {
         vec![
