@@ -1,6 +1,8 @@
-//! api owns the HTTP surfaces. For now: the operational endpoints every
-//! Sluice process serves (`/-/healthy`, `/-/ready`, `/metrics`). It is the only
-//! place errors become HTTP statuses.
+//! api owns the HTTP surfaces: the operational endpoints every Sluice process
+//! serves (`/-/healthy`, `/-/ready`, `/metrics`), the web-config's basic auth
+//! and headers, and the policy admin API with its bearer-token or
+//! client-certificate authorization. It is the only place errors become HTTP
+//! statuses.
 
 use std::sync::Arc;
 
@@ -54,27 +56,173 @@ async fn metrics_handler(State(s): State<OpsState>) -> impl IntoResponse {
 /// Largest module accepted by `PUT /api/v1/policies/<slot>`.
 const MAX_MODULE_BYTES: usize = 64 << 20;
 
+/// Who may use the policy admin API: a bearer token, client certificates
+/// with one of `identities` (SAN URI, SAN DNS or CN; verified chains only),
+/// or both. With neither the API is not mounted.
+#[derive(Clone, Default)]
+pub struct AdminAuth {
+    pub token: Option<String>,
+    pub identities: Vec<String>,
+}
+
+impl std::fmt::Debug for AdminAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminAuth")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("identities", &self.identities)
+            .finish()
+    }
+}
+
+impl AdminAuth {
+    /// Whether any way in is configured.
+    pub fn enabled(&self) -> bool {
+        self.token.is_some() || !self.identities.is_empty()
+    }
+
+    /// Who the request is, when authorized: `bearer token` or the
+    /// certificate's names.
+    fn authorize(
+        &self,
+        headers: &axum::http::HeaderMap,
+        peer: Option<&crate::tls::PeerInfo>,
+    ) -> Option<String> {
+        if let Some(t) = &self.token
+            && bearer_matches(headers, t)
+        {
+            return Some("bearer token".into());
+        }
+        let id = peer?.identity.as_ref()?;
+        (id.verified && self.identities.iter().any(|a| id.has_name(a)))
+            .then(|| format!("client certificate ({})", id.describe()))
+    }
+}
+
 #[derive(Clone)]
 struct AdminState {
     registry: Arc<crate::policy::PolicyRegistry>,
-    token: Arc<String>,
 }
 
 /// The policy admin API: `GET /api/v1/policies` and
 /// `PUT /api/v1/policies/<slot>?sha256=<hex>[&kind=<kind>]` with the module as
-/// the body. Every request needs `Authorization: Bearer <token>`. The caller
-/// mounts it only when a token is configured, so it is off by default.
-pub fn policy_admin_router(registry: Arc<crate::policy::PolicyRegistry>, token: String) -> Router {
+/// the body. Every request needs `Authorization: Bearer <token>` or a verified
+/// client certificate named in `auth.identities`. The caller mounts it only
+/// when `auth.enabled()`, so it is off by default.
+pub fn policy_admin_router(
+    registry: Arc<crate::policy::PolicyRegistry>,
+    auth: AdminAuth,
+) -> Router {
     use axum::extract::DefaultBodyLimit;
     use axum::routing::put;
+    let auth = Arc::new(auth);
     Router::new()
         .route("/api/v1/policies", get(policies_get))
         .route("/api/v1/policies/{slot}", put(policies_put))
         .layer(DefaultBodyLimit::max(MAX_MODULE_BYTES))
-        .with_state(AdminState {
-            registry,
-            token: Arc::new(token),
-        })
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let auth = auth.clone();
+                async move {
+                    let peer = req
+                        .extensions()
+                        .get::<axum::extract::ConnectInfo<crate::tls::PeerInfo>>()
+                        .map(|c| &c.0);
+                    match auth.authorize(req.headers(), peer) {
+                        Some(who) => {
+                            if req.method() != axum::http::Method::GET {
+                                tracing::info!(path = %req.uri().path(), by = %who, "policy admin request");
+                            }
+                            next.run(req).await
+                        }
+                        None => {
+                            let presented = peer
+                                .and_then(|p| p.identity.as_ref())
+                                .map(|i| {
+                                    if i.verified {
+                                        format!("client certificate ({}) not on the allow list", i.describe())
+                                    } else {
+                                        "an unverified client certificate".into()
+                                    }
+                                })
+                                .unwrap_or_else(|| "no client certificate".into());
+                            tracing::warn!(path = %req.uri().path(), peer = ?peer.map(|p| p.remote), presented = %presented, "policy admin request refused");
+                            api_error(
+                                StatusCode::UNAUTHORIZED,
+                                "unauthorized",
+                                format!("missing or wrong bearer token, and {presented}"),
+                            )
+                        }
+                    }
+                }
+            },
+        ))
+        .with_state(AdminState { registry })
+}
+
+/// Applies `--http.config`'s response headers and basic auth to a router.
+pub fn with_web_config(router: Router, web: &crate::tls::WebConfig) -> Router {
+    let mut router = router;
+    if let Some(auth) = web.basic_auth.clone() {
+        router = router.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let auth = auth.clone();
+                async move {
+                    let header = req
+                        .headers()
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    // bcrypt takes tens of milliseconds: off the reactor.
+                    let ok =
+                        tokio::task::spawn_blocking(move || auth.check_header(header.as_deref()))
+                            .await
+                            .unwrap_or(false);
+                    if ok {
+                        next.run(req).await
+                    } else {
+                        (
+                            StatusCode::UNAUTHORIZED,
+                            [(header::WWW_AUTHENTICATE, "Basic")],
+                            "Unauthorized\n",
+                        )
+                            .into_response()
+                    }
+                }
+            },
+        ));
+    }
+    if !web.http.headers.is_empty() {
+        let headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)> = web
+            .http
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                match (
+                    axum::http::HeaderName::try_from(k.as_str()),
+                    axum::http::HeaderValue::try_from(v.as_str()),
+                ) {
+                    (Ok(k), Ok(v)) => Some((k, v)),
+                    _ => {
+                        tracing::warn!(header = %k, "--http.config: invalid response header; ignored");
+                        None
+                    }
+                }
+            })
+            .collect();
+        let headers = Arc::new(headers);
+        router = router.layer(axum::middleware::map_response(
+            move |mut resp: axum::response::Response| {
+                let headers = headers.clone();
+                async move {
+                    for (k, v) in headers.iter() {
+                        resp.headers_mut().insert(k.clone(), v.clone());
+                    }
+                    resp
+                }
+            },
+        ));
+    }
+    router
 }
 
 /// Reads a bearer token file (trailing whitespace ignored); empty is an error.
@@ -97,7 +245,7 @@ fn api_error(status: StatusCode, kind: &str, msg: String) -> axum::response::Res
 }
 
 /// Constant-time comparison of the presented bearer token.
-fn authorized(headers: &axum::http::HeaderMap, token: &str) -> bool {
+fn bearer_matches(headers: &axum::http::HeaderMap, token: &str) -> bool {
     let Some(presented) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -109,17 +257,7 @@ fn authorized(headers: &axum::http::HeaderMap, token: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn policies_get(
-    State(s): State<AdminState>,
-    headers: axum::http::HeaderMap,
-) -> axum::response::Response {
-    if !authorized(&headers, &s.token) {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong bearer token".into(),
-        );
-    }
+async fn policies_get(State(s): State<AdminState>) -> axum::response::Response {
     axum::Json(serde_json::json!({"status": "success", "data": s.registry.status()}))
         .into_response()
 }
@@ -134,16 +272,8 @@ async fn policies_put(
     State(s): State<AdminState>,
     axum::extract::Path(slot): axum::extract::Path<String>,
     axum::extract::Query(params): axum::extract::Query<PutParams>,
-    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
-    if !authorized(&headers, &s.token) {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong bearer token".into(),
-        );
-    }
     let Some(sha) = params.sha256 else {
         return api_error(
             StatusCode::BAD_REQUEST,

@@ -108,24 +108,146 @@ pub(crate) async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Serves `router` on `listener` until the stop flag is raised.
+/// Server TLS flags shared by every serving subcommand (Thanos' names).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerTlsArgs {
+    /// TLS certificate (PEM) for the gRPC server; with --grpc-server-tls-key, the gRPC server speaks TLS only.
+    #[arg(long = "grpc-server-tls-cert")]
+    pub grpc_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM) for the gRPC server.
+    #[arg(long = "grpc-server-tls-key")]
+    pub grpc_key: Option<std::path::PathBuf>,
+    /// CA bundle verifying gRPC clients: when set, clients must present a certificate it signed (mutual TLS).
+    #[arg(long = "grpc-server-tls-client-ca")]
+    pub grpc_client_ca: Option<std::path::PathBuf>,
+    /// Oldest TLS version the gRPC server accepts: 1.2 or 1.3 (also TLS12, TLS13).
+    #[arg(long = "grpc-server-tls-min-version", default_value = "1.3")]
+    pub grpc_min_version: String,
+    /// Prometheus web configuration file (exporter-toolkit format): HTTP TLS, client certificates, basic auth.
+    #[arg(long = "http.config")]
+    pub http_config: Option<std::path::PathBuf>,
+    /// How often certificate, key and CA files are checked for changes.
+    #[arg(long = "tls.reload-interval", default_value = "5s", value_parser = crate::config::duration_arg, hide = true)]
+    pub reload_interval: std::time::Duration,
+}
+
+impl Default for ServerTlsArgs {
+    fn default() -> Self {
+        ServerTlsArgs {
+            grpc_cert: None,
+            grpc_key: None,
+            grpc_client_ca: None,
+            grpc_min_version: "1.3".into(),
+            http_config: None,
+            reload_interval: crate::tls::DEFAULT_RELOAD_INTERVAL,
+        }
+    }
+}
+
+/// TLS of a process's two servers, loaded and watched for changes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServerSecurity {
+    pub grpc: Option<crate::tls::ServerTls>,
+    pub http: Option<crate::tls::ServerTls>,
+    pub web: crate::tls::WebConfig,
+}
+
+impl ServerTlsArgs {
+    /// Loads every configured certificate and the web config, reporting all
+    /// problems at once, and starts watching the files.
+    pub(crate) fn load(&self) -> anyhow::Result<ServerSecurity> {
+        use crate::tls::{ClientAuth, ServerTls, ServerTlsOptions, TlsVersion, WebConfig};
+        let mut problems = Vec::new();
+        let min_version = TlsVersion::parse(&self.grpc_min_version)
+            .map_err(|e| problems.push(format!("--grpc-server-tls-min-version: {e}")))
+            .unwrap_or(TlsVersion::Tls13);
+        let grpc_opts = match (&self.grpc_cert, &self.grpc_key) {
+            (Some(cert), Some(key)) => Some(ServerTlsOptions {
+                what: "gRPC server",
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+                client_ca_file: self.grpc_client_ca.clone(),
+                client_auth: if self.grpc_client_ca.is_some() {
+                    ClientAuth::RequireAndVerifyClientCert
+                } else {
+                    ClientAuth::NoClientCert
+                },
+                min_version,
+                max_version: None,
+                alpn: vec![b"h2".to_vec()],
+                allowed_sans: vec![],
+            }),
+            (None, None) => {
+                if self.grpc_client_ca.is_some() {
+                    problems.push(
+                        "--grpc-server-tls-client-ca needs --grpc-server-tls-cert and --grpc-server-tls-key"
+                            .to_string(),
+                    );
+                }
+                None
+            }
+            _ => {
+                problems.push(
+                    "--grpc-server-tls-cert and --grpc-server-tls-key go together".to_string(),
+                );
+                None
+            }
+        };
+        let grpc = grpc_opts.and_then(|o| {
+            ServerTls::new(o)
+                .map_err(|e| problems.push(format!("gRPC server TLS: {e}")))
+                .ok()
+        });
+        let web = match &self.http_config {
+            Some(p) => WebConfig::load(p)
+                .map_err(|e| problems.push(e.to_string()))
+                .unwrap_or_default(),
+            None => WebConfig::default(),
+        };
+        let http = web.tls.clone().and_then(|o| {
+            ServerTls::new(o)
+                .map_err(|e| problems.push(format!("HTTP server TLS: {e}")))
+                .ok()
+        });
+        if !problems.is_empty() {
+            anyhow::bail!("{}", problems.join("; "));
+        }
+        for t in grpc.iter().chain(http.iter()) {
+            t.watch(self.reload_interval);
+        }
+        Ok(ServerSecurity { grpc, http, web })
+    }
+}
+
+/// Serves `router` on `listener` (TLS and basic auth per `--http.config`)
+/// until the stop flag is raised. Handlers can read the client's
+/// certificate identity from `ConnectInfo<tls::PeerInfo>`.
 pub(crate) fn spawn_http(
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    security: &ServerSecurity,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stopped(stop))
-            .await
-    })
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let incoming = crate::tls::incoming(listener, security.http.clone(), stop.clone())?;
+    let router = crate::api::with_web_config(router, &security.web);
+    Ok(tokio::spawn(async move {
+        axum::serve(
+            incoming,
+            router.into_make_service_with_connect_info::<crate::tls::PeerInfo>(),
+        )
+        .with_graceful_shutdown(stopped(stop))
+        .await
+    }))
 }
 
-/// The gRPC listener as tonic's incoming stream, with Nagle off as in Go.
+/// The gRPC listener as tonic's incoming stream (TLS per the
+/// `--grpc-server-tls-*` flags), with Nagle off as in Go.
 pub(crate) fn grpc_incoming(
     listener: tokio::net::TcpListener,
-) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+    security: &ServerSecurity,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<crate::tls::Incoming> {
+    Ok(crate::tls::incoming(listener, security.grpc.clone(), stop)?)
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

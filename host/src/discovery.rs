@@ -75,28 +75,40 @@ impl EndpointSpec {
     }
 }
 
-/// TLS settings of a client connection (`tls_config` in Thanos' sd-config).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// TLS settings of a client connection (`tls_config` in Thanos' sd-config,
+/// Prometheus' `tls_config` field names). Present (and not `enabled: false`)
+/// means TLS.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// `false` turns TLS off while keeping the settings.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Client certificate (PEM) for mutual TLS.
     #[serde(default)]
     pub cert_file: String,
+    /// Client private key (PEM).
     #[serde(default)]
     pub key_file: String,
+    /// CA bundle verifying the endpoint's certificate (default: system roots).
     #[serde(default)]
     pub ca_file: String,
+    /// Name the endpoint's certificate must carry (default: the address's host).
     #[serde(default)]
     pub server_name: String,
+    /// Accept any endpoint certificate (testing only).
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Oldest TLS version: TLS12 (default) or TLS13 (also 1.2, 1.3).
     #[serde(default)]
     pub min_version: String,
+    /// Newest TLS version (default: TLS13).
+    #[serde(default)]
+    pub max_version: String,
 }
 
 /// `client_config` of an endpoint.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     #[serde(default)]
@@ -106,6 +118,50 @@ pub struct ClientConfig {
     /// `none` or `snappy`.
     #[serde(default)]
     pub compression: String,
+}
+
+impl ClientConfig {
+    /// The TLS options this config asks for; `None` = plaintext.
+    pub fn tls_options(&self) -> Result<Option<crate::tls::ClientTlsOptions>, String> {
+        use crate::tls::{ClientTlsOptions, TlsVersion};
+        let Some(t) = &self.tls_config else {
+            return Ok(None);
+        };
+        if t.enabled == Some(false) {
+            return Ok(None);
+        }
+        let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+        let mut problems = Vec::new();
+        let min_version = TlsVersion::parse_or(&t.min_version, TlsVersion::Tls12)
+            .map_err(|e| problems.push(format!("min_version: {e}")))
+            .unwrap_or(TlsVersion::Tls12);
+        let max_version = if t.max_version.is_empty() {
+            None
+        } else {
+            TlsVersion::parse(&t.max_version)
+                .map_err(|e| problems.push(format!("max_version: {e}")))
+                .ok()
+        };
+        if t.cert_file.is_empty() != t.key_file.is_empty() {
+            problems.push("tls_config: cert_file and key_file go together".into());
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        let server_name = [&t.server_name, &self.server_name]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .cloned();
+        Ok(Some(ClientTlsOptions {
+            ca_file: path(&t.ca_file),
+            cert_file: path(&t.cert_file),
+            key_file: path(&t.key_file),
+            server_name,
+            insecure_skip_verify: t.insecure_skip_verify,
+            min_version,
+            max_version,
+        }))
+    }
 }
 
 /// One entry of `endpoints:` in `--endpoint.sd-config`.
@@ -173,6 +229,9 @@ pub struct Source {
 pub struct Target {
     pub address: String,
     pub strict: bool,
+    /// The endpoint's own `client_config` (or the sd-config's default);
+    /// `None` = the querier's `--grpc-client-*` flags apply.
+    pub client: Option<ClientConfig>,
 }
 
 /// Resolves sources on demand.
@@ -259,6 +318,7 @@ impl Discovery {
                 Ok(targets) => out.extend(targets.into_iter().map(|address| Target {
                     address,
                     strict: false,
+                    client: None,
                 })),
                 Err(e) => tracing::warn!(path = %f.display(), error = %e, "cannot read file SD"),
             }
@@ -290,12 +350,16 @@ impl Discovery {
             out.extend(addrs.into_iter().map(|address| Target {
                 address,
                 strict: s.strict,
+                client: s.client.clone(),
             }));
         }
         out.sort();
         out.dedup_by(|a, b| {
             if a.address == b.address {
                 b.strict |= a.strict;
+                if b.client.is_none() {
+                    b.client = a.client.take();
+                }
                 true
             } else {
                 false
@@ -483,6 +547,55 @@ mod tests {
         );
         assert!(SdConfig::parse("endpoints:\n  - address: nope\n").is_err());
         assert!(SdConfig::parse("endpoints:\n  - adress: a:1\n").is_err());
+    }
+
+    #[test]
+    fn client_config_becomes_tls_options() {
+        use crate::tls::TlsVersion;
+        let c = SdConfig::parse(
+            "default_client_config:\n  tls_config:\n    ca_file: /ca.pem\nendpoints:\n  - address: a:1\n    client_config:\n      server_name: from-client-config\n      tls_config:\n        cert_file: c.pem\n        key_file: k.pem\n        min_version: TLS13\n        max_version: \"1.3\"\n  - address: b:2\n    client_config:\n      tls_config:\n        enabled: false\n  - address: c:3\n    client_config:\n      tls_config:\n        cert_file: only-cert.pem\n        min_version: TLS99\n",
+        )
+        .unwrap();
+        let o = c.endpoints[0]
+            .client_config
+            .as_ref()
+            .unwrap()
+            .tls_options()
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.cert_file, Some(PathBuf::from("c.pem")));
+        assert_eq!(o.ca_file, None);
+        assert_eq!(o.server_name.as_deref(), Some("from-client-config"));
+        assert_eq!(
+            (o.min_version, o.max_version),
+            (TlsVersion::Tls13, Some(TlsVersion::Tls13))
+        );
+        let default = c
+            .default_client_config
+            .as_ref()
+            .unwrap()
+            .tls_options()
+            .unwrap()
+            .unwrap();
+        assert_eq!(default.ca_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(default.min_version, TlsVersion::Tls12);
+        assert!(
+            c.endpoints[1]
+                .client_config
+                .as_ref()
+                .unwrap()
+                .tls_options()
+                .unwrap()
+                .is_none()
+        );
+        let e = c.endpoints[2]
+            .client_config
+            .as_ref()
+            .unwrap()
+            .tls_options()
+            .unwrap_err();
+        assert!(e.contains("TLS99") && e.contains("go together"), "{e}");
+        assert!(ClientConfig::default().tls_options().unwrap().is_none());
     }
 
     #[tokio::test]

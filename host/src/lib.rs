@@ -16,3 +16,4 @@ pub mod policy;
 pub mod promql;
 pub mod querier;
 pub mod storeapi;
+pub mod tls;

@@ -4,6 +4,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    sluice::tls::install_default_provider();
     let cli = sluice::cli::Cli::parse();
     sluice::cli::init_logging(&cli);
     match sluice::cli::run(cli).await {

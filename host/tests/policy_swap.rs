@@ -109,7 +109,13 @@ async fn swap_ten_times_under_load_without_a_failed_call() {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let app = sluice::api::policy_admin_router(reg.clone(), TOKEN.to_string());
+    let app = sluice::api::policy_admin_router(
+        reg.clone(),
+        sluice::api::AdminAuth {
+            token: Some(TOKEN.to_string()),
+            identities: vec![],
+        },
+    );
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     // Unauthenticated or wrongly authenticated requests are refused.

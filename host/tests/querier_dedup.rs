@@ -71,6 +71,7 @@ async fn store_for(
         limit_series: 0,
         limit_samples: 0,
         block_sync_concurrency: 2,
+        tls: Default::default(),
     };
     let mut stop = stop;
     let (running, _) = start(&args, Metrics::new(), async move {

@@ -134,6 +134,7 @@ async fn fixture(limit_series: u64, limit_samples: u64) -> Fixture {
         limit_series,
         limit_samples,
         block_sync_concurrency: 4,
+        tls: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (running, _task) = start(&args, Metrics::new(), async move {
@@ -807,6 +808,7 @@ async fn resync(f: Fixture) -> Fixture {
         limit_series: 0,
         limit_samples: 0,
         block_sync_concurrency: 4,
+        tls: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (running, _task) = start(&args, Metrics::new(), async move {

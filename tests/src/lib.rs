@@ -4,15 +4,17 @@
 
 pub mod api;
 pub mod bucket;
+pub mod certs;
 pub mod dns;
 pub mod fake;
 pub mod fixture;
 pub mod grpc;
 pub mod model;
 pub mod process;
+pub mod tls;
 pub mod tools;
 
 pub use fixture::{Block, Fixture};
 pub use grpc::{SeriesResult, label_names, label_values, series, series_request};
 pub use model::{Labels, Matcher, Sample, SeriesMap, ServedBlock, eq, labels, neq, nre, re};
-pub use process::{Moto, SluiceProcess, SluiceQuery, SluiceStore};
+pub use process::{HttpsAccess, Moto, SluiceProcess, SluiceQuery, SluiceStore};

@@ -31,6 +31,15 @@ pub struct SluiceProcess {
     /// Holds the config files, data dir and logs; removed on drop.
     dir: TempDir,
     http_client: reqwest::Client,
+    /// `http` or `https` (see [`SluiceProcess::use_https`]).
+    http_scheme: &'static str,
+}
+
+/// How the tests reach an HTTPS listener: the CA to trust and an optional client certificate (PEM cert + key).
+#[derive(Debug, Clone)]
+pub struct HttpsAccess {
+    pub ca_pem: String,
+    pub identity_pem: Option<String>,
 }
 
 impl std::fmt::Debug for SluiceProcess {
@@ -110,7 +119,26 @@ impl SluiceProcess {
             http,
             dir,
             http_client: reqwest::Client::new(),
+            http_scheme: "http",
         })
+    }
+
+    /// Talks HTTPS to the HTTP listener from now on (the process serves `--http.config` with TLS).
+    pub fn use_https(&mut self, access: &HttpsAccess) -> Result<()> {
+        let mut b = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .tls_certs_only([reqwest::Certificate::from_pem(access.ca_pem.as_bytes())?]);
+        if let Some(id) = &access.identity_pem {
+            b = b.identity(reqwest::Identity::from_pem(id.as_bytes())?);
+        }
+        self.http_client = b.build()?;
+        self.http_scheme = "https";
+        Ok(())
+    }
+
+    /// `http://127.0.0.1:PORT` or `https://…`.
+    pub fn http_base(&self) -> String {
+        format!("{}://{}", self.http_scheme, self.http)
     }
 
     /// Polls `/-/ready` until it answers 200, failing if the process exits or `timeout` passes.
@@ -160,11 +188,11 @@ impl SluiceProcess {
     pub async fn http_get(&self, path: &str) -> Result<(u16, String)> {
         let resp = self
             .http_client
-            .get(format!("http://{}{path}", self.http))
+            .get(format!("{}{path}", self.http_base()))
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .with_context(|| format!("GET http://{}{path}", self.http))?;
+            .with_context(|| format!("GET {}{path}", self.http_base()))?;
         let code = resp.status().as_u16();
         Ok((code, resp.text().await?))
     }
@@ -173,13 +201,13 @@ impl SluiceProcess {
     pub async fn http_post_form(&self, path: &str, form: &str) -> Result<(u16, String)> {
         let resp = self
             .http_client
-            .post(format!("http://{}{path}", self.http))
+            .post(format!("{}{path}", self.http_base()))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form.to_owned())
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .with_context(|| format!("POST http://{}{path}", self.http))?;
+            .with_context(|| format!("POST {}{path}", self.http_base()))?;
         let code = resp.status().as_u16();
         Ok((code, resp.text().await?))
     }
@@ -277,6 +305,19 @@ impl SluiceStore {
         s.wait_ready(Duration::from_secs(60)).await?;
         Ok(s)
     }
+
+    /// Starts a store whose HTTP listener speaks TLS (`--http.config` among `extra`) and waits until `/-/ready`
+    /// answers 200 over HTTPS.
+    pub async fn start_ready_https(
+        objstore_yaml: &str,
+        extra: &[&str],
+        access: &HttpsAccess,
+    ) -> Result<SluiceStore> {
+        let mut s = Self::start(objstore_yaml, extra)?;
+        s.use_https(access)?;
+        s.wait_ready(Duration::from_secs(60)).await?;
+        Ok(s)
+    }
 }
 
 /// A running `sluice query`.
@@ -306,9 +347,18 @@ impl SluiceQuery {
         Ok(q)
     }
 
-    /// The base URL of the HTTP API, `http://127.0.0.1:PORT`.
+    /// Like [`SluiceQuery::start`] for a querier whose HTTP listener speaks TLS (`--http.config` among `args`).
+    pub async fn start_https(args: &[String], access: &HttpsAccess) -> Result<SluiceQuery> {
+        let dir = tempfile::Builder::new().prefix("sluice-query-").tempdir()?;
+        let mut q = SluiceQuery(SluiceProcess::spawn("query", args, dir)?);
+        q.use_https(access)?;
+        q.wait_ready(Duration::from_secs(60)).await?;
+        Ok(q)
+    }
+
+    /// The base URL of the HTTP API, `http://127.0.0.1:PORT` (or `https://`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.http)
+        self.http_base()
     }
 }
 

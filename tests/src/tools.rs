@@ -169,3 +169,40 @@ fn newest_source(root: &Path) -> Option<SystemTime> {
     }
     newest
 }
+
+/// Checks once that Python can import `grpc` (grpcio, from tests/requirements.txt) and returns the interpreter.
+pub fn check_grpcio() -> Result<PathBuf> {
+    static CHECK: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    let r = CHECK.get_or_init(|| {
+        let py = python().map_err(|e| e.to_string())?;
+        let out = Command::new(&py)
+            .args(["-c", "import grpc"])
+            .output()
+            .map_err(|e| format!("run {}: {e}", py.display()))?;
+        if out.status.success() {
+            Ok(py)
+        } else {
+            Err(format!(
+                "grpcio is not importable by {}: install it with `pip install -r tests/requirements.txt` \
+                 (grpcio):\n{}",
+                py.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    match r {
+        Ok(p) => Ok(p.clone()),
+        Err(e) => bail!("{e}"),
+    }
+}
+
+/// `curl` (env `CURL` overrides).
+pub fn curl() -> Result<PathBuf> {
+    if let Some(p) = env::var_os("CURL") {
+        return Ok(PathBuf::from(p));
+    }
+    match which("curl") {
+        Some(p) => Ok(p),
+        None => bail!("curl not found in PATH: install it with `apt-get install -y curl`"),
+    }
+}

@@ -77,9 +77,65 @@ pub struct QueryArgs {
     /// Directory for compiled plugin artifacts.
     #[arg(long = "policies.cache-dir")]
     pub policies_cache_dir: Option<PathBuf>,
+    /// Client certificate identity (SAN URI, SAN DNS name or CN) allowed to use the policy admin API.
+    /// Repeatable. Needs --http.config verifying client certificates; works alongside the bearer token.
+    #[arg(long = "policies.admin-client-identity")]
+    pub policies_admin_client_identity: Vec<String>,
     /// DNS server for dns+/dnssrv+ lookups (default: the system's).
     #[arg(long = "dns.nameserver", hide = true)]
     pub dns_nameserver: Option<SocketAddr>,
+    #[command(flatten)]
+    pub tls: super::ServerTlsArgs,
+    #[command(flatten)]
+    pub client_tls: ClientTlsArgs,
+}
+
+/// gRPC client TLS towards endpoints without their own `client_config` (Thanos' flags).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ClientTlsArgs {
+    /// Use TLS when talking to the gRPC endpoints.
+    #[arg(long = "grpc-client-tls-secure")]
+    pub secure: bool,
+    /// Client certificate (PEM) presented to endpoints (mutual TLS).
+    #[arg(long = "grpc-client-tls-cert")]
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long = "grpc-client-tls-key")]
+    pub key: Option<PathBuf>,
+    /// CA bundle verifying endpoint certificates (default: the system's roots).
+    #[arg(long = "grpc-client-tls-ca")]
+    pub ca: Option<PathBuf>,
+    /// Server name to verify endpoint certificates against (default: the endpoint's host).
+    #[arg(long = "grpc-client-server-name")]
+    pub server_name: Option<String>,
+    /// Do not verify endpoint certificates (testing only).
+    #[arg(long = "grpc-client-tls-skip-verify")]
+    pub skip_verify: bool,
+}
+
+impl ClientTlsArgs {
+    /// The client TLS options, `None` for plaintext.
+    pub fn options(&self) -> anyhow::Result<Option<crate::tls::ClientTlsOptions>> {
+        if !self.secure {
+            if self.cert.is_some() || self.key.is_some() || self.ca.is_some() || self.skip_verify {
+                tracing::warn!(
+                    "--grpc-client-tls-* flags have no effect without --grpc-client-tls-secure"
+                );
+            }
+            return Ok(None);
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            anyhow::bail!("--grpc-client-tls-cert and --grpc-client-tls-key go together");
+        }
+        Ok(Some(crate::tls::ClientTlsOptions {
+            ca_file: self.ca.clone(),
+            cert_file: self.cert.clone(),
+            key_file: self.key.clone(),
+            server_name: self.server_name.clone().filter(|s| !s.is_empty()),
+            insecure_skip_verify: self.skip_verify,
+            ..Default::default()
+        }))
+    }
 }
 
 impl QueryArgs {
@@ -106,7 +162,10 @@ impl QueryArgs {
             policies_config_file: None,
             policies_admin_token_file: None,
             policies_cache_dir: None,
+            policies_admin_client_identity: vec![],
             dns_nameserver: None,
+            tls: Default::default(),
+            client_tls: Default::default(),
         }
     }
 
@@ -169,6 +228,26 @@ pub async fn start(
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(RunningQuery, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    let security = args.tls.load()?;
+    let client_tls = args.client_tls.options()?;
+    let mut admin = crate::api::AdminAuth {
+        token: None,
+        identities: args.policies_admin_client_identity.clone(),
+    };
+    if let Some(tf) = &args.policies_admin_token_file {
+        admin.token = Some(crate::api::read_token_file(tf).map_err(|e| anyhow::anyhow!(e))?);
+    }
+    if !admin.identities.is_empty()
+        && !security
+            .http
+            .as_ref()
+            .is_some_and(|t| t.current().verifies_clients)
+    {
+        anyhow::bail!(
+            "--policies.admin-client-identity needs --http.config with tls_server_config verifying client \
+             certificates (client_ca_file and client_auth_type VerifyClientCertIfGiven or RequireAndVerifyClientCert)"
+        );
+    }
     let discovery = Discovery::new(
         args.sources()?,
         args.store_sd_files.clone(),
@@ -181,6 +260,8 @@ pub async fn start(
             info_timeout: args.info_timeout,
             unhealthy_timeout: args.unhealthy_timeout,
             response_timeout: args.response_timeout,
+            client_tls,
+            tls_reload_interval: args.tls.reload_interval,
             ..Default::default()
         },
     );
@@ -242,12 +323,11 @@ pub async fn start(
             },
         },
     ));
-    if let Some(tf) = &args.policies_admin_token_file {
-        let token = crate::api::read_token_file(tf).map_err(|e| anyhow::anyhow!(e))?;
-        http = http.merge(crate::api::policy_admin_router(policies.clone(), token));
+    if admin.enabled() {
+        http = http.merge(crate::api::policy_admin_router(policies.clone(), admin));
     }
     let stop_rx = super::stop_flag(shutdown);
-    let http_task = super::spawn_http(listeners.http, http, stop_rx.clone());
+    let http_task = super::spawn_http(listeners.http, http, &security, stop_rx.clone())?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -257,7 +337,7 @@ pub async fn start(
         .add_service(proxy.info_server())
         .add_service(proxy.store_server())
         .serve_with_incoming_shutdown(
-            super::grpc_incoming(listeners.grpc),
+            super::grpc_incoming(listeners.grpc, &security, stop_rx.clone())?,
             super::stopped(stop_rx),
         );
     let handle = tokio::spawn(async move {

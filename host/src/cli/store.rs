@@ -49,6 +49,8 @@ pub struct StoreArgs {
     /// Number of goroutines-equivalent tasks loading blocks concurrently during sync.
     #[arg(long = "block-sync-concurrency", default_value_t = 20)]
     pub block_sync_concurrency: usize,
+    #[command(flatten)]
+    pub tls: super::ServerTlsArgs,
 }
 
 impl StoreArgs {
@@ -80,6 +82,7 @@ pub async fn start(
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(RunningStore, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    let security = args.tls.load()?;
     let cfg = args.bucket_config()?;
     let bucket = cfg.build()?;
     std::fs::create_dir_all(&args.data_dir)
@@ -103,7 +106,7 @@ pub async fn start(
     let ready_store = store.clone();
     let http = crate::api::ops_router(metrics.clone(), Arc::new(move || ready_store.is_ready()));
     let stop_rx = super::stop_flag(shutdown);
-    let http_task = super::spawn_http(listeners.http, http, stop_rx.clone());
+    let http_task = super::spawn_http(listeners.http, http, &security, stop_rx.clone())?;
     // grpc.health.v1: the process is SERVING; `thanos.Store` once the first sync is done.
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -117,7 +120,7 @@ pub async fn start(
         .add_service(service.info_server())
         .add_service(service.store_server())
         .serve_with_incoming_shutdown(
-            super::grpc_incoming(listeners.grpc),
+            super::grpc_incoming(listeners.grpc, &security, stop_rx.clone())?,
             super::stopped(stop_rx),
         );
 

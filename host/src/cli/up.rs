@@ -242,6 +242,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         limit_series: 0,
         limit_samples: 0,
         block_sync_concurrency: 4,
+        tls: Default::default(),
     };
     let (st, store_task) = store::start(&store_args, metrics.clone(), stop()).await?;
     for _ in 0..600 {

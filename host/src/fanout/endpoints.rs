@@ -11,6 +11,7 @@ use tonic::transport::Channel;
 
 use crate::discovery::{Discovery, Target};
 use crate::model::{Labels, Matcher};
+use crate::tls::{ClientTls, ClientTlsOptions, TlsConnector};
 
 /// Knobs with Thanos' defaults.
 #[derive(Debug, Clone)]
@@ -21,8 +22,13 @@ pub struct EndpointSetOptions {
     pub unhealthy_timeout: Duration,
     /// Longest wait for the next frame of a `Series` stream; 0 = none (`--store.response-timeout`).
     pub response_timeout: Duration,
-    /// Connect timeout for new connections.
+    /// Connect timeout for new connections (TLS handshake included).
     pub connect_timeout: Duration,
+    /// Client TLS for endpoints without their own `client_config`
+    /// (`--grpc-client-tls-*`); `None` = plaintext.
+    pub client_tls: Option<ClientTlsOptions>,
+    /// How often client certificate files are checked for changes.
+    pub tls_reload_interval: Duration,
 }
 
 impl Default for EndpointSetOptions {
@@ -32,6 +38,8 @@ impl Default for EndpointSetOptions {
             unhealthy_timeout: Duration::from_secs(300),
             response_timeout: Duration::ZERO,
             connect_timeout: Duration::from_secs(5),
+            client_tls: None,
+            tls_reload_interval: crate::tls::DEFAULT_RELOAD_INTERVAL,
         }
     }
 }
@@ -50,11 +58,23 @@ pub struct EndpointState {
     last_success: Option<Instant>,
 }
 
+/// How an endpoint is dialled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Transport {
+    Plain,
+    Tls(ClientTlsOptions),
+    /// The endpoint's TLS settings are invalid; every check fails with this.
+    Invalid(String),
+}
+
 /// One StoreAPI endpoint.
 pub struct Endpoint {
     pub address: String,
     pub strict: bool,
     pub(crate) channel: Channel,
+    transport: Transport,
+    /// Set for TLS endpoints: dials, and remembers the last TLS failure.
+    connector: Option<TlsConnector>,
     state: RwLock<EndpointState>,
     /// Series streams open to this endpoint right now.
     pub(crate) open_streams: AtomicI64,
@@ -70,13 +90,36 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    fn new(target: &Target, opts: &EndpointSetOptions) -> Result<Self, String> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", target.address))
-            .map_err(|e| format!("endpoint {}: {e}", target.address))?
-            .connect_timeout(opts.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .connect_lazy();
+    fn new(
+        target: &Target,
+        opts: &EndpointSetOptions,
+        transport: Transport,
+        tls: Option<Result<Arc<ClientTls>, String>>,
+    ) -> Result<Self, String> {
+        let scheme = if matches!(transport, Transport::Plain) {
+            "http"
+        } else {
+            "https"
+        };
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", target.address))
+                .map_err(|e| format!("endpoint {}: {e}", target.address))?
+                .connect_timeout(opts.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(30));
+        let (channel, connector) = match (&transport, tls) {
+            (Transport::Plain, _) => (endpoint.connect_lazy(), None),
+            (Transport::Invalid(e), _) => {
+                let c = TlsConnector::new(Err(e.clone()));
+                (endpoint.connect_with_connector_lazy(c.clone()), Some(c))
+            }
+            (Transport::Tls(_), tls) => {
+                let c = TlsConnector::new(
+                    tls.unwrap_or_else(|| Err("no client TLS config".to_string())),
+                );
+                (endpoint.connect_with_connector_lazy(c.clone()), Some(c))
+            }
+        };
         let mut state = EndpointState::default();
         if target.strict {
             // Thanos' placeholder for a strict endpoint never seen healthy.
@@ -88,6 +131,8 @@ impl Endpoint {
             address: target.address.clone(),
             strict: target.strict,
             channel,
+            transport,
+            connector,
             state: RwLock::new(state),
             open_streams: AtomicI64::new(0),
         })
@@ -104,10 +149,26 @@ impl Endpoint {
         s.last_error.is_none() && s.last_success.is_some()
     }
 
+    /// Whether this endpoint can be kept for `transport` (TLS endpoints
+    /// whose client config failed to build are rebuilt, to retry).
+    fn reusable(&self, transport: &Transport) -> bool {
+        self.transport == *transport && self.connector.as_ref().is_none_or(|c| c.is_configured())
+    }
+
+    /// The last TLS failure on this endpoint's connections, unless `msg`
+    /// already says it.
+    fn tls_reason(&self, msg: &str, within: Duration) -> String {
+        match self.connector.as_ref().and_then(|c| c.last_error(within)) {
+            Some(t) if !msg.contains(&t) => format!("; {t}"),
+            _ => String::new(),
+        }
+    }
+
     /// Calls `Info` and records the outcome.
     async fn check(&self, timeout: Duration) -> Result<(), String> {
         let mut client = InfoClient::new(self.channel.clone());
         let r = tokio::time::timeout(timeout, client.info(InfoRequest {})).await;
+        let within = timeout * 2 + Duration::from_secs(1);
         let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
         s.last_check = Some(SystemTime::now());
         match r {
@@ -130,19 +191,38 @@ impl Endpoint {
                 }
                 s.last_error = None;
                 s.last_success = Some(Instant::now());
+                if let Some(c) = &self.connector {
+                    c.clear_error();
+                }
                 Ok(())
             }
             Ok(Err(status)) => {
-                let e = format!(
-                    "Info call failed: {}: {}",
+                // Transport failures carry the cause (TLS alerts, refused
+                // connections) in the source chain, not in the message.
+                let mut detail = status.message().to_string();
+                let mut cur = std::error::Error::source(&status);
+                while let Some(err) = cur {
+                    let m = err.to_string();
+                    if !m.is_empty() && !detail.contains(&m) {
+                        detail = if detail.is_empty() {
+                            m
+                        } else {
+                            format!("{detail}: {m}")
+                        };
+                    }
+                    cur = err.source();
+                }
+                let mut e = format!(
+                    "Info call failed: {}: {detail}",
                     crate::metrics::code_name(status.code()),
-                    status.message()
                 );
+                e.push_str(&self.tls_reason(&e, within));
                 s.last_error = Some(e.clone());
                 Err(e)
             }
             Err(_) => {
-                let e = format!("Info call timed out after {timeout:?}");
+                let mut e = format!("Info call timed out after {timeout:?}");
+                e.push_str(&self.tls_reason(&e, within));
                 s.last_error = Some(e.clone());
                 Err(e)
             }
@@ -172,6 +252,12 @@ pub struct EndpointSet {
     discovery: Discovery,
     opts: EndpointSetOptions,
     endpoints: RwLock<BTreeMap<String, Arc<Endpoint>>>,
+    /// Discovered endpoints that never passed a check: not queried, but
+    /// listed on `/api/v1/stores` with their error (a TLS misconfiguration
+    /// shows there), and their connections reused between checks.
+    pending: RwLock<BTreeMap<String, Arc<Endpoint>>>,
+    /// One reloading client TLS config per distinct setting.
+    tls_clients: std::sync::Mutex<std::collections::HashMap<ClientTlsOptions, Arc<ClientTls>>>,
 }
 
 impl std::fmt::Debug for EndpointSet {
@@ -188,7 +274,38 @@ impl EndpointSet {
             discovery,
             opts,
             endpoints: RwLock::new(BTreeMap::new()),
+            pending: RwLock::new(BTreeMap::new()),
+            tls_clients: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// How `target` is dialled: its own `client_config`, else the flags.
+    fn transport(&self, target: &Target) -> Transport {
+        let opts = match &target.client {
+            Some(c) => match c.tls_options() {
+                Ok(o) => o,
+                Err(e) => {
+                    return Transport::Invalid(format!(
+                        "invalid client_config.tls_config for {}: {e}",
+                        target.address
+                    ));
+                }
+            },
+            None => self.opts.client_tls.clone(),
+        };
+        opts.map_or(Transport::Plain, Transport::Tls)
+    }
+
+    /// The shared reloading client config for `opts`.
+    fn client_tls(&self, opts: &ClientTlsOptions) -> Result<Arc<ClientTls>, String> {
+        let mut cache = self.tls_clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(opts) {
+            return Ok(c.clone());
+        }
+        let c = ClientTls::new(opts.clone()).map_err(|e| format!("client TLS config: {e}"))?;
+        c.watch(self.opts.tls_reload_interval);
+        cache.insert(opts.clone(), c.clone());
+        Ok(c)
     }
 
     pub fn options(&self) -> &EndpointSetOptions {
@@ -202,12 +319,32 @@ impl EndpointSet {
     pub async fn refresh(&self) {
         let targets = self.discovery.resolve().await;
         let current = self.all();
+        let pending: Vec<Arc<Endpoint>> = self
+            .pending
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         let mut checks = Vec::new();
         for t in &targets {
-            let existing = current.iter().find(|e| e.address == t.address).cloned();
+            let transport = self.transport(t);
+            let existing = current
+                .iter()
+                .chain(pending.iter())
+                .find(|e| e.address == t.address && e.reusable(&transport))
+                .cloned();
             let ep = match existing {
                 Some(e) => e,
-                None => match Endpoint::new(t, &self.opts) {
+                None => match Endpoint::new(
+                    t,
+                    &self.opts,
+                    transport.clone(),
+                    match &transport {
+                        Transport::Tls(o) => Some(self.client_tls(o)),
+                        _ => None,
+                    },
+                ) {
                     Ok(e) => Arc::new(e),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot create endpoint");
@@ -223,6 +360,7 @@ impl EndpointSet {
         }
         let results = futures::future::join_all(checks).await;
         let mut next = BTreeMap::new();
+        let mut next_pending = BTreeMap::new();
         let was: BTreeMap<String, Arc<Endpoint>> = current
             .into_iter()
             .map(|e| (e.address.clone(), e))
@@ -241,7 +379,8 @@ impl EndpointSet {
                     next.insert(ep.address.clone(), ep);
                 }
                 Err(e) if !known => {
-                    tracing::warn!(address = %ep.address, error = %e, "new endpoint failed its first check; not added")
+                    tracing::warn!(address = %ep.address, error = %e, "new endpoint failed its first check; not added");
+                    next_pending.insert(ep.address.clone(), ep);
                 }
                 Err(e) => {
                     let stale = ep
@@ -265,6 +404,12 @@ impl EndpointSet {
             }
         }
         *self.endpoints.write().unwrap_or_else(|p| p.into_inner()) = next;
+        *self.pending.write().unwrap_or_else(|p| p.into_inner()) = next_pending;
+        // Client configs no endpoint uses any more stop being watched.
+        self.tls_clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, c| Arc::strong_count(c) > 1);
     }
 
     /// Refreshes every `info_timeout` until dropped.
@@ -327,7 +472,14 @@ impl EndpointSet {
     /// `/api/v1/stores` data in Thanos' shape: component type → endpoints.
     pub fn stores_json(&self) -> serde_json::Value {
         let mut by_type: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
-        for e in self.all() {
+        let pending: Vec<Arc<Endpoint>> = self
+            .pending
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for e in self.all().into_iter().chain(pending) {
             let s = e.state();
             let kind = if s.component_type.is_empty() {
                 "unknown".to_string()

@@ -60,7 +60,8 @@ pub(crate) fn convert_matcher(m: &PMatcher) -> Result<Matcher, PromqlError> {
         PMatchOp::Re(_) => MatchOp::Re,
         PMatchOp::NotRe(_) => MatchOp::Nre,
     };
-    Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| PromqlError::BadData(e.to_string()))
+    Matcher::new(op, m.name.clone(), m.value.clone())
+        .map_err(|e| PromqlError::BadData(e.to_string()))
 }
 
 /// The matcher sets of a selector: one per `or` alternative. The metric name
@@ -289,7 +290,10 @@ impl Plan {
                 warnings: w,
             } = r.map_err(PromqlError::Execution)?;
             warnings.extend(w);
-            samples += series.iter().map(|s| s.timestamps.len() as u64).sum::<u64>();
+            samples += series
+                .iter()
+                .map(|s| s.timestamps.len() as u64)
+                .sum::<u64>();
             out.entry(id).or_default().extend(series);
         }
         for v in out.values_mut() {

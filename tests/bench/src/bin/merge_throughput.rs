@@ -746,6 +746,7 @@ async fn start_store(
         limit_series: 0,
         limit_samples: 0,
         block_sync_concurrency: 2,
+        tls: Default::default(),
     };
     let mut stop = stop;
     let (running, _) = start(&args, Metrics::new(), async move {
