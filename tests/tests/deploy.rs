@@ -23,20 +23,6 @@ use sluice_e2e::tools::{self, workspace_root};
 use sluice_e2e::{SluiceQuery, SluiceStore, labels};
 use sluice_proto::thanos::info::InfoRequest;
 
-/// Flags the manifests use that another change is adding to `sluice` (gRPC and HTTP TLS, issue 6). Listed here so
-/// the flag check passes before they land; once `--help` shows them they are checked like every other flag.
-const PENDING_FLAGS: &[&str] = &[
-    "--grpc-server-tls-cert",
-    "--grpc-server-tls-key",
-    "--grpc-server-tls-client-ca",
-    "--grpc-server-tls-min-version",
-    "--http.config",
-    "--grpc-client-tls-secure",
-    "--grpc-client-tls-cert",
-    "--grpc-client-tls-key",
-    "--grpc-client-tls-ca",
-    "--grpc-client-server-name",
-];
 
 /// What `deploy/validate.py --report` writes.
 #[derive(Debug, Deserialize)]
@@ -561,7 +547,6 @@ fn help_flags(sub: &str) -> Result<BTreeSet<String>> {
 fn deploy_flags_exist_in_sluice() -> Result<()> {
     let rep = report()?;
     let mut unknown = Vec::new();
-    let mut pending = BTreeSet::new();
     let mut checked = 0;
     for c in &rep.commands {
         let sub = c.args[0].as_str();
@@ -577,26 +562,16 @@ fn deploy_flags_exist_in_sluice() -> Result<()> {
             if known.contains(&flag) {
                 continue;
             }
-            if PENDING_FLAGS.contains(&flag.as_str()) {
-                pending.insert(format!("{sub} {flag}"));
-            } else {
-                unknown.push(format!(
-                    "{}: {flag} is not a flag of `sluice {sub}`",
-                    c.origin
-                ));
-            }
+            unknown.push(format!(
+                "{}: {flag} is not a flag of `sluice {sub}`",
+                c.origin
+            ));
         }
     }
     println!(
         "{checked} flags in {} command lines checked against `sluice <cmd> --help`",
         rep.commands.len()
     );
-    if !pending.is_empty() {
-        println!(
-            "not yet in `sluice --help` (TLS flags being added in parallel): {}",
-            pending.into_iter().collect::<Vec<_>>().join(", ")
-        );
-    }
     ensure!(unknown.is_empty(), "{}", unknown.join("\n"));
     Ok(())
 }
