@@ -1,0 +1,1682 @@
+//! `promql-latency`: range-query latency of Sluice (`sluice store` over a
+//! filesystem bucket + `sluice query`) versus Prometheus 2.42 over the same
+//! blocks, both on 127.0.0.1, in one run.
+//!
+//! ```text
+//! cargo run --release -p sluice-bench --bin promql-latency -- [--rounds 11] [--step 60,30] [--only sum_rate,topk]
+//! ```
+//!
+//! Steps: write an OpenMetrics fixture (≈10k series × 6 h at 15 s: request
+//! counters with instance restarts, a classic latency histogram, a gauge and
+//! a per-job info metric), make blocks with the real `promtool tsdb
+//! create-blocks-from openmetrics` (cached under `target/sluice-bench/` by
+//! shape and generator version), copy them into a filesystem bucket for
+//! `sluice store` and into a data dir for `prometheus`, start `sluice query
+//! --endpoint=<store>`, then for every query: one warm-up on both whose
+//! answers must agree (same series, same timestamps, values within 1e-6
+//! relative), then interleaved measured rounds. Evaluation times sit 7.5 s
+//! off the 15 s sample grid, so Prometheus 2.42's left-closed range windows
+//! and 3.x's left-open ones select the same samples.
+//!
+//! Latency is the wall time from sending the request to the last byte of the
+//! (uncompressed JSON) body; answers are parsed only in the warm-up. Prints
+//! median and p90 per query and overall, the Prometheus/Sluice ratio, server
+//! CPU per query and peak RSS (VmHWM) of every process. Exits non-zero on
+//! errors or an answer mismatch, never because of the timings.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use sluice_bench::procs::{self, ChildGuard, Mem};
+use sluice_bench::stats::{median, percentile};
+
+const USAGE: &str = "\
+promql-latency: PromQL range-query latency, Sluice (store + query) vs Prometheus 2.42
+
+usage: cargo run --release -p sluice-bench --bin promql-latency -- [options]
+
+  --instances-per-job N  instances in each of the 10 jobs (default 100: 10,260 series)
+  --hours H              hours of data at a 15 s interval (default 6)
+  --rounds R             measured rounds per query and server, interleaved (default 11)
+  --warmup W             unmeasured rounds first; the first one is also the answer check (default 1)
+  --step S[,S...]        range-query steps in seconds (default 60)
+  --only NAME[,NAME...]  run only these queries (names in the table)
+  --query EXPR           add a query (named q1, q2, ...); repeatable
+  --sluice PATH          sluice binary (default <target>/release/sluice, built if missing)
+  --build                run `cargo build --release -p sluice --bin sluice` first even if the binary exists
+  --no-cache             regenerate the blocks even if target/sluice-bench/ has them
+  --keep                 keep the work directory (blocks, logs) and print its path
+  --help                 this text
+
+Needs promtool and prometheus 2.42 on PATH (apt-get install prometheus).";
+
+/// The default query mix: (name, expression).
+const QUERIES: &[(&str, &str)] = &[
+    ("sum_rate", "sum by (job) (rate(bench_requests_total[5m]))"),
+    (
+        "hist_p90",
+        "histogram_quantile(0.9, sum by (le) (rate(bench_latency_seconds_bucket[5m])))",
+    ),
+    (
+        "share_m2o",
+        "sum by (job, instance) (rate(bench_requests_total[5m])) / on (job) group_left sum by (job) (rate(bench_requests_total[5m]))",
+    ),
+    (
+        "info_m2o",
+        "sum by (job, instance) (rate(bench_requests_total{code=\"500\"}[5m])) * on (job) group_left (team) bench_job_info",
+    ),
+    ("topk", "topk(5, rate(bench_requests_total[5m]))"),
+    ("avg_ot", "avg_over_time(bench_gauge[10m])"),
+];
+
+/// Relative tolerance of the answer check.
+const REL_TOL: f64 = 1e-6;
+
+#[derive(Debug, Clone)]
+struct Args {
+    instances_per_job: usize,
+    hours: u32,
+    rounds: usize,
+    warmup: usize,
+    steps: Vec<u32>,
+    only: Vec<String>,
+    extra: Vec<String>,
+    sluice: Option<PathBuf>,
+    build: bool,
+    no_cache: bool,
+    keep: bool,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        instances_per_job: 100,
+        hours: 6,
+        rounds: 11,
+        warmup: 1,
+        steps: vec![60],
+        only: vec![],
+        extra: vec![],
+        sluice: None,
+        build: false,
+        no_cache: false,
+        keep: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (flag, None),
+        };
+        let mut value = |name: &str| -> anyhow::Result<String> {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .with_context(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "--instances-per-job" => {
+                a.instances_per_job = value(&flag)?.parse().context("--instances-per-job")?
+            }
+            "--hours" => a.hours = value(&flag)?.parse().context("--hours")?,
+            "--rounds" => a.rounds = value(&flag)?.parse().context("--rounds")?,
+            "--warmup" => a.warmup = value(&flag)?.parse().context("--warmup")?,
+            "--step" => {
+                a.steps = value(&flag)?
+                    .split(',')
+                    .map(|s| s.trim().trim_end_matches('s').parse::<u32>())
+                    .collect::<Result<_, _>>()
+                    .context("--step takes whole seconds, e.g. 60 or 60,30")?
+            }
+            "--only" => {
+                a.only = value(&flag)?
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }
+            "--query" => a.extra.push(value(&flag)?),
+            "--sluice" => a.sluice = Some(PathBuf::from(value(&flag)?)),
+            "--build" => a.build = true,
+            "--no-cache" => a.no_cache = true,
+            "--keep" => a.keep = true,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+        }
+    }
+    ensure!(
+        a.instances_per_job > 0 && a.instances_per_job <= 10_000,
+        "--instances-per-job must be in 1..=10000"
+    );
+    ensure!(
+        a.hours > 0 && a.hours <= 24 * 14,
+        "--hours must be in 1..=336"
+    );
+    ensure!(
+        a.rounds > 0 && a.rounds <= 200,
+        "--rounds must be in 1..=200"
+    );
+    ensure!(
+        a.warmup >= 1 && a.warmup <= 10,
+        "--warmup must be in 1..=10"
+    );
+    ensure!(
+        !a.steps.is_empty() && a.steps.iter().all(|&s| s > 0),
+        "--step must be positive"
+    );
+    Ok(a)
+}
+
+// ---------------------------------------------------------------------------
+// Fixture
+// ---------------------------------------------------------------------------
+
+/// Bump when the generator's output changes, so cached blocks are remade.
+const FIXTURE_VERSION: u32 = 2;
+/// Start of the data: 2024-01-01T00:00:00Z, aligned to 2 h.
+const T0_SECONDS: i64 = 1_704_067_200;
+const INTERVAL_SECONDS: i64 = 15;
+const JOBS: &[&str] = &[
+    "api",
+    "auth",
+    "billing",
+    "cart",
+    "checkout",
+    "frontend",
+    "inventory",
+    "payments",
+    "search",
+    "shipping",
+];
+const TEAMS: &[&str] = &["core", "growth", "money", "platform", "discovery"];
+const METHODS: &[&str] = &["GET", "POST", "PUT"];
+const CODES: &[&str] = &["200", "500"];
+/// Prometheus' default histogram buckets.
+const BUCKETS: &[(f64, &str)] = &[
+    (0.005, "0.005"),
+    (0.01, "0.01"),
+    (0.025, "0.025"),
+    (0.05, "0.05"),
+    (0.1, "0.1"),
+    (0.25, "0.25"),
+    (0.5, "0.5"),
+    (1.0, "1.0"),
+    (2.5, "2.5"),
+    (5.0, "5.0"),
+    (f64::INFINITY, "+Inf"),
+];
+/// Instances per job that also export the latency histogram (capped by
+/// `instances_per_job`).
+const HIST_INSTANCES_PER_JOB: usize = 25;
+
+/// splitmix64: a small deterministic generator.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Standard normal (Box-Muller).
+    fn normal(&mut self) -> f64 {
+        let u1 = self.f64().max(1e-300);
+        let u2 = self.f64();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+/// Shape of the fixture.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    instances_per_job: usize,
+    hours: u32,
+}
+
+impl Shape {
+    fn samples_per_series(&self) -> usize {
+        self.hours as usize * 3600 / INTERVAL_SECONDS as usize
+    }
+    fn hist_instances_per_job(&self) -> usize {
+        HIST_INSTANCES_PER_JOB.min(self.instances_per_job)
+    }
+    fn instances(&self) -> usize {
+        JOBS.len() * self.instances_per_job
+    }
+    fn request_series(&self) -> usize {
+        self.instances() * METHODS.len() * CODES.len()
+    }
+    fn histogram_series(&self) -> usize {
+        JOBS.len() * self.hist_instances_per_job() * (BUCKETS.len() + 2)
+    }
+    /// Series per metric name.
+    fn series_by_metric(&self) -> [(&'static str, usize); 6] {
+        let hist_instances = JOBS.len() * self.hist_instances_per_job();
+        [
+            ("bench_requests_total", self.request_series()),
+            (
+                "bench_latency_seconds_bucket",
+                hist_instances * BUCKETS.len(),
+            ),
+            ("bench_latency_seconds_sum", hist_instances),
+            ("bench_latency_seconds_count", hist_instances),
+            ("bench_gauge", self.instances()),
+            ("bench_job_info", JOBS.len()),
+        ]
+    }
+    fn total_series(&self) -> usize {
+        self.request_series() + self.histogram_series() + self.instances() + JOBS.len()
+    }
+    fn min_time_ms(&self) -> i64 {
+        T0_SECONDS * 1000
+    }
+    fn max_time_ms(&self) -> i64 {
+        (T0_SECONDS + (self.samples_per_series() as i64 - 1) * INTERVAL_SECONDS) * 1000
+    }
+    fn cache_key(&self) -> String {
+        format!(
+            "v{FIXTURE_VERSION}-i{}-{}h",
+            self.instances_per_job, self.hours
+        )
+    }
+
+    fn instance_label(job: usize, k: usize) -> String {
+        format!("10.{}.{}.{}:9100", job, k / 250, k % 250 + 1)
+    }
+
+    /// Sample index at which instance (job, k) restarts (all its counters
+    /// start again from 0), if it does: about 15% of instances restart once.
+    fn restart_at(&self, job: usize, k: usize) -> Option<usize> {
+        let mut r = Rng::new(0x5157_4152_5400_0000 ^ ((job as u64) << 32) ^ k as u64);
+        let n = self.samples_per_series();
+        (r.next_u64() % 100 < 15 && n > 4).then(|| 2 + (r.next_u64() as usize % (n - 4)))
+    }
+
+    /// Writes the OpenMetrics text: one family after another, each series'
+    /// whole timeline in turn, timestamps in seconds, `# EOF` at the end.
+    fn write_openmetrics(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let n = self.samples_per_series();
+        let ts = |i: usize| T0_SECONDS + i as i64 * INTERVAL_SECONDS;
+
+        // 1. Request counters: Zipf-distributed rates (a bijective scramble
+        // of the series index gives each its rank), so the top few series
+        // are far apart and topk has no ties; integer increments with noise;
+        // resets when the instance restarts. Every counter starts high (the
+        // process has been up for hours): Prometheus 2.42 and 3.x extrapolate
+        // rate() differently towards a counter's zero point when the window
+        // starts before the first sample and that sample is small relative to
+        // the increase (2.42 caps at the zero point before its 1.1-interval
+        // threshold check, 3.x after it), which would flag windows at the
+        // start of the data as mismatches that are only a version difference.
+        writeln!(w, "# HELP bench_requests Requests handled.")?;
+        writeln!(w, "# TYPE bench_requests counter")?;
+        let total = self.request_series() as u64;
+        let mult = if gcd(7919, total) == 1 { 7919 } else { 1 };
+        let mut s: u64 = 0;
+        for (j, job) in JOBS.iter().enumerate() {
+            for k in 0..self.instances_per_job {
+                let inst = Self::instance_label(j, k);
+                let restart = self.restart_at(j, k);
+                for method in METHODS {
+                    for code in CODES {
+                        let rank = (s * mult + 13) % total;
+                        let lambda = 1000.0 / (rank as f64 + 1.0);
+                        let mut rng = Rng::new(s.wrapping_mul(0x100_0000_01b3) ^ 0xc0ffee);
+                        let prefix = format!(
+                            "bench_requests_total{{job=\"{job}\",instance=\"{inst}\",method=\"{method}\",code=\"{code}\"}} "
+                        );
+                        let mut v = (lambda * (2_000.0 + 20_000.0 * rng.f64()))
+                            .floor()
+                            .max(100.0);
+                        for i in 0..n {
+                            if i > 0 {
+                                let inc = (lambda * (0.8 + 0.4 * rng.f64()) + rng.f64()).floor();
+                                v = if restart == Some(i) { inc } else { v + inc };
+                            }
+                            w.write_all(prefix.as_bytes())?;
+                            writeln!(w, "{v} {}", ts(i))?;
+                        }
+                        s += 1;
+                    }
+                }
+            }
+        }
+
+        // 2. Classic histogram over the first instances of every job:
+        // log-normal latencies whose median depends on the job and drifts
+        // over the day; all series of an instance reset together.
+        writeln!(w, "# HELP bench_latency_seconds Request latency.")?;
+        writeln!(w, "# TYPE bench_latency_seconds histogram")?;
+        let mut buckets = vec![vec![0u64; n]; BUCKETS.len()];
+        let mut sums = vec![0f64; n];
+        for (j, job) in JOBS.iter().enumerate() {
+            let mu = (0.012 * (1.0 + (j % 5) as f64)).ln();
+            for k in 0..self.hist_instances_per_job() {
+                let inst = Self::instance_label(j, k);
+                let restart = self.restart_at(j, k);
+                let mut rng = Rng::new(0x4849_5354 ^ ((j as u64) << 20) ^ k as u64);
+                let rate = 5.0 + (rng.next_u64() % 36) as f64;
+                let mut cum = vec![0u64; BUCKETS.len()];
+                let mut sum = 0.0f64;
+                let start = (2000 + rng.next_u64() % 5000) as f64;
+                for (b, c) in cum.iter_mut().enumerate() {
+                    // A plausible starting state: the process has been up a while.
+                    *c = (start * (b + 1) as f64 / BUCKETS.len() as f64) as u64;
+                }
+                sum += start * 0.05;
+                for i in 0..n {
+                    if restart == Some(i) {
+                        cum.iter_mut().for_each(|c| *c = 0);
+                        sum = 0.0;
+                    }
+                    if i > 0 {
+                        let drift = 0.4 * (std::f64::consts::TAU * ts(i) as f64 / 21_600.0).sin();
+                        let obs = (rate * (0.7 + 0.6 * rng.f64()) + rng.f64()) as usize;
+                        for _ in 0..obs {
+                            let lat = (mu + drift + 0.7 * rng.normal()).exp();
+                            sum += lat;
+                            let first = BUCKETS.iter().position(|(le, _)| lat <= *le).unwrap_or(0);
+                            for c in &mut cum[first..] {
+                                *c += 1;
+                            }
+                        }
+                    }
+                    for (b, c) in cum.iter().enumerate() {
+                        buckets[b][i] = *c;
+                    }
+                    sums[i] = (sum * 1e6).round() / 1e6;
+                }
+                for (b, (_, le)) in BUCKETS.iter().enumerate() {
+                    let prefix = format!(
+                        "bench_latency_seconds_bucket{{job=\"{job}\",instance=\"{inst}\",le=\"{le}\"}} "
+                    );
+                    for (i, v) in buckets[b].iter().enumerate() {
+                        w.write_all(prefix.as_bytes())?;
+                        writeln!(w, "{v} {}", ts(i))?;
+                    }
+                }
+                let prefix =
+                    format!("bench_latency_seconds_sum{{job=\"{job}\",instance=\"{inst}\"}} ");
+                for (i, v) in sums.iter().enumerate() {
+                    w.write_all(prefix.as_bytes())?;
+                    writeln!(w, "{v} {}", ts(i))?;
+                }
+                let prefix =
+                    format!("bench_latency_seconds_count{{job=\"{job}\",instance=\"{inst}\"}} ");
+                let inf = BUCKETS.len() - 1;
+                for (i, v) in buckets[inf].iter().enumerate() {
+                    w.write_all(prefix.as_bytes())?;
+                    writeln!(w, "{v} {}", ts(i))?;
+                }
+            }
+        }
+
+        // 3. A gauge per instance: a slow wave with noise, 2 decimals.
+        writeln!(w, "# HELP bench_gauge Queue depth.")?;
+        writeln!(w, "# TYPE bench_gauge gauge")?;
+        for (j, job) in JOBS.iter().enumerate() {
+            for k in 0..self.instances_per_job {
+                let inst = Self::instance_label(j, k);
+                let mut rng = Rng::new(0x4741_5547 ^ ((j as u64) << 20) ^ k as u64);
+                let period = 3600.0 * (1.0 + 2.0 * rng.f64());
+                let phase = std::f64::consts::TAU * rng.f64();
+                let level = 20.0 + 60.0 * rng.f64();
+                let prefix = format!("bench_gauge{{job=\"{job}\",instance=\"{inst}\"}} ");
+                for i in 0..n {
+                    let t = (i as i64 * INTERVAL_SECONDS) as f64;
+                    let v = level
+                        + 0.5 * level * (std::f64::consts::TAU * t / period + phase).sin()
+                        + 4.0 * (rng.f64() - 0.5);
+                    w.write_all(prefix.as_bytes())?;
+                    writeln!(w, "{:.2} {}", v, ts(i))?;
+                }
+            }
+        }
+
+        // 4. The "one" side of the many-to-one join.
+        writeln!(w, "# HELP bench_job_info Owning team of a job.")?;
+        writeln!(w, "# TYPE bench_job_info gauge")?;
+        for (j, job) in JOBS.iter().enumerate() {
+            let prefix = format!(
+                "bench_job_info{{job=\"{job}\",team=\"{}\"}} ",
+                TEAMS[j % TEAMS.len()]
+            );
+            for i in 0..n {
+                w.write_all(prefix.as_bytes())?;
+                writeln!(w, "1 {}", ts(i))?;
+            }
+        }
+        writeln!(w, "# EOF")?;
+        Ok(())
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+// ---------------------------------------------------------------------------
+// Processes and files
+// ---------------------------------------------------------------------------
+
+fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    here.canonicalize().unwrap_or(here)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("[promql-latency] {}", msg.as_ref());
+}
+
+/// `<tool> --version`'s first line, or a clear error when the tool is missing.
+fn tool_version(tool: &str) -> anyhow::Result<String> {
+    let out = Command::new(tool).arg("--version").output().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot run `{tool}` ({e}); install Prometheus 2.42: apt-get install prometheus"
+        )
+    })?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "`{tool} --version` failed: {text}");
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+fn sluice_binary(args: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &args.sluice {
+        ensure!(p.is_file(), "--sluice {} does not exist", p.display());
+        return Ok(p.clone());
+    }
+    let bin = target_dir().join("release").join("sluice");
+    if args.build || !bin.is_file() {
+        log("building sluice: cargo build --release -p sluice --bin sluice");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "-p", "sluice", "--bin", "sluice"])
+            .current_dir(workspace_root())
+            .status()
+            .context("running cargo build")?;
+        ensure!(
+            status.success(),
+            "cargo build --release -p sluice --bin sluice failed ({status})"
+        );
+    }
+    ensure!(bin.is_file(), "{} missing after build", bin.display());
+    Ok(bin)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<u64> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    let mut bytes = 0;
+    for e in std::fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
+        let e = e?;
+        let dst = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            bytes += copy_dir(&e.path(), &dst)?;
+        } else {
+            bytes += std::fs::copy(e.path(), &dst)
+                .with_context(|| format!("copying {}", e.path().display()))?;
+        }
+    }
+    Ok(bytes)
+}
+
+/// Block directories (those with a meta.json) under `dir`.
+fn block_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let p = e?.path();
+        if p.join("meta.json").is_file() {
+            v.push(p);
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
+/// Blocks of `shape` made by promtool, from the cache under
+/// `target/sluice-bench/promql-latency/` or made now (and cached).
+fn fixture_blocks(shape: &Shape, no_cache: bool) -> anyhow::Result<(PathBuf, bool)> {
+    let base = target_dir().join("sluice-bench").join("promql-latency");
+    let dir = base.join(shape.cache_key());
+    let done = dir.join("COMPLETE");
+    if !no_cache && done.is_file() && !block_dirs(&dir.join("blocks"))?.is_empty() {
+        return Ok((dir.join("blocks"), true));
+    }
+    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    let tmp = base.join(format!("{}.tmp-{}", shape.cache_key(), std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let om = tmp.join("data.om");
+    let t = Instant::now();
+    {
+        let file =
+            std::fs::File::create(&om).with_context(|| format!("creating {}", om.display()))?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        shape
+            .write_openmetrics(&mut w)
+            .context("writing OpenMetrics")?;
+        w.flush()?;
+    }
+    log(format!(
+        "wrote {} ({:.0} MiB, {} series x {} samples) in {:.1} s",
+        om.display(),
+        std::fs::metadata(&om)?.len() as f64 / 1048576.0,
+        shape.total_series(),
+        shape.samples_per_series(),
+        t.elapsed().as_secs_f64()
+    ));
+    let t = Instant::now();
+    let out = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&om)
+        .arg(tmp.join("blocks"))
+        .output()
+        .context("running promtool (apt-get install prometheus)")?;
+    std::fs::remove_file(&om).ok();
+    ensure!(
+        out.status.success(),
+        "promtool tsdb create-blocks-from openmetrics failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    log(format!(
+        "promtool tsdb create-blocks-from openmetrics: {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    std::fs::write(tmp.join("COMPLETE"), format!("{shape:?}\n"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir)
+        .with_context(|| format!("moving {} to {}", tmp.display(), dir.display()))?;
+    Ok((dir.join("blocks"), false))
+}
+
+/// Polls `url` until it answers 200, the child dies, or `limit` passes.
+async fn wait_ready(
+    http: &reqwest::Client,
+    url: &str,
+    guard: &mut ChildGuard,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        guard.check_alive()?;
+        if let Ok(r) = http.get(url).timeout(Duration::from_secs(2)).send().await
+            && r.status() == reqwest::StatusCode::OK
+        {
+            return Ok(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "{} not ready at {url} after {limit:?}; last log lines:\n{}",
+        guard.name,
+        procs::tail(&guard.log, 20)
+    )
+}
+
+struct SluiceProc {
+    guard: ChildGuard,
+    grpc: String,
+    http: String,
+}
+
+/// Starts `sluice <sub> <args>` on ephemeral ports and reads the addresses
+/// from its `sluice <sub> listening grpc=… http=…` line.
+fn start_sluice(
+    bin: &Path,
+    name: &'static str,
+    sub: &str,
+    args: &[String],
+    log_path: PathBuf,
+) -> anyhow::Result<SluiceProc> {
+    let log_file = std::fs::File::create(&log_path)?;
+    let mut child = Command::new(bin)
+        .arg(sub)
+        .args(args)
+        .arg("--grpc-address=127.0.0.1:0")
+        .arg("--http-address=127.0.0.1:0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {} {sub}", bin.display()))?;
+    let stdout = child.stdout.take().context("sluice stdout")?;
+    let mut guard = ChildGuard {
+        name,
+        child,
+        log: log_path,
+    };
+    let marker = format!("sluice {sub} listening");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with(&marker) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let line = loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) => break l,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                guard.check_alive()?
+            }
+            Err(_) => {
+                guard.check_alive()?;
+                bail!(
+                    "{name} printed no `listening` line within 60 s; log:\n{}",
+                    procs::tail(&guard.log, 20)
+                );
+            }
+        }
+    };
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .map(str::to_string)
+            .with_context(|| format!("no {k} in {line:?}"))
+    };
+    let (grpc, http) = (field("grpc=")?, field("http=")?);
+    Ok(SluiceProc { guard, grpc, http })
+}
+
+fn start_prometheus(work: &Path, data: &Path, port: u16) -> anyhow::Result<ChildGuard> {
+    let cfg = work.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+    )?;
+    let log_path = work.join("prometheus.log");
+    let log_file = std::fs::File::create(&log_path)?;
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg("--storage.tsdb.retention.time=100y")
+        // No compaction of the 2 h blocks while the benchmark runs.
+        .arg("--storage.tsdb.min-block-duration=2h")
+        .arg("--storage.tsdb.max-block-duration=2h")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .context("starting prometheus (apt-get install prometheus)")?;
+    Ok(ChildGuard {
+        name: "prometheus",
+        child,
+        log: log_path,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Queries and answers
+// ---------------------------------------------------------------------------
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Milliseconds as API seconds: `1704067207.5`.
+fn api_time(ms: i64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}", ms / 1000)
+    } else {
+        format!("{}.{:03}", ms / 1000, ms % 1000)
+            .trim_end_matches('0')
+            .to_string()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Query {
+    name: String,
+    expr: String,
+}
+
+/// One range query: the URL suffix after the server's base.
+fn range_path(expr: &str, start_ms: i64, end_ms: i64, step_s: u32) -> String {
+    format!(
+        "/api/v1/query_range?query={}&start={}&end={}&step={}",
+        urlencode(expr),
+        api_time(start_ms),
+        api_time(end_ms),
+        step_s
+    )
+}
+
+/// The body of a successful answer, and how long it took to arrive.
+async fn fetch(http: &reqwest::Client, url: &str) -> anyhow::Result<(bytes::Bytes, f64)> {
+    let t = Instant::now();
+    let resp = http
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await.context("reading the body")?;
+    let secs = t.elapsed().as_secs_f64();
+    if status != reqwest::StatusCode::OK {
+        bail!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(600)])
+        );
+    }
+    Ok((body, secs))
+}
+
+/// A matrix answer: sorted label set -> [(timestamp ms, value)].
+type Matrix = BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>>;
+
+fn parse_value(v: &serde_json::Value) -> anyhow::Result<f64> {
+    let s = v.as_str().context("sample value is not a string")?;
+    Ok(match s {
+        "NaN" => f64::NAN,
+        "+Inf" | "Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        _ => s
+            .parse()
+            .with_context(|| format!("bad sample value {s:?}"))?,
+    })
+}
+
+fn parse_matrix(body: &[u8]) -> anyhow::Result<(Matrix, usize)> {
+    let v: serde_json::Value = serde_json::from_slice(body).context("answer is not JSON")?;
+    ensure!(
+        v["status"] == "success",
+        "status is not success: {}",
+        String::from_utf8_lossy(&body[..body.len().min(600)])
+    );
+    ensure!(
+        v["data"]["resultType"] == "matrix",
+        "resultType is {}, not matrix",
+        v["data"]["resultType"]
+    );
+    let mut m = Matrix::new();
+    let mut points = 0;
+    for r in v["data"]["result"]
+        .as_array()
+        .context("no data.result array")?
+    {
+        let mut labels: Vec<(String, String)> = r["metric"]
+            .as_object()
+            .context("series without metric")?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        labels.sort();
+        let mut vals = Vec::new();
+        for p in r["values"].as_array().context("series without values")? {
+            let t = p[0].as_f64().context("timestamp is not a number")?;
+            vals.push(((t * 1000.0).round() as i64, parse_value(&p[1])?));
+        }
+        points += vals.len();
+        ensure!(
+            m.insert(labels.clone(), vals).is_none(),
+            "duplicate series {labels:?}"
+        );
+    }
+    Ok((m, points))
+}
+
+fn fmt_labels(l: &[(String, String)]) -> String {
+    let inner: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+fn close(a: f64, b: f64) -> bool {
+    if a == b || (a.is_nan() && b.is_nan()) {
+        return true;
+    }
+    (a - b).abs() <= REL_TOL * a.abs().max(b.abs())
+}
+
+/// Differences between two answers, as readable lines (empty when they agree).
+/// Also returns the largest relative difference among matching points.
+fn compare(sluice: &Matrix, prom: &Matrix) -> (Vec<String>, f64) {
+    let mut out = Vec::new();
+    let mut max_rel: f64 = 0.0;
+    let only_s: Vec<_> = sluice.keys().filter(|k| !prom.contains_key(*k)).collect();
+    let only_p: Vec<_> = prom.keys().filter(|k| !sluice.contains_key(*k)).collect();
+    if !only_s.is_empty() {
+        out.push(format!(
+            "{} series only in Sluice's answer, e.g. {}",
+            only_s.len(),
+            fmt_labels(only_s[0])
+        ));
+    }
+    if !only_p.is_empty() {
+        out.push(format!(
+            "{} series only in Prometheus' answer, e.g. {}",
+            only_p.len(),
+            fmt_labels(only_p[0])
+        ));
+    }
+    let (mut bad_series, mut bad_points, mut first) = (0usize, 0usize, None);
+    for (k, sv) in sluice {
+        let Some(pv) = prom.get(k) else { continue };
+        let mut bad = 0;
+        let pm: BTreeMap<i64, f64> = pv.iter().copied().collect();
+        let sm: BTreeMap<i64, f64> = sv.iter().copied().collect();
+        for (t, a) in &sm {
+            match pm.get(t) {
+                Some(b) if close(*a, *b) => {
+                    if a.is_finite() && b.is_finite() && *a != *b {
+                        max_rel = max_rel.max((a - b).abs() / a.abs().max(b.abs()));
+                    }
+                }
+                Some(b) => {
+                    bad += 1;
+                    first.get_or_insert_with(|| {
+                        format!(
+                            "{} at {}: sluice {a} vs prometheus {b}",
+                            fmt_labels(k),
+                            api_time(*t)
+                        )
+                    });
+                }
+                None => {
+                    bad += 1;
+                    first.get_or_insert_with(|| {
+                        format!(
+                            "{} at {}: sluice {a}, prometheus has no point",
+                            fmt_labels(k),
+                            api_time(*t)
+                        )
+                    });
+                }
+            }
+        }
+        for (t, b) in &pm {
+            if !sm.contains_key(t) {
+                bad += 1;
+                first.get_or_insert_with(|| {
+                    format!(
+                        "{} at {}: prometheus {b}, sluice has no point",
+                        fmt_labels(k),
+                        api_time(*t)
+                    )
+                });
+            }
+        }
+        if bad > 0 {
+            bad_series += 1;
+            bad_points += bad;
+        }
+    }
+    if bad_points > 0 {
+        out.push(format!(
+            "{bad_points} points differ in {bad_series} common series; first: {}",
+            first.unwrap_or_default()
+        ));
+    }
+    (out, max_rel)
+}
+
+// ---------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------
+
+/// Measurements of one query on one server.
+#[derive(Debug, Default, Clone)]
+struct Side {
+    secs: Vec<f64>,
+    /// Server CPU seconds per round (Sluice: store, query).
+    cpu: Vec<(f64, f64)>,
+    body_bytes: usize,
+}
+
+impl Side {
+    fn med_ms(&self) -> f64 {
+        median(&self.secs) * 1e3
+    }
+    fn p90_ms(&self) -> f64 {
+        percentile(&self.secs, 90.0) * 1e3
+    }
+    fn cpu_ms(&self) -> (f64, f64) {
+        let n = self.cpu.len().max(1) as f64;
+        (
+            1e3 * self.cpu.iter().map(|c| c.0).sum::<f64>() / n,
+            1e3 * self.cpu.iter().map(|c| c.1).sum::<f64>() / n,
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    query: Query,
+    step: u32,
+    series: usize,
+    points: usize,
+    max_rel: f64,
+    problems: Vec<String>,
+    sluice: Side,
+    prom: Side,
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Runs the benchmark; `Ok(false)` when the answers disagreed.
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let prom_version = tool_version("prometheus")?;
+    let promtool_version = tool_version("promtool")?;
+    if !prom_version.contains("2.42") {
+        log(format!(
+            "warning: the oracle is Prometheus 2.42, found {prom_version}"
+        ));
+    }
+    let mut queries: Vec<Query> = QUERIES
+        .iter()
+        .map(|(n, e)| Query {
+            name: n.to_string(),
+            expr: e.to_string(),
+        })
+        .collect();
+    for (i, e) in args.extra.iter().enumerate() {
+        queries.push(Query {
+            name: format!("q{}", i + 1),
+            expr: e.clone(),
+        });
+    }
+    if !args.only.is_empty() {
+        for o in &args.only {
+            ensure!(
+                queries.iter().any(|q| &q.name == o),
+                "--only {o}: no such query (have {})",
+                queries
+                    .iter()
+                    .map(|q| q.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        queries.retain(|q| args.only.contains(&q.name));
+    }
+    let sluice_bin = sluice_binary(&args)?;
+    let shape = Shape {
+        instances_per_job: args.instances_per_job,
+        hours: args.hours,
+    };
+    if shape.total_series() < 10_000 {
+        log(format!(
+            "note: {} series, fewer than the 10k the benchmark is specified for",
+            shape.total_series()
+        ));
+    }
+
+    // 1. Blocks, by the real promtool (cached).
+    let (blocks, cached) = fixture_blocks(&shape, args.no_cache)?;
+    let block_list = block_dirs(&blocks)?;
+    ensure!(
+        !block_list.is_empty(),
+        "promtool made no blocks in {}",
+        blocks.display()
+    );
+    let block_bytes: u64 = block_list.iter().map(|b| tree_size(b)).sum();
+    log(format!(
+        "{} block(s), {:.1} MiB, {} ({})",
+        block_list.len(),
+        block_bytes as f64 / 1048576.0,
+        blocks.display(),
+        if cached { "cached" } else { "made now" }
+    ));
+
+    let tmp = tempfile::Builder::new()
+        .prefix("sluice-bench-promql-")
+        .tempdir()
+        .context("creating a temp dir")?;
+    let work = tmp.path().to_path_buf();
+    let _keep = KeepDir {
+        dir: args.keep.then(|| work.clone()),
+    };
+    let tmp = if args.keep {
+        let _kept: PathBuf = tmp.keep();
+        None
+    } else {
+        Some(tmp)
+    };
+
+    // 2. Same blocks in a filesystem bucket and in a Prometheus data dir.
+    let bucket = work.join("bucket");
+    let serve = work.join("prometheus-data");
+    for b in &block_list {
+        let name = b.file_name().context("block name")?;
+        copy_dir(b, &bucket.join(name))?;
+        copy_dir(b, &serve.join(name))?;
+    }
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .context("HTTP client")?;
+
+    // 3. sluice store, then sluice query in front of it.
+    let objstore = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket.display()
+    );
+    let mut store = start_sluice(
+        &sluice_bin,
+        "sluice store",
+        "store",
+        &[
+            format!("--objstore.config={objstore}"),
+            format!("--data-dir={}", work.join("sluice-data").display()),
+        ],
+        work.join("sluice-store.log"),
+    )?;
+    let ready = wait_ready(
+        &http,
+        &format!("http://{}/-/ready", store.http),
+        &mut store.guard,
+        Duration::from_secs(120),
+    )
+    .await?;
+    log(format!(
+        "sluice store ready in {:.1} s (pid {}, grpc {})",
+        ready.as_secs_f64(),
+        store.guard.pid(),
+        store.grpc
+    ));
+    let mut query = start_sluice(
+        &sluice_bin,
+        "sluice query",
+        "query",
+        &[format!("--endpoint={}", store.grpc)],
+        work.join("sluice-query.log"),
+    )?;
+    let sluice_base = format!("http://{}", query.http);
+    wait_ready(
+        &http,
+        &format!("{sluice_base}/-/ready"),
+        &mut query.guard,
+        Duration::from_secs(60),
+    )
+    .await?;
+    // Ready once the querier sees the store's data.
+    let probe = format!(
+        "/api/v1/query?query={}&time={}",
+        urlencode("count(bench_job_info)"),
+        api_time(shape.max_time_ms())
+    );
+    let t = Instant::now();
+    loop {
+        query.guard.check_alive()?;
+        store.guard.check_alive()?;
+        if let Ok((body, _)) = fetch(&http, &format!("{sluice_base}{probe}")).await
+            && String::from_utf8_lossy(&body).contains(&format!("\"{}\"", JOBS.len()))
+        {
+            break;
+        }
+        ensure!(
+            t.elapsed() < Duration::from_secs(60),
+            "sluice query does not see the store's data after 60 s; logs:\n{}\n{}",
+            procs::tail(&query.guard.log, 10),
+            procs::tail(&store.guard.log, 10)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    log(format!(
+        "sluice query ready (pid {}, {sluice_base})",
+        query.guard.pid()
+    ));
+
+    // 4. Prometheus on its copy.
+    let port = procs::free_port()?;
+    let mut prom = start_prometheus(&work, &serve, port)?;
+    let prom_base = format!("http://127.0.0.1:{port}");
+    let ready = wait_ready(
+        &http,
+        &format!("{prom_base}/-/ready"),
+        &mut prom,
+        Duration::from_secs(180),
+    )
+    .await?;
+    log(format!(
+        "prometheus ready in {:.1} s (pid {}, {prom_base})",
+        ready.as_secs_f64(),
+        prom.pid()
+    ));
+    let metrics = http
+        .get(format!("{prom_base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let loaded = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("prometheus_tsdb_blocks_loaded "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(-1.0);
+    ensure!(
+        loaded as usize == block_list.len(),
+        "prometheus loaded {loaded} blocks, expected {}; log:\n{}",
+        block_list.len(),
+        procs::tail(&prom.log, 20)
+    );
+
+    let tck = procs::clk_tck();
+    let store_pid = store.guard.pid().to_string();
+    let query_pid = query.guard.pid().to_string();
+    let prom_pid = prom.pid().to_string();
+    let idle = (
+        procs::mem(store.guard.pid())?,
+        procs::mem(query.guard.pid())?,
+        procs::mem(prom.pid())?,
+    );
+
+    // Evaluation times 7.5 s off the sample grid, over the whole range.
+    let start_ms = shape.min_time_ms() + 7_500;
+    let end_ms = shape.max_time_ms() - 7_500;
+
+    let mut cases: Vec<Case> = Vec::new();
+    for &step in &args.steps {
+        for q in &queries {
+            cases.push(Case {
+                query: q.clone(),
+                step,
+                series: 0,
+                points: 0,
+                max_rel: 0.0,
+                problems: vec![],
+                sluice: Side::default(),
+                prom: Side::default(),
+            });
+        }
+    }
+    let url = |base: &str, c: &Case| {
+        format!(
+            "{base}{}",
+            range_path(&c.query.expr, start_ms, end_ms, c.step)
+        )
+    };
+
+    // 5. Warm-up; the first round's answers are compared.
+    for w in 0..args.warmup {
+        for c in cases.iter_mut() {
+            let (sb, st) = fetch(&http, &url(&sluice_base, c))
+                .await
+                .with_context(|| format!("sluice: {} (step {}s)", c.query.name, c.step))?;
+            let (pb, pt) = fetch(&http, &url(&prom_base, c))
+                .await
+                .with_context(|| format!("prometheus: {} (step {}s)", c.query.name, c.step))?;
+            c.sluice.body_bytes = sb.len();
+            c.prom.body_bytes = pb.len();
+            if w == 0 {
+                let (sm, _) =
+                    parse_matrix(&sb).with_context(|| format!("sluice: {}", c.query.name))?;
+                let (pm, pp) =
+                    parse_matrix(&pb).with_context(|| format!("prometheus: {}", c.query.name))?;
+                c.series = pm.len();
+                c.points = pp;
+                let (problems, max_rel) = compare(&sm, &pm);
+                c.problems = problems;
+                c.max_rel = max_rel;
+                if pm.is_empty() {
+                    c.problems.push("Prometheus' answer is empty".into());
+                }
+                log(format!(
+                    "warm-up {} step {}s: sluice {:.0} ms, prometheus {:.0} ms; {} series, {} points; {}",
+                    c.query.name,
+                    c.step,
+                    st * 1e3,
+                    pt * 1e3,
+                    pm.len(),
+                    pp,
+                    if c.problems.is_empty() {
+                        format!("answers agree (max rel diff {:.1e})", c.max_rel)
+                    } else {
+                        format!("MISMATCH: {}", c.problems.join("; "))
+                    }
+                ));
+            }
+            store.guard.check_alive()?;
+            query.guard.check_alive()?;
+            prom.check_alive()?;
+        }
+    }
+
+    // 6. Measured rounds, interleaved; who goes first alternates.
+    let ours = |tck: f64| -> anyhow::Result<f64> {
+        Ok(procs::cpu_seconds(&store_pid, tck)?
+            + procs::cpu_seconds(&query_pid, tck)?
+            + procs::cpu_seconds(&prom_pid, tck)?
+            + procs::cpu_seconds("self", tck)?)
+    };
+    let (t0, busy0, ours0, load0) = (
+        Instant::now(),
+        procs::machine_busy_seconds(tck)?,
+        ours(tck)?,
+        procs::loadavg(),
+    );
+    for round in 0..args.rounds {
+        for (ci, c) in cases.iter_mut().enumerate() {
+            let sluice_first = (round + ci) % 2 == 0;
+            for is_sluice in [sluice_first, !sluice_first] {
+                if is_sluice {
+                    let (s0, q0) = (
+                        procs::cpu_seconds(&store_pid, tck)?,
+                        procs::cpu_seconds(&query_pid, tck)?,
+                    );
+                    let (body, secs) = fetch(&http, &url(&sluice_base, c))
+                        .await
+                        .with_context(|| format!("sluice: {}", c.query.name))?;
+                    c.sluice.secs.push(secs);
+                    c.sluice.cpu.push((
+                        procs::cpu_seconds(&store_pid, tck)? - s0,
+                        procs::cpu_seconds(&query_pid, tck)? - q0,
+                    ));
+                    c.sluice.body_bytes = body.len();
+                } else {
+                    let p0 = procs::cpu_seconds(&prom_pid, tck)?;
+                    let (body, secs) = fetch(&http, &url(&prom_base, c))
+                        .await
+                        .with_context(|| format!("prometheus: {}", c.query.name))?;
+                    c.prom.secs.push(secs);
+                    c.prom
+                        .cpu
+                        .push((procs::cpu_seconds(&prom_pid, tck)? - p0, 0.0));
+                    c.prom.body_bytes = body.len();
+                }
+            }
+        }
+        store.guard.check_alive()?;
+        query.guard.check_alive()?;
+        prom.check_alive()?;
+        log(format!(
+            "round {}/{}: sluice {:.0} ms, prometheus {:.0} ms (all queries)",
+            round + 1,
+            args.rounds,
+            cases.iter().map(|c| c.sluice.secs[round]).sum::<f64>() * 1e3,
+            cases.iter().map(|c| c.prom.secs[round]).sum::<f64>() * 1e3
+        ));
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let other = (procs::machine_busy_seconds(tck)? - busy0) - (ours(tck)? - ours0);
+    let background_pct = 100.0 * other.max(0.0) / wall;
+    let peak = (
+        procs::mem(store.guard.pid())?,
+        procs::mem(query.guard.pid())?,
+        procs::mem(prom.pid())?,
+    );
+
+    // 7. Report.
+    let (nproc, cpu) = procs::machine();
+    println!();
+    println!(
+        "promql-latency: range queries, Sluice (sluice store over a FILESYSTEM bucket + sluice query) vs Prometheus, same blocks"
+    );
+    println!("machine    : {nproc} CPUs (nproc), {cpu}");
+    println!(
+        "background : other processes used {background_pct:.0}% of one core during the measured rounds (load average {load0:.2} -> {:.2})",
+        procs::loadavg()
+    );
+    if background_pct >= 10.0 {
+        println!(
+            "WARNING    : other work on this machine skewed these numbers; rerun when it is quiet"
+        );
+    }
+    println!("peer       : {prom_version} / {promtool_version}");
+    println!("sluice     : {}", sluice_bin.display());
+    let by_metric: Vec<String> = shape
+        .series_by_metric()
+        .iter()
+        .map(|(m, n)| format!("{m} {n}"))
+        .collect();
+    println!(
+        "data       : {} series x {}h @ 15s = {} samples ({}); {} block(s), {:.1} MiB{}",
+        shape.total_series(),
+        shape.hours,
+        shape.total_series() * shape.samples_per_series(),
+        by_metric.join(", "),
+        block_list.len(),
+        block_bytes as f64 / 1048576.0,
+        if cached { " (cached)" } else { "" }
+    );
+    println!(
+        "range      : start={} end={} (7.5 s off the sample grid), step {}; {} measured rounds (interleaved) after {} warm-up",
+        api_time(start_ms),
+        api_time(end_ms),
+        args.steps
+            .iter()
+            .map(|s| format!("{s}s"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.rounds,
+        args.warmup
+    );
+    println!("queries    :");
+    for q in &queries {
+        println!("  {:<10} {}", q.name, q.expr);
+    }
+    println!();
+    println!(
+        "{:<10} {:>4} {:>6} {:>7} {:>9} {:>9} {:>9} {:>9} {:>7} {:>15} {:>8} {:>7} {:>13} {:>7}",
+        "query",
+        "step",
+        "series",
+        "points",
+        "S med ms",
+        "S p90 ms",
+        "P med ms",
+        "P p90 ms",
+        "P/S",
+        "S CPU st+q ms",
+        "P CPU ms",
+        "CPU P/S",
+        "MiB S / P",
+        "answer"
+    );
+    for c in &cases {
+        let (sst, sq) = c.sluice.cpu_ms();
+        let (pc, _) = c.prom.cpu_ms();
+        println!(
+            "{:<10} {:>3}s {:>6} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>6.2}x {:>7.0}+{:<7.0} {:>8.0} {:>6.2}x {:>6.1} /{:>5.1} {:>7}",
+            c.query.name,
+            c.step,
+            c.series,
+            c.points,
+            c.sluice.med_ms(),
+            c.sluice.p90_ms(),
+            c.prom.med_ms(),
+            c.prom.p90_ms(),
+            c.prom.med_ms() / c.sluice.med_ms(),
+            sst,
+            sq,
+            pc,
+            pc / (sst + sq),
+            c.sluice.body_bytes as f64 / 1048576.0,
+            c.prom.body_bytes as f64 / 1048576.0,
+            if c.problems.is_empty() {
+                "ok"
+            } else {
+                "DIFFER"
+            }
+        );
+    }
+    let all = |f: fn(&Case) -> &Side| -> Vec<f64> {
+        cases
+            .iter()
+            .flat_map(|c| f(c).secs.iter().copied())
+            .collect()
+    };
+    let (s_all, p_all) = (all(|c| &c.sluice), all(|c| &c.prom));
+    let mix = |f: fn(&Case) -> &Side| -> Vec<f64> {
+        (0..args.rounds)
+            .map(|r| cases.iter().map(|c| f(c).secs[r]).sum())
+            .collect()
+    };
+    let (s_mix, p_mix) = (mix(|c| &c.sluice), mix(|c| &c.prom));
+    println!();
+    println!(
+        "overall (all {} query runs per server): Sluice median {:.1} ms p90 {:.1} ms; Prometheus median {:.1} ms p90 {:.1} ms",
+        s_all.len(),
+        median(&s_all) * 1e3,
+        percentile(&s_all, 90.0) * 1e3,
+        median(&p_all) * 1e3,
+        percentile(&p_all, 90.0) * 1e3
+    );
+    println!(
+        "mix (all queries once, per round)     : Sluice median {:.1} ms p90 {:.1} ms; Prometheus median {:.1} ms p90 {:.1} ms",
+        median(&s_mix) * 1e3,
+        percentile(&s_mix, 90.0) * 1e3,
+        median(&p_mix) * 1e3,
+        percentile(&p_mix, 90.0) * 1e3
+    );
+    let cpu_total = |f: fn(&Case) -> &Side| -> f64 {
+        cases
+            .iter()
+            .map(|c| {
+                let (a, b) = f(c).cpu_ms();
+                a + b
+            })
+            .sum()
+    };
+    let (s_cpu, p_cpu) = (cpu_total(|c| &c.sluice), cpu_total(|c| &c.prom));
+    println!(
+        "server CPU (mean per mix)             : Sluice {s_cpu:.0} ms (store + query), Prometheus {p_cpu:.0} ms; ratio {:.2}x",
+        p_cpu / s_cpu
+    );
+    let ratio = median(&p_all) / median(&s_all);
+    let geo = (cases
+        .iter()
+        .map(|c| (c.prom.med_ms() / c.sluice.med_ms()).ln())
+        .sum::<f64>()
+        / cases.len() as f64)
+        .exp();
+    let met = cases
+        .iter()
+        .filter(|c| c.prom.med_ms() >= 2.0 * c.sluice.med_ms())
+        .count();
+    println!(
+        "ratio Prometheus/Sluice median latency: overall {ratio:.2}x, mix {:.2}x, geometric mean of queries {geo:.2}x; goal >= 2x: overall {}, {met} of {} queries",
+        median(&p_mix) / median(&s_mix),
+        if ratio >= 2.0 { "MET" } else { "NOT MET" },
+        cases.len()
+    );
+    println!();
+    let line = |name: &str, i: &Mem, p: &Mem| {
+        println!(
+            "RSS {name:<16}: peak (VmHWM) {:>7.1} MiB; idle before queries {:>7.1} MiB; at the end {:>7.1} MiB (anon {:.1}, file-backed {:.1})",
+            mib(p.hwm_kib),
+            mib(i.rss_kib),
+            mib(p.rss_kib),
+            mib(p.anon_kib),
+            mib(p.file_kib)
+        )
+    };
+    line("sluice store", &idle.0, &peak.0);
+    line("sluice query", &idle.1, &peak.1);
+    line("prometheus", &idle.2, &peak.2);
+    println!(
+        "RSS sluice total    : peak {:.1} MiB (store + query) vs prometheus {:.1} MiB",
+        mib(peak.0.hwm_kib + peak.1.hwm_kib),
+        mib(peak.2.hwm_kib)
+    );
+    println!(
+        "columns    : S = Sluice, P = Prometheus; ms = wall time from request to the last body byte (uncompressed JSON); P/S = ratio of medians (>1: Sluice faster); CPU ms = mean server CPU per query (Sluice: store + query), CPU P/S their ratio (less sensitive to other load than wall time); series/points = size of the answer"
+    );
+
+    let bad: Vec<&Case> = cases.iter().filter(|c| !c.problems.is_empty()).collect();
+    if !bad.is_empty() {
+        println!();
+        println!("ANSWERS DIFFER (tolerance {REL_TOL:e} relative):");
+        for c in &bad {
+            println!("  {} (step {}s): {}", c.query.name, c.step, c.query.expr);
+            for p in &c.problems {
+                println!("    {p}");
+            }
+        }
+    }
+
+    drop(query);
+    drop(store);
+    drop(prom);
+    drop(tmp);
+    Ok(bad.is_empty())
+}
+
+/// Prints where the kept work directory is, even on error.
+struct KeepDir {
+    dir: Option<PathBuf>,
+}
+
+impl Drop for KeepDir {
+    fn drop(&mut self) {
+        if let Some(d) = &self.dir {
+            log(format!("work directory kept: {}", d.display()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Shape {
+        Shape {
+            instances_per_job: 3,
+            hours: 1,
+        }
+    }
+
+    #[test]
+    fn default_shape_has_at_least_10k_series() {
+        let s = Shape {
+            instances_per_job: 100,
+            hours: 6,
+        };
+        assert!(s.total_series() >= 10_000, "{}", s.total_series());
+        assert_eq!(
+            s.series_by_metric().iter().map(|(_, n)| n).sum::<usize>(),
+            s.total_series()
+        );
+        assert_eq!(s.samples_per_series(), 1440);
+    }
+
+    #[test]
+    fn openmetrics_is_complete_and_well_formed() {
+        let s = small();
+        let mut out = Vec::new();
+        s.write_openmetrics(&mut out).expect("write to a Vec");
+        let text = String::from_utf8(out).expect("utf8");
+        assert_eq!(text.lines().last(), Some("# EOF"));
+        let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(samples, s.total_series() * s.samples_per_series());
+        // Per series: increasing timestamps; counters never decrease except
+        // at a restart; buckets cumulative.
+        let mut series: BTreeMap<&str, Vec<(i64, f64)>> = BTreeMap::new();
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let (rest, ts) = l.rsplit_once(' ').expect("timestamp");
+            let (name, v) = rest.rsplit_once(' ').expect("value");
+            series
+                .entry(name)
+                .or_default()
+                .push((ts.parse().expect("ts"), v.parse().expect("value")));
+        }
+        assert_eq!(series.len(), s.total_series());
+        for (name, pts) in &series {
+            assert!(pts.windows(2).all(|w| w[0].0 < w[1].0), "{name}");
+            if name.starts_with("bench_requests_total") || name.contains("_bucket") {
+                let drops = pts.windows(2).filter(|w| w[1].1 < w[0].1).count();
+                assert!(drops <= 1, "{name} drops {drops} times");
+            }
+        }
+        for (name, pts) in &series {
+            if name.starts_with("bench_requests_total") || name.contains("_bucket") {
+                assert!(pts[0].1 >= 100.0, "{name} starts at {}", pts[0].1);
+            }
+        }
+        let key = |le: &str| {
+            format!(
+                "bench_latency_seconds_bucket{{job=\"api\",instance=\"10.0.0.1:9100\",le=\"{le}\"}}"
+            )
+        };
+        let (lo, hi) = (&series[key("0.1").as_str()], &series[key("+Inf").as_str()]);
+        assert!(lo.iter().zip(hi).all(|(a, b)| a.1 <= b.1));
+    }
+
+    #[test]
+    fn topk_rates_are_distinct() {
+        // The five largest rates are well apart (Zipf ranks 0..5).
+        let total = small().request_series() as u64;
+        let mult = if gcd(7919, total) == 1 { 7919 } else { 1 };
+        let mut ranks: Vec<u64> = (0..total).map(|s| (s * mult + 13) % total).collect();
+        ranks.sort();
+        ranks.dedup();
+        assert_eq!(ranks.len() as u64, total, "ranks are a permutation");
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(api_time(1_704_067_207_500), "1704067207.5");
+        assert_eq!(api_time(1_704_067_200_000), "1704067200");
+        assert_eq!(
+            urlencode("sum by (le) (x{a=\"b\"})"),
+            "sum%20by%20%28le%29%20%28x%7Ba%3D%22b%22%7D%29"
+        );
+        let m = |v: f64| -> Matrix {
+            [(vec![("job".to_string(), "a".to_string())], vec![(1000, v)])]
+                .into_iter()
+                .collect()
+        };
+        assert!(compare(&m(1.0), &m(1.0 + 1e-9)).0.is_empty());
+        assert!(!compare(&m(1.0), &m(1.001)).0.is_empty());
+        assert!(compare(&m(f64::NAN), &m(f64::NAN)).0.is_empty());
+    }
+}
