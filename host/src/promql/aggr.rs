@@ -22,6 +22,53 @@ fn group_labels(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     out
 }
 
+/// Keeps the `k` best of `v` in rank order (NaN ranks last; among equal
+/// values the earlier wins), in O(n·k) with no allocation — k is small.
+fn select_top(v: &mut Vec<(f64, usize)>, k: usize, top: bool) {
+    // Whether `a` ranks strictly before `b`.
+    let better = |a: f64, b: f64| match (a.is_nan(), b.is_nan()) {
+        (_, true) => !a.is_nan(),
+        (true, false) => false,
+        _ => {
+            if top {
+                a > b
+            } else {
+                a < b
+            }
+        }
+    };
+    if k >= v.len() {
+        // Stable insertion order for ties, as the bounded path.
+        let mut sorted: Vec<(f64, usize)> = Vec::with_capacity(v.len());
+        for &x in v.iter() {
+            let pos = sorted.iter().position(|y| better(x.0, y.0)).unwrap_or(sorted.len());
+            sorted.insert(pos, x);
+        }
+        *v = sorted;
+        return;
+    }
+    let mut len = 0usize;
+    for idx in 0..v.len() {
+        let x = v[idx];
+        if len == k && !better(x.0, v[len - 1].0) {
+            continue;
+        }
+        // Insert x into v[..len] (ranked), dropping the last when full.
+        let pos = v[..len].iter().position(|y| better(x.0, y.0)).unwrap_or(len);
+        let end = if len < k { len } else { len - 1 };
+        let mut j = end;
+        while j > pos {
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[pos] = x;
+        if len < k {
+            len += 1;
+        }
+    }
+    v.truncate(len);
+}
+
 /// Prometheus' `labels.Hash`: XXH64 over name, 0xff, value, 0xff, ….
 fn label_hash(l: &Labels) -> u64 {
     let mut b = Vec::with_capacity(64);
@@ -116,17 +163,7 @@ pub(crate) fn aggregate<'a>(
                     if op == "limitk" {
                         present.truncate(k as usize);
                     } else {
-                        present.sort_by(|x, y| {
-                            use std::cmp::Ordering::*;
-                            match (x.0.is_nan(), y.0.is_nan()) {
-                                (true, true) => Equal,
-                                (true, false) => Greater,
-                                (false, true) => Less,
-                                _ if top => y.0.partial_cmp(&x.0).unwrap_or(Equal),
-                                _ => x.0.partial_cmp(&y.0).unwrap_or(Equal),
-                            }
-                        });
-                        present.truncate(k as usize);
+                        select_top(&mut present, k as usize, top);
                     }
                     for &(x, m) in &present {
                         if keep[m].is_empty() {

@@ -75,6 +75,23 @@ pub(crate) struct RangeVal<'a> {
 }
 
 impl RangeVal<'_> {
+    /// Calls `f(step, lo, hi, te)` with each step's window `lo..hi` of `s`.
+    pub fn window_bounds(&self, s: &RawSeries<'_>, g: Grid, mut f: impl FnMut(usize, usize, usize, i64)) {
+        let ts = &s.ts[..];
+        let (mut lo, mut hi) = (0usize, 0usize);
+        for i in 0..g.n {
+            let te = self.at.unwrap_or_else(|| g.t(i)) - self.offset;
+            let from = te - self.range;
+            while hi < ts.len() && ts[hi] <= te {
+                hi += 1;
+            }
+            while lo < ts.len() && ts[lo] <= from {
+                lo += 1;
+            }
+            f(i, lo.min(hi), hi, te);
+        }
+    }
+
     /// Calls `f(step, ts, vs, te)` with each step's window of `s`.
     pub fn windows(
         &self,
@@ -122,6 +139,7 @@ impl Val<'_> {
 /// Evaluation state of one query.
 pub(crate) struct Ev<'a> {
     fetched: &'a Fetched,
+    aliases: &'a std::collections::HashMap<super::plan::SelectorId, super::plan::SelectorId>,
     pub opts: &'a EngineOpts,
     pub query_start: i64,
     pub query_end: i64,
@@ -220,8 +238,10 @@ impl<'a> Ev<'a> {
     }
 
     fn data(&self, vs: &VectorSelector) -> &'a [crate::querier::SelectedSeries] {
+        let id = selector_id(vs);
+        let id = self.aliases.get(&id).copied().unwrap_or(id);
         self.fetched
-            .get(&selector_id(vs))
+            .get(&id)
             .map(Vec::as_slice)
             .unwrap_or(&[])
     }
@@ -403,6 +423,7 @@ pub(crate) fn evaluate(
     let g = Grid::new(plan.start, plan.end, plan.step);
     let mut ev = Ev {
         fetched: &fetched.series,
+        aliases: &plan.aliases,
         opts,
         query_start: plan.start,
         query_end: plan.end,

@@ -145,21 +145,38 @@ fn linear_regression(ts: &[i64], vs: &[f64], intercept_t: i64) -> (f64, f64) {
     (slope, intercept)
 }
 
-/// rate, increase and delta with Prometheus' extrapolation.
-fn extrapolated_rate(ts: &[i64], vs: &[f64], te: i64, range: i64, counter: bool, rate: bool) -> Option<f64> {
+/// Running sum of counter-reset corrections: `c[i]` adds `vs[j-1]` for
+/// every reset `vs[j] < vs[j-1]` with `j <= i`, so the correction inside a
+/// window `lo..hi` is `c[hi-1] - c[lo]`, whatever its length.
+fn reset_corrections(vs: &[f64]) -> Vec<f64> {
+    let mut c = Vec::with_capacity(vs.len());
+    let mut acc = 0.0;
+    for (j, &v) in vs.iter().enumerate() {
+        if j > 0 && v < vs[j - 1] {
+            acc += vs[j - 1];
+        }
+        c.push(acc);
+    }
+    c
+}
+
+/// rate, increase and delta with Prometheus' extrapolation; `resets` is the
+/// window's counter-reset correction (0 for delta).
+fn extrapolated_rate(
+    ts: &[i64],
+    vs: &[f64],
+    te: i64,
+    range: i64,
+    resets: f64,
+    counter: bool,
+    rate: bool,
+) -> Option<f64> {
     if ts.len() < 2 {
         return None;
     }
     let n = ts.len();
     let (first_v, last_v) = (vs[0], vs[n - 1]);
-    let mut result = last_v - first_v;
-    if counter {
-        for w in vs.windows(2) {
-            if w[1] < w[0] {
-                result += w[0];
-            }
-        }
-    }
+    let result = last_v - first_v + resets;
     let range_start = te - range;
     let mut to_start = (ts[0] - range_start) as f64 / 1e3;
     let mut to_end = (te - ts[n - 1]) as f64 / 1e3;
@@ -880,17 +897,39 @@ fn range_function<'a>(
 
     let mut out = Vec::with_capacity(rv.series.len());
     let mut buf = Vec::new();
+    if matches!(name, "rate" | "increase" | "delta") {
+        let counter = name != "delta";
+        for s in &rv.series {
+            let corr = if counter { reset_corrections(&s.vs) } else { Vec::new() };
+            let mut vals = vec![None; g.n];
+            let mut any = false;
+            rv.window_bounds(s, g, |i, lo, hi, te| {
+                if hi - lo < 2 {
+                    return;
+                }
+                let resets = if counter { corr[hi - 1] - corr[lo] } else { 0.0 };
+                let r = extrapolated_rate(&s.ts[lo..hi], &s.vs[lo..hi], te, rv.range, resets, counter, name == "rate");
+                if r.is_some() {
+                    vals[i] = r;
+                    any = true;
+                }
+            });
+            if any {
+                let mut labels = s.labels.clone().into_owned();
+                labels.remove("__name__");
+                out.push(Series { labels, vals });
+            }
+        }
+        return Ok(Val::Vector(ev.merge_same_labels(out)?));
+    }
     for s in &rv.series {
         let mut vals = vec![None; g.n];
         let mut any = false;
-        rv.windows(s, g, |i, ts, vs, te| {
+        rv.windows(s, g, |i, ts, vs, _te| {
             if ts.is_empty() {
                 return;
             }
             let r = match name {
-                "rate" => extrapolated_rate(ts, vs, te, rv.range, true, true),
-                "increase" => extrapolated_rate(ts, vs, te, rv.range, true, false),
-                "delta" => extrapolated_rate(ts, vs, te, rv.range, false, false),
                 "irate" | "idelta" => {
                     let n = ts.len();
                     if n < 2 {

@@ -112,6 +112,12 @@ pub(crate) struct Plan {
     /// 0 for an instant query.
     pub step: i64,
     pub needs: HashMap<SelectorId, SelectorNeed>,
+    /// Every selector node → the node whose fetch it shares. Identical
+    /// selectors with the same hints (`rate(x[5m]) / sum(rate(x[5m]))`) are
+    /// fetched once.
+    pub aliases: HashMap<SelectorId, SelectorId>,
+    /// Sharing key → canonical node.
+    keys: HashMap<String, SelectorId>,
 }
 
 /// Fetched series per selector, sorted by labels, without duplicates.
@@ -144,6 +150,8 @@ impl Plan {
             end,
             step,
             needs: HashMap::new(),
+            aliases: HashMap::new(),
+            keys: HashMap::new(),
         };
         let ctx = Ctx {
             query_start: start,
@@ -247,16 +255,28 @@ impl Plan {
         // Windows are left-open: (t - window, t].
         let (lo, hi) = (s - o - window + 1, e - o);
         let sets = matcher_sets(vs)?;
+        let hint_range = if range > 0 { range } else { parent.range };
+        let key = format!(
+            "{:?}|{o}|{}|{hint_range}|{:?}|{}",
+            sets.iter()
+                .map(|set| set.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+            parent.func,
+            parent.grouping,
+            parent.by
+        );
+        let id = *self.keys.entry(key).or_insert_with(|| selector_id(vs));
+        self.aliases.insert(selector_id(vs), id);
         let need = self
             .needs
-            .entry(selector_id(vs))
+            .entry(id)
             .or_insert_with(|| SelectorNeed {
                 hints: SelectHints {
                     matchers: sets.first().cloned().unwrap_or_default(),
                     start: lo,
                     end: hi,
                     step: ctx.step,
-                    range: if range > 0 { range } else { parent.range },
+                    range: hint_range,
                     func: parent.func.clone(),
                     grouping: parent.grouping.clone(),
                     by: parent.by,
