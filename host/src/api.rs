@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 pub mod query;
+pub mod ui;
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
 

@@ -208,6 +208,11 @@ pub async fn start(
         let token = crate::api::read_token_file(tf).map_err(|e| anyhow::anyhow!(e))?;
         http = http.merge(crate::api::policy_admin_router(policies.clone(), token));
     }
+    http = http.merge(crate::api::ui::router(crate::api::ui::UiConfig {
+        partial_response: args.partial_response,
+        policies: Some(policies.clone()),
+        policy_admin_api: args.policies_admin_token_file.is_some(),
+    }));
     let stop_rx = super::stop_flag(shutdown);
     let http_task = super::spawn_http(listeners.http, http, stop_rx.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
