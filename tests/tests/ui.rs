@@ -3,8 +3,8 @@
 //! endpoint on a closed port, so one store is down), and the pages loaded as a person would.
 //!
 //! - `pages_render_stores_and_policies`: the redirect, asset types, the stores page (both endpoints, health,
-//!   last error, label sets, time range), the policies page (every slot with its digest), the query page's
-//!   controls; a screenshot of each page, checked for not being blank, saved in `target/ui-screenshots/`.
+//!   last error, label sets, time range), the policies page (every slot with its digest and call counts), the
+//!   query page's controls; a screenshot of each page, checked for not being blank, saved in `target/ui-screenshots/`.
 //! - `graph_page_renders_prometheus_api_answers`: the query page against the real Prometheus 2.42 API over the
 //!   same blocks (a loopback proxy sends `/api/v1/query` and `/api/v1/query_range` to Prometheus, the rest to
 //!   the querier): graph, legend, tooltip, table, errors, warnings, and the dedup, partial-response and
@@ -38,17 +38,27 @@ const END_RFC3339: &str = "2024-01-01T06:30:00Z";
 
 // --- setup -------------------------------------------------------------------------------------------------------
 
-/// The demo fixture, made by promtool once per test process.
-fn fixture() -> &'static (Fixture, TempDir) {
-    static F: std::sync::OnceLock<(Fixture, TempDir)> = std::sync::OnceLock::new();
+const FIXTURE_PREFIX: &str = "sluice-e2e-ui-";
+
+/// The demo fixture, made by promtool once per test process in `<CARGO_TARGET_TMPDIR>/sluice-e2e-ui-<pid>`
+/// (statics are never dropped: those of test processes that are gone are removed first).
+fn fixture() -> &'static Fixture {
+    static F: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("sluice-e2e-ui-")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let fx = Fixture::create(dir.path())
-            .unwrap_or_else(|e| panic!("creating the promtool fixture failed: {e:#}"));
-        (fx, dir)
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        if let Ok(entries) = std::fs::read_dir(base) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix(FIXTURE_PREFIX)
+                    && !Path::new("/proc").join(pid).exists()
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = base.join(format!("{FIXTURE_PREFIX}{}", std::process::id()));
+        Fixture::create(&dir)
+            .unwrap_or_else(|e| panic!("creating the promtool fixture failed: {e:#}"))
     })
 }
 
@@ -62,7 +72,7 @@ struct Sluice {
 
 impl Sluice {
     async fn start() -> Result<Sluice> {
-        let (fx, _) = fixture();
+        let fx = fixture();
         let bucket = tempfile::Builder::new()
             .prefix("sluice-bucket-")
             .tempdir()?;
@@ -195,6 +205,10 @@ async fn pages_render_stores_and_policies() -> Result<()> {
             "GET {path}: content-type {got:?}, want {ct}"
         );
     }
+    // A series request runs the relabel slot once, so its call count is not zero.
+    s.q.api_get("/api/v1/series", &[("match[]", "demo_temperature_celsius")])
+        .await?
+        .data()?;
     let status: Value = serde_json::from_str(
         &http
             .get(format!("{base}/api/v1/status/policies"))
@@ -224,7 +238,7 @@ async fn pages_render_stores_and_policies() -> Result<()> {
         text.contains("cluster=\"demo\""),
         "store row lacks its label set: {text}"
     );
-    let (fx, _) = fixture();
+    let fx = fixture();
     for t in [fx.min_time(), fx.max_time()] {
         let shown = format_utc(t);
         ensure!(
@@ -291,6 +305,20 @@ async fn pages_render_stores_and_policies() -> Result<()> {
             );
         }
     }
+    let relabel = slots
+        .iter()
+        .find(|sl| sl["slot"] == "relabel")
+        .context("no relabel slot")?;
+    let calls = relabel["stats"]["calls"].as_u64().unwrap_or(0);
+    ensure!(
+        calls >= 1,
+        "relabel slot stats after a series request: {relabel}"
+    );
+    let shown = texts(&b, "tr.policy-row[data-slot=\"relabel\"] td.stats").await?;
+    ensure!(
+        shown.len() == 1 && shown[0].starts_with(&format!("{calls} call")),
+        "relabel calls shown as {shown:?}, want {calls}"
+    );
     let facts = texts(&b, "dl.facts").await?.join(" ");
     ensure!(
         facts.contains("off (enable with --policies.admin-token-file)"),
@@ -796,7 +824,7 @@ async fn forward(
 /// with the reference implementation while the querier's own PromQL API is being written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graph_page_renders_prometheus_api_answers() -> Result<()> {
-    let (fx, _) = fixture();
+    let fx = fixture();
     let s = Sluice::start().await?;
     let prom = Prometheus::start(fx).await?;
     let warning = "injected by the test proxy: store X is slow";

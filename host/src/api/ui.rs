@@ -263,7 +263,7 @@ async fn favicon(State(s): State<UiState>, headers: HeaderMap) -> Response {
 }
 
 /// `GET /api/v1/status/policies`: the loaded plugins for the policies page,
-/// without credentials. Unlike the admin API (`/api/v1/policies`, bearer token,
+/// with each slot's call, failure and fallback counts, without credentials. Unlike the admin API (`/api/v1/policies`, bearer token,
 /// off by default) it cannot change anything, and it names plugin files
 /// without their directories.
 async fn policy_status(State(s): State<UiState>) -> Response {
@@ -278,10 +278,15 @@ async fn policy_status(State(s): State<UiState>) -> Response {
             .into_response();
     };
     let mut data = reg.status();
+    let mut counts = reg.slot_counts();
     if let Some(slots) = data.get_mut("slots").and_then(|v| v.as_array_mut()) {
         for slot in slots {
             if let Some(src) = slot.get_mut("source") {
                 *src = serde_json::Value::String(public_source(src.as_str().unwrap_or("")));
+            }
+            let name = slot["slot"].as_str().unwrap_or_default().to_string();
+            if let Some(c) = counts.remove(&name) {
+                slot["stats"] = c;
             }
         }
     }

@@ -1,7 +1,8 @@
 // policies.js: the policies page, from /api/v1/status/policies: the plugin in
-// each policy slot with its version, ABI, sha256 digest, limits and failure
-// policy, and the error of the last rejected reload. Read-only: changes go
-// through the admin API (PUT /api/v1/policies/<slot>, bearer token).
+// each policy slot with its version, ABI, sha256 digest, limits, failure
+// policy and call/failure counts, and the error of the last rejected reload.
+// Read-only: changes go through the admin API (PUT /api/v1/policies/<slot>,
+// bearer token).
 
 import {ApiError, apiGet} from './api.js';
 import {h, notice, replace} from './dom.js';
@@ -18,6 +19,17 @@ function bytes(n) {
   return `${n} ${units[i]}`;
 }
 
+function statsCell(st) {
+  if (!st) return h('td', {class: 'muted'}, '–');
+  const errors = Object.entries(st.errors || {});
+  const failed = errors.reduce((n, [, c]) => n + c, 0);
+  return h('td', {class: 'nowrap stats'},
+    `${st.calls} ${st.calls === 1 ? 'call' : 'calls'}`,
+    h('div', {class: failed ? 'error-text' : 'muted'},
+      failed ? `${failed} failed: ${errors.map(([k, c]) => `${k} ${c}`).join(', ')}` : 'no failures'),
+    st.fallbacks ? h('div', {class: 'muted'}, `${st.fallbacks} served by fallback`) : null);
+}
+
 function slotRow(sl) {
   const lim = sl.limits || {};
   return h('tr', {class: 'policy-row', dataset: {slot: sl.slot}},
@@ -29,6 +41,7 @@ function slotRow(sl) {
     h('td', {class: 'digest', title: sl.sha256}, h('code', null, sl.sha256)),
     h('td', null, sl.source),
     h('td', null, sl.failurePolicy, sl.fallback ? h('div', {class: 'muted'}, `fallback: ${sl.fallback}`) : null),
+    statsCell(sl.stats),
     h('td', {class: 'nowrap'}, `timeout ${lim.timeout ?? '–'}`, h('br'), `memory ${bytes(lim.memoryBytes)}`, h('br'),
       `output ${bytes(lim.maxOutputBytes)}`));
 }
@@ -58,7 +71,7 @@ export function mount(app) {
         slots.length === 0 ? h('p', {class: 'empty'}, 'No policy slots are configured.')
           : h('table', {class: 'data policies'},
             h('thead', null, h('tr', null, ['Slot', 'Kind', 'Plugin', 'Version', 'ABI', 'SHA-256', 'Source',
-              'On failure', 'Limits'].map((c) => h('th', null, c)))),
+              'On failure', 'Calls', 'Limits'].map((c) => h('th', null, c)))),
             h('tbody', null, slots.map(slotRow))));
     } catch (e) {
       const msg = e instanceof ApiError && e.status === 404
