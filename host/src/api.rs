@@ -14,6 +14,7 @@ use axum::routing::get;
 
 pub mod promql;
 pub mod query;
+pub mod ui;
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
 

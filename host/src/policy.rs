@@ -455,6 +455,15 @@ impl PolicyRegistry {
         }))
     }
 
+    /// Calls, failed calls by kind and fallbacks of each slot's current plugin.
+    pub fn slot_counts(&self) -> BTreeMap<String, serde_json::Value> {
+        self.snapshot()
+            .slots
+            .iter()
+            .map(|(name, s)| (name.clone(), self.metrics.counts(&s.plugin)))
+            .collect()
+    }
+
     /// `GET /api/v1/policies` payload.
     pub fn status(&self) -> serde_json::Value {
         let set = self.snapshot();

@@ -1,6 +1,7 @@
 //! End-to-end test support for Sluice: fixtures made by the real `promtool`, real `sluice store`, `sluice query`
 //! and moto S3 processes on 127.0.0.1, StoreAPI helpers that decode and check what a store returns, the
-//! querier's HTTP API, misbehaving fake StoreAPI servers and a DNS server the test controls.
+//! querier's HTTP API, misbehaving fake StoreAPI servers, a DNS server the test controls, and headless Chromium
+//! through WebDriver.
 
 pub mod api;
 pub mod bucket;
@@ -13,6 +14,7 @@ pub mod model;
 pub mod process;
 pub mod tls;
 pub mod tools;
+pub mod webdriver;
 
 pub use fixture::{Block, Fixture};
 pub use grpc::{SeriesResult, label_names, label_values, series, series_request};

@@ -323,9 +323,15 @@ pub async fn start(
             },
         },
     ));
-    if admin.enabled() {
+    let admin_api = admin.enabled();
+    if admin_api {
         http = http.merge(crate::api::policy_admin_router(policies.clone(), admin));
     }
+    http = http.merge(crate::api::ui::router(crate::api::ui::UiConfig {
+        partial_response: args.partial_response,
+        policies: Some(policies.clone()),
+        policy_admin_api: admin_api,
+    }));
     let stop_rx = super::stop_flag(shutdown);
     let http_task = super::spawn_http(listeners.http, http, &security, stop_rx.clone())?;
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -263,6 +263,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         bucket.display()
     );
     println!("  Prometheus HTTP API: http://{}/api/v1/", q.http_addr);
+    println!("  UI:                  http://{}/graph", q.http_addr);
     println!(
         "  try:                 curl -s 'http://{}/api/v1/series?match[]=up'",
         q.http_addr

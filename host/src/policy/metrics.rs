@@ -6,7 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
-use super::plugin::{CallError, Plugin};
+use super::plugin::{CallError, FailureKind, Plugin};
 use crate::metrics::Metrics;
 
 type L = Vec<(&'static str, String)>;
@@ -82,6 +82,26 @@ impl PolicyMetrics {
                 self.errors.get_or_create(&l).inc();
             }
         }
+    }
+
+    /// Calls, failed calls by kind (only kinds that happened) and fallbacks of `p` so far.
+    pub(crate) fn counts(&self, p: &Plugin) -> serde_json::Value {
+        let l = Self::labels(p);
+        let get = |f: &Family<L, Counter>, l: &L| f.get(l).map(|c| c.get()).unwrap_or(0);
+        let mut errors = serde_json::Map::new();
+        for kind in FailureKind::ALL {
+            let mut lk = l.clone();
+            lk.push(("kind", kind.as_str().to_string()));
+            let n = get(&self.errors, &lk);
+            if n > 0 {
+                errors.insert(kind.as_str().to_string(), n.into());
+            }
+        }
+        serde_json::json!({
+            "calls": get(&self.calls, &l),
+            "errors": errors,
+            "fallbacks": get(&self.fallbacks, &l),
+        })
     }
 
     pub(crate) fn fallback(&self, p: &Plugin) {

@@ -70,6 +70,16 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [FailureKind; 6] = [
+        FailureKind::Trap,
+        FailureKind::Timeout,
+        FailureKind::Oom,
+        FailureKind::InvalidOutput,
+        FailureKind::PluginError,
+        FailureKind::Instantiate,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureKind::Trap => "trap",
