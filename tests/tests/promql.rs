@@ -535,3 +535,59 @@ async fn promtool_query_instant_and_range() -> Result<()> {
     );
     Ok(())
 }
+
+/// `--query.timeout` ends a query stuck on a stalling store with Prometheus' timeout error, and the stalled
+/// stream is released; a `timeout` parameter can only shorten it. Queries beyond `--query.max-concurrent` wait
+/// in the queue and still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_timeout_and_concurrency_limits() -> Result<()> {
+    let stall = sluice_e2e::fake::StallingStore::start("stall", Duration::from_secs(120)).await?;
+    let q = SluiceQuery::start(&[
+        format!("--endpoint={}", stall.addr),
+        "--query.timeout=2s".into(),
+        "--query.max-concurrent=1".into(),
+    ])
+    .await?;
+    eventually(Duration::from_secs(30), "querier sees the stalling store", || async {
+        let s = q.stores().await?;
+        Ok(((s.len() == 1 && s[0].healthy).then_some(()), format!("{s:?}")))
+    })
+    .await?;
+    let url = format!("{}/api/v1/query", q.url());
+    let began = std::time::Instant::now();
+    // Inside the fake store's time range (it covers the fixture window).
+    let t = fmt_s(T0_MS + 3_600_000);
+    let (code, v) = get_json(&url, &[("query", "sum(fake_stalled)".into()), ("time", t.clone())]).await?;
+    ensure!(code == 503 && v["errorType"] == "timeout", "stalled query: {code} {v}");
+    ensure!(
+        began.elapsed() < Duration::from_secs(60),
+        "the timeout error came only after {:?}",
+        began.elapsed()
+    );
+    let (code, v) = get_json(
+        &url,
+        &[("query", "sum(fake_stalled)".into()), ("time", t), ("timeout", "500ms".into())],
+    )
+    .await?;
+    ensure!(code == 503 && v["errorType"] == "timeout", "timeout parameter: {code} {v}");
+    // Three instant queries that need no store at once, through a queue of one.
+    let answers = futures::future::join_all((0..3).map(|i| {
+        let url = url.clone();
+        async move { get_json(&url, &[("query", format!("{i} + 1"))]).await }
+    }))
+    .await;
+    for (i, a) in answers.into_iter().enumerate() {
+        let (code, v) = a?;
+        ensure!(
+            code == 200 && v["data"]["result"][1] == format!("{}", i + 1),
+            "queued query {i}: {code} {v}"
+        );
+    }
+    // The stalled streams were cancelled, not left open.
+    eventually(Duration::from_secs(30), "stalled Series streams released", || async {
+        let n = stall.active_streams.load(std::sync::atomic::Ordering::SeqCst);
+        Ok(((n == 0).then_some(()), format!("{n} streams open")))
+    })
+    .await?;
+    Ok(())
+}

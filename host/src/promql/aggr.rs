@@ -189,7 +189,7 @@ pub(crate) fn aggregate<'a>(
         }
         "count_values" => {
             let label = param_string.unwrap_or_default();
-            if label.is_empty() {
+            if label.is_empty() || ev.invalid_utf8.contains(&label) {
                 return err(format!("invalid label name {label:?}"));
             }
             let mut out: Vec<Series> = Vec::new();

@@ -131,7 +131,8 @@ impl Engine {
         let expr = std::sync::Arc::new(
             promql_parser::parser::parse(query).map_err(PromqlError::BadData)?,
         );
-        let plan = super::plan::Plan::new(&expr, start, end, step, &self.opts)?;
+        let mut plan = super::plan::Plan::new(&expr, start, end, step, &self.opts)?;
+        plan.invalid_utf8 = invalid_utf8_literals(query);
         let fetched = plan.fetch(storage).await?;
         // Evaluation is CPU-bound: off the async workers when there is a
         // runtime that allows it. Selector identities are addresses inside
@@ -149,5 +150,87 @@ impl Engine {
         } else {
             super::eval::evaluate(&expr, &plan, fetched, &opts)
         }
+    }
+}
+
+/// String literals of `query` that are not valid UTF-8 once their escapes
+/// are decoded the way Go (and so Prometheus) decodes them: `\xff` is the
+/// byte 0xff there, but `promql-parser` decodes it to U+00FF. The parser's
+/// decoding of each such literal is returned, so label-name checks can
+/// reject them as Prometheus does.
+fn invalid_utf8_literals(query: &str) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    let b = query.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != b'`' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            q @ (b'"' | b'\'') => {
+                let start = i;
+                i += 1;
+                let mut bytes = Vec::new();
+                while i < b.len() && b[i] != q {
+                    if b[i] == b'\\' && i + 1 < b.len() {
+                        let c = b[i + 1];
+                        let hex = |s: &[u8]| std::str::from_utf8(s).ok().and_then(|h| u32::from_str_radix(h, 16).ok());
+                        match c {
+                            b'x' if i + 3 < b.len() => {
+                                bytes.extend(hex(&b[i + 2..i + 4]).map(|v| v as u8));
+                                i += 4;
+                            }
+                            b'0'..=b'7' if i + 3 < b.len() => {
+                                let oct = std::str::from_utf8(&b[i + 1..i + 4]).ok().and_then(|o| u32::from_str_radix(o, 8).ok());
+                                bytes.extend(oct.map(|v| v as u8));
+                                i += 4;
+                            }
+                            _ => {
+                                // \u, \U and single-character escapes are valid UTF-8.
+                                bytes.push(b'a');
+                                i += 2;
+                            }
+                        }
+                    } else {
+                        bytes.push(b[i]);
+                        i += 1;
+                    }
+                }
+                let end = (i + 1).min(b.len());
+                if std::str::from_utf8(&bytes).is_err()
+                    && let Some(lit) = query.get(start..end)
+                    && let Ok(decoded) = promql_parser::util::unquote_string(lit)
+                {
+                    out.insert(decoded);
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::invalid_utf8_literals;
+
+    #[test]
+    fn go_byte_escapes_that_break_utf8_are_found() {
+        let found = invalid_utf8_literals(r#"label_replace(m, "\xff", "", 'a\xc5z', "ok\u00ff\xc3\xbf") # "\xfe""#);
+        // "\xff" and 'a\xc5z' are not UTF-8 in Go; "\u00ff\xc3\xbf" is (ÿ twice), and comments do not count.
+        let mut v: Vec<&str> = found.iter().map(String::as_str).collect();
+        v.sort();
+        assert_eq!(v, vec!["aÅz", "ÿ"]);
+        assert!(invalid_utf8_literals(r#"sum(x{a="\x41"}) + `\xff`"#).is_empty());
     }
 }

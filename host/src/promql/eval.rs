@@ -140,6 +140,8 @@ impl Val<'_> {
 pub(crate) struct Ev<'a> {
     fetched: &'a Fetched,
     aliases: &'a std::collections::HashMap<super::plan::SelectorId, super::plan::SelectorId>,
+    /// String literals Prometheus would see as invalid UTF-8.
+    pub invalid_utf8: &'a std::collections::HashSet<String>,
     pub opts: &'a EngineOpts,
     pub query_start: i64,
     pub query_end: i64,
@@ -424,6 +426,7 @@ pub(crate) fn evaluate(
     let mut ev = Ev {
         fetched: &fetched.series,
         aliases: &plan.aliases,
+        invalid_utf8: &plan.invalid_utf8,
         opts,
         query_start: plan.start,
         query_end: plan.end,

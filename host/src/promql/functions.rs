@@ -560,7 +560,7 @@ fn label_replace<'a>(ev: &mut Ev<'a>, args: &[&'a Expr], g: Grid) -> Result<Val<
     let re_s = ev.eval_string(args[4], g)?;
     let re = regex::Regex::new(&format!("^(?s:{re_s})$"))
         .map_err(|e| PromqlError::Execution(format!("invalid regular expression in label_replace(): {re_s}: {e}")))?;
-    if !valid_label_name(&dst) {
+    if !valid_label_name(&dst) || ev.invalid_utf8.contains(&dst) {
         return err(format!("invalid destination label name in label_replace(): {dst}"));
     }
     for s in &mut v {
@@ -586,7 +586,7 @@ fn label_join<'a>(ev: &mut Ev<'a>, args: &[&'a Expr], g: Grid) -> Result<Val<'a>
     for a in &args[3..] {
         srcs.push(ev.eval_string(a, g)?);
     }
-    if !valid_label_name(&dst) {
+    if !valid_label_name(&dst) || ev.invalid_utf8.contains(&dst) {
         return err(format!("invalid destination label name in label_join(): {dst}"));
     }
     for s in &mut v {

@@ -118,6 +118,9 @@ pub(crate) struct Plan {
     pub aliases: HashMap<SelectorId, SelectorId>,
     /// Sharing key → canonical node.
     keys: HashMap<String, SelectorId>,
+    /// String literals that are invalid UTF-8 in Prometheus (see
+    /// `engine::invalid_utf8_literals`), as the parser decoded them.
+    pub invalid_utf8: std::collections::HashSet<String>,
 }
 
 /// Fetched series per selector, sorted by labels, without duplicates.
@@ -152,6 +155,7 @@ impl Plan {
             needs: HashMap::new(),
             aliases: HashMap::new(),
             keys: HashMap::new(),
+            invalid_utf8: Default::default(),
         };
         let ctx = Ctx {
             query_start: start,
