@@ -112,19 +112,14 @@ impl<'a> Reader<'a> {
         Ok(n)
     }
 
-    fn series(&mut self) -> Result<Series, AbiError> {
+    /// One series in place: a count, then the timestamp and value columns.
+    fn series_ref(&mut self) -> Result<SeriesRef<'a>, AbiError> {
         let n = self.count(16, "sample count")?;
         let ts = self.take(n * 8, "timestamps")?;
         let vs = self.take(n * 8, "values")?;
-        Ok(Series {
-            timestamps: ts
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                .collect(),
-            values: vs
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                .collect(),
+        Ok(SeriesRef {
+            ts: ts.as_chunks::<8>().0,
+            vs: vs.as_chunks::<8>().0,
         })
     }
 
@@ -150,14 +145,94 @@ fn put_u32(buf: &mut Vec<u8>, v: u32) {
     buf.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_series(buf: &mut Vec<u8>, ts: &[i64], vs: &[f64]) {
-    put_u32(buf, ts.len() as u32);
-    buf.reserve(ts.len() * 16);
-    for t in ts {
-        buf.extend_from_slice(&t.to_le_bytes());
+/// Appends `src` as little-endian 8-byte words. The buffer grows once and the
+/// copy loop has no capacity or bounds checks, so it compiles to a plain
+/// (vectorised) copy on little-endian targets.
+#[inline]
+fn put_words<T: Copy>(buf: &mut Vec<u8>, src: &[T], word: impl Fn(T) -> [u8; 8]) {
+    let start = buf.len();
+    buf.resize(start + src.len() * 8, 0);
+    for (dst, &x) in buf[start..].as_chunks_mut::<8>().0.iter_mut().zip(src) {
+        *dst = word(x);
     }
-    for v in vs {
-        buf.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_series(buf: &mut Vec<u8>, ts: &[i64], vs: &[f64]) {
+    let n = ts.len().min(vs.len());
+    let (ts, vs) = (&ts[..n], &vs[..n]);
+    buf.reserve(4 + n * 16);
+    put_u32(buf, n as u32);
+    put_words(buf, ts, i64::to_le_bytes);
+    put_words(buf, vs, f64::to_le_bytes);
+}
+
+/// Decodes a column of little-endian words.
+#[inline]
+fn words<T>(col: &[[u8; 8]], f: impl Fn([u8; 8]) -> T) -> Vec<T> {
+    col.iter().map(|&w| f(w)).collect()
+}
+
+/// One series of a flat payload, borrowed: the timestamp and value columns
+/// stay little-endian bytes in the buffer (the layout has no alignment) and
+/// are read on access, which is one load each on little-endian targets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeriesRef<'a> {
+    ts: &'a [[u8; 8]],
+    vs: &'a [[u8; 8]],
+}
+
+impl<'a> SeriesRef<'a> {
+    /// Number of samples.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// Timestamp of sample `i` (ms). Panics if `i >= len()`.
+    #[inline]
+    pub fn timestamp(&self, i: usize) -> i64 {
+        i64::from_le_bytes(self.ts[i])
+    }
+
+    /// Value of sample `i`, bit for bit. Panics if `i >= len()`.
+    #[inline]
+    pub fn value(&self, i: usize) -> f64 {
+        f64::from_le_bytes(self.vs[i])
+    }
+
+    /// The timestamps, in order.
+    pub fn timestamps(&self) -> impl ExactSizeIterator<Item = i64> + 'a {
+        self.ts.iter().map(|&w| i64::from_le_bytes(w))
+    }
+
+    /// The values, in order.
+    pub fn values(&self) -> impl ExactSizeIterator<Item = f64> + 'a {
+        self.vs.iter().map(|&w| f64::from_le_bytes(w))
+    }
+
+    /// The raw little-endian timestamp column.
+    #[inline]
+    pub fn timestamp_words(&self) -> &'a [[u8; 8]] {
+        self.ts
+    }
+
+    /// The raw little-endian value column (same length as the timestamps).
+    #[inline]
+    pub fn value_words(&self) -> &'a [[u8; 8]] {
+        self.vs
+    }
+
+    /// An owned copy.
+    pub fn to_series(&self) -> Series {
+        Series {
+            timestamps: words(self.ts, i64::from_le_bytes),
+            values: words(self.vs, f64::from_le_bytes),
+        }
     }
 }
 
@@ -238,21 +313,195 @@ impl DedupInputWriter {
     }
 }
 
+/// A dedup input batch read in place: the groups' series are [`SeriesRef`]s
+/// into the buffer. Building it checks the whole layout once (counts and
+/// lengths, not samples), so nothing is copied.
+#[derive(Debug, Clone, Default)]
+pub struct DedupInput<'a> {
+    series: Vec<SeriesRef<'a>>,
+    /// End (exclusive) in `series` of each group.
+    ends: Vec<usize>,
+}
+
+impl<'a> DedupInput<'a> {
+    /// Reads a dedup input batch (sdk/ABI.md) without copying it.
+    pub fn parse(buf: &'a [u8]) -> Result<Self, AbiError> {
+        let mut r = Reader::new(buf);
+        let ngroups = r.count(4, "group")?;
+        let mut series = Vec::new();
+        let mut ends = Vec::with_capacity(ngroups);
+        for _ in 0..ngroups {
+            let nrep = r.count(4, "replica")?;
+            series.reserve(nrep);
+            for _ in 0..nrep {
+                series.push(r.series_ref()?);
+            }
+            ends.push(series.len());
+        }
+        r.done("dedup input")?;
+        Ok(DedupInput { series, ends })
+    }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Number of series (replicas) over all groups.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// The replicas of group `i`, in the host's order. Panics if `i >= len()`.
+    pub fn group(&self, i: usize) -> &[SeriesRef<'a>] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.series[start..self.ends[i]]
+    }
+
+    /// The groups, in order.
+    pub fn groups(&self) -> impl ExactSizeIterator<Item = &[SeriesRef<'a>]> + '_ {
+        (0..self.len()).map(|i| self.group(i))
+    }
+
+    /// Owned copies of every group.
+    pub fn to_owned_groups(&self) -> Vec<Vec<Series>> {
+        self.groups()
+            .map(|g| g.iter().map(SeriesRef::to_series).collect())
+            .collect()
+    }
+}
+
 /// Decodes a dedup input batch: groups of replicas.
 pub fn decode_dedup_input(buf: &[u8]) -> Result<Vec<Vec<Series>>, AbiError> {
-    let mut r = Reader::new(buf);
-    let ngroups = r.count(4, "group")?;
-    let mut out = Vec::with_capacity(ngroups);
-    for _ in 0..ngroups {
-        let nrep = r.count(4, "replica")?;
-        let mut g = Vec::with_capacity(nrep);
-        for _ in 0..nrep {
-            g.push(r.series()?);
-        }
-        out.push(g);
+    Ok(DedupInput::parse(buf)?.to_owned_groups())
+}
+
+/// Writes dedup output (sdk/ABI.md) sample by sample, straight into the
+/// output buffer, and notes the first place where timestamps do not strictly
+/// ascend (see [`unordered`](Self::unordered)) so no second pass is needed.
+#[derive(Debug)]
+pub struct DedupOutputWriter {
+    buf: Vec<u8>,
+    series: u32,
+    /// Header offset and sample count of the open series.
+    open: Option<(usize, usize)>,
+    last_t: i64,
+    /// Values of the open series; appended after its timestamps on close.
+    values: Vec<f64>,
+    unordered: Option<Unordered>,
+}
+
+/// Where a dedup output's timestamps stop strictly ascending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unordered {
+    /// Output series (= group) index.
+    pub series: usize,
+    /// Index of the offending sample within the series.
+    pub index: usize,
+    /// Timestamp before it.
+    pub prev: i64,
+    /// Its timestamp.
+    pub t: i64,
+}
+
+impl Default for DedupOutputWriter {
+    fn default() -> Self {
+        Self::with_capacity(0)
     }
-    r.done("dedup input")?;
-    Ok(out)
+}
+
+impl DedupOutputWriter {
+    /// A writer whose buffer holds `bytes` before it must grow.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes.max(4));
+        buf.extend_from_slice(&[0; 4]);
+        DedupOutputWriter {
+            buf,
+            series: 0,
+            open: None,
+            last_t: i64::MIN,
+            values: Vec::new(),
+            unordered: None,
+        }
+    }
+
+    /// Starts the next output series (closing the open one).
+    pub fn begin_series(&mut self) {
+        self.end_series();
+        self.open = Some((self.buf.len(), 0));
+        self.series += 1;
+        put_u32(&mut self.buf, 0);
+    }
+
+    /// Reserves room for `n` more samples of the open series.
+    pub fn reserve(&mut self, n: usize) {
+        self.buf.reserve(n * 16);
+        self.values.reserve(n);
+    }
+
+    /// Appends one sample to the open series (starting one if none is open).
+    #[inline]
+    pub fn push(&mut self, t: i64, v: f64) {
+        if self.open.is_none() {
+            self.begin_series();
+        }
+        if let Some((_, n)) = &mut self.open {
+            if *n > 0 && t <= self.last_t && self.unordered.is_none() {
+                self.unordered = Some(Unordered {
+                    series: self.series as usize - 1,
+                    index: *n,
+                    prev: self.last_t,
+                    t,
+                });
+            }
+            *n += 1;
+        }
+        self.last_t = t;
+        self.buf.extend_from_slice(&t.to_le_bytes());
+        self.values.push(v);
+    }
+
+    /// Appends a whole series; `ts` and `vs` must have equal length (extra
+    /// items of the longer one are ignored).
+    pub fn push_series(&mut self, ts: &[i64], vs: &[f64]) {
+        self.begin_series();
+        let n = ts.len().min(vs.len());
+        self.reserve(n);
+        for i in 0..n {
+            self.push(ts[i], vs[i]);
+        }
+        self.end_series();
+    }
+
+    /// Closes the open series, if any.
+    pub fn end_series(&mut self) {
+        if let Some((h, n)) = self.open.take() {
+            self.buf[h..h + 4].copy_from_slice(&(n as u32).to_le_bytes());
+            put_words(&mut self.buf, &self.values, f64::to_le_bytes);
+            self.values.clear();
+        }
+    }
+
+    /// Number of series begun.
+    pub fn series(&self) -> usize {
+        self.series as usize
+    }
+
+    /// The first place where timestamps did not strictly ascend, if any.
+    pub fn unordered(&self) -> Option<Unordered> {
+        self.unordered
+    }
+
+    /// The finished buffer.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.end_series();
+        self.buf[0..4].copy_from_slice(&self.series.to_le_bytes());
+        self.buf
+    }
 }
 
 /// Encodes dedup output: one series per group.
@@ -260,8 +509,7 @@ pub fn encode_dedup_output(series: &[Series]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(4 + series.iter().map(|s| 4 + 16 * s.len()).sum::<usize>());
     put_u32(&mut buf, series.len() as u32);
     for s in series {
-        let n = s.timestamps.len().min(s.values.len());
-        put_series(&mut buf, &s.timestamps[..n], &s.values[..n]);
+        put_series(&mut buf, &s.timestamps, &s.values);
     }
     buf
 }
@@ -275,13 +523,26 @@ pub fn decode_dedup_output(buf: &[u8], groups: usize) -> Result<Vec<Series>, Abi
     }
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let s = r.series()?;
-        if s.timestamps.windows(2).any(|w| w[0] >= w[1]) {
+        let s = r.series_ref()?;
+        // Decode and check in one pass over the timestamps.
+        let mut timestamps = Vec::with_capacity(s.len());
+        let mut prev = i64::MIN;
+        let mut ascending = true;
+        for (k, &w) in s.ts.iter().enumerate() {
+            let t = i64::from_le_bytes(w);
+            ascending &= k == 0 || t > prev;
+            prev = t;
+            timestamps.push(t);
+        }
+        if !ascending {
             return err(format!(
                 "dedup output series {i} has timestamps that do not strictly ascend"
             ));
         }
-        out.push(s);
+        out.push(Series {
+            timestamps,
+            values: words(s.vs, f64::from_le_bytes),
+        });
     }
     r.done("dedup output")?;
     Ok(out)
@@ -444,6 +705,7 @@ pub fn decode_relabel_output(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -473,6 +735,59 @@ mod tests {
                 .unwrap_err()
                 .0
                 .contains("ascend")
+        );
+    }
+
+    #[test]
+    fn views_and_output_writer_match_the_owned_codec() {
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        let mut w = DedupInputWriter::new();
+        w.begin_group();
+        w.add_replica(&[1, 2], &[-0.0, stale]);
+        w.add_replica(&[3], &[4.5]);
+        w.begin_group();
+        w.begin_group();
+        w.add_replica(&[], &[]);
+        let buf = w.finish();
+        let view = DedupInput::parse(&buf).unwrap();
+        assert_eq!((view.len(), view.series_count()), (3, 3));
+        assert_eq!(
+            format!("{:?}", view.to_owned_groups()),
+            format!("{:?}", decode_dedup_input(&buf).unwrap())
+        );
+        let r = view.group(0)[0];
+        assert_eq!((r.len(), r.timestamp(1)), (2, 2));
+        assert_eq!(r.value(1).to_bits(), stale.to_bits());
+        assert!(view.group(1).is_empty() && view.group(2)[0].is_empty());
+        assert!(DedupInput::parse(&buf[..buf.len() - 1]).is_err());
+
+        let series = [
+            Series::new(vec![1, 2], vec![-0.0, stale]),
+            Series::default(),
+            Series::new(vec![7], vec![1.0]),
+        ];
+        let mut out = DedupOutputWriter::with_capacity(0);
+        for s in &series {
+            out.begin_series();
+            for (&t, &v) in s.timestamps.iter().zip(&s.values) {
+                out.push(t, v);
+            }
+        }
+        assert_eq!((out.series(), out.unordered()), (3, None));
+        let bytes = out.finish();
+        assert_eq!(bytes, encode_dedup_output(&series));
+
+        let mut out = DedupOutputWriter::default();
+        out.push_series(&[1, 2], &[0.0, 0.0]);
+        out.push_series(&[5, 5], &[0.0, 0.0]);
+        assert_eq!(
+            out.unordered(),
+            Some(Unordered {
+                series: 1,
+                index: 1,
+                prev: 5,
+                t: 5
+            })
         );
     }
 
