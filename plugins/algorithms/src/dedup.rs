@@ -7,6 +7,7 @@
 //! strictly ascending timestamps.
 
 use serde::Deserialize;
+use sluice_policy_abi::{DedupOutputWriter, SeriesRef};
 
 use crate::{Series, usable_len};
 
@@ -59,6 +60,99 @@ pub fn penalty_for_func(replicas: &[Series], func: &str) -> Series {
     penalty(replicas, is_counter_func(func))
 }
 
+/// Read access to one replica's sample columns, so the algorithms run on
+/// native slices ([`Cols`]) and, in a plugin, directly on the flat input
+/// buffer ([`SeriesRef`]) without copying it.
+pub trait Samples {
+    /// Number of samples (the shorter column's length).
+    fn len(&self) -> usize;
+    /// Timestamp of sample `i < len()`.
+    fn t(&self, i: usize) -> i64;
+    /// Value of sample `i < len()`.
+    fn v(&self, i: usize) -> f64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A series' columns as slices of equal length.
+#[derive(Debug, Clone, Copy)]
+pub struct Cols<'a> {
+    ts: &'a [i64],
+    vs: &'a [f64],
+}
+
+impl<'a> Cols<'a> {
+    /// The usable samples of `s`: extra items of the longer column are ignored.
+    pub fn new(s: &'a Series) -> Self {
+        let n = usable_len(s);
+        Cols {
+            ts: &s.timestamps[..n],
+            vs: &s.values[..n],
+        }
+    }
+}
+
+impl Samples for Cols<'_> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.ts.len()
+    }
+    #[inline]
+    fn t(&self, i: usize) -> i64 {
+        self.ts[i]
+    }
+    #[inline]
+    fn v(&self, i: usize) -> f64 {
+        self.vs[i]
+    }
+}
+
+impl Samples for SeriesRef<'_> {
+    #[inline]
+    fn len(&self) -> usize {
+        SeriesRef::len(self)
+    }
+    #[inline]
+    fn t(&self, i: usize) -> i64 {
+        self.timestamp(i)
+    }
+    #[inline]
+    fn v(&self, i: usize) -> f64 {
+        self.value(i)
+    }
+}
+
+/// Where merged samples go: an owned [`Series`] or, in a plugin, the output
+/// buffer itself ([`DedupOutputWriter`]).
+pub trait Sink {
+    fn push(&mut self, t: i64, v: f64);
+    /// Room for about `n` more samples.
+    fn reserve(&mut self, _n: usize) {}
+}
+
+impl Sink for Series {
+    #[inline]
+    fn push(&mut self, t: i64, v: f64) {
+        self.timestamps.push(t);
+        self.values.push(v);
+    }
+    fn reserve(&mut self, n: usize) {
+        self.timestamps.reserve(n);
+        self.values.reserve(n);
+    }
+}
+
+impl Sink for DedupOutputWriter {
+    #[inline]
+    fn push(&mut self, t: i64, v: f64) {
+        DedupOutputWriter::push(self, t, v);
+    }
+    fn reserve(&mut self, n: usize) {
+        DedupOutputWriter::reserve(self, n);
+    }
+}
+
 /// Thanos penalty deduplication of one replica group.
 ///
 /// The replicas are combined as the left fold `dedup(dedup(r0, r1), r2)…` of
@@ -76,15 +170,25 @@ pub fn penalty_for_func(replicas: &[Series], func: &str) -> Series {
 /// replica's two columns are ignored; the output's timestamps strictly ascend
 /// even if an input's do not.
 pub fn penalty(replicas: &[Series], counter: bool) -> Series {
+    if let [only] = replicas {
+        return strictly_ascending(only);
+    }
+    let cols: Vec<Cols<'_>> = replicas.iter().map(Cols::new).collect();
+    let mut out = Series::default();
+    penalty_into(&cols, counter, &mut out);
+    out
+}
+
+/// [`penalty`] over any sample columns, appending the merged samples to `out`.
+pub fn penalty_into<R: Samples>(replicas: &[R], counter: bool, out: &mut impl Sink) {
     // The output usually has about as many samples as the longest replica.
-    let cap = replicas.iter().map(usable_len).max().unwrap_or(0);
+    let cap = replicas.iter().map(Samples::len).max().unwrap_or(0);
+    out.reserve(cap + cap / 16);
     match replicas {
-        [] => Series::default(),
-        [only] => strictly_ascending(only),
-        [r0, r1] => drain(
-            Dedup::new(Replica::new(r0, counter), Replica::new(r1, counter)),
-            cap,
-        ),
+        [] => {}
+        [only] => ascending_into(only, out),
+        [a, b] if counter => penalty2::<_, _, true>(a, b, out),
+        [a, b] => penalty2::<_, _, false>(a, b, out),
         [r0, r1, rest @ ..] => {
             let mut it: Box<dyn Adjustable + '_> = Box::new(Dedup::new(
                 Replica::new(r0, counter),
@@ -93,8 +197,126 @@ pub fn penalty(replicas: &[Series], counter: bool) -> Series {
             for r in rest {
                 it = Box::new(Dedup::new(it, Replica::new(r, counter)));
             }
-            drain(it, cap)
+            while it.next() {
+                out.push(it.at_t(), it.at_v());
+            }
         }
+    }
+}
+
+/// A value shifted by a counter adjustment; NaN is returned as is so
+/// staleness markers keep their bit pattern (NaN + x would quiet it).
+#[inline(always)]
+fn adjusted(v: f64, err: f64) -> f64 {
+    if v.is_nan() { v } else { v + err }
+}
+
+/// The two-replica fold of [`penalty`] as one loop over the columns: the
+/// iterator stack (`Dedup<Replica, Replica>`) below, step for step, with its
+/// state in locals. It must produce exactly what the iterators produce; the
+/// tests compare both on random inputs.
+#[inline]
+fn penalty2<A: Samples, B: Samples, const COUNTER: bool>(a: &A, b: &B, out: &mut impl Sink) {
+    let (na, nb) = (a.len(), b.len());
+    // Positions; a replica is "ok" (on a sample) while its position is below
+    // its length, and an exhausted one is parked at its length for good.
+    let (mut ia, mut ib) = (0usize, 0usize);
+    let mut last_t = i64::MIN;
+    let (mut pen_a, mut pen_b) = (0i64, 0i64);
+    let mut use_a = true;
+    // Counter error adjustments (Thanos `counterErrAdjustSeriesIterator`).
+    let (mut err_a, mut err_b) = (0.0f64, 0.0f64);
+    loop {
+        // The selected replica's sample before the step: its value is what a
+        // switch adjusts the replicas against.
+        let was_a = use_a;
+        let (had_last, last_i) = if use_a { (ia < na, ia) } else { (ib < nb, ib) };
+
+        // Seek both to the next timestamp plus their penalty (a target beyond
+        // i64::MAX means no sample can follow).
+        let base = last_t.checked_add(1);
+        if ia < na {
+            match base.and_then(|x| x.checked_add(pen_a)) {
+                Some(target) => {
+                    while ia < na && a.t(ia) < target {
+                        ia += 1;
+                    }
+                }
+                None => ia = na,
+            }
+        }
+        if ib < nb {
+            match base.and_then(|x| x.checked_add(pen_b)) {
+                Some(target) => {
+                    while ib < nb && b.t(ib) < target {
+                        ib += 1;
+                    }
+                }
+                None => ib = nb,
+            }
+        }
+        let (a_ok, b_ok) = (ia < na, ib < nb);
+
+        let t;
+        if !a_ok {
+            if !b_ok {
+                return;
+            }
+            use_a = false;
+            t = b.t(ib);
+            pen_b = 0;
+        } else if !b_ok {
+            use_a = true;
+            t = a.t(ia);
+            pen_a = 0;
+        } else {
+            let (ta, tb) = (a.t(ia), b.t(ib));
+            // Earliest timestamp wins, ties go to a; the other one gets twice
+            // the observed step as penalty.
+            use_a = ta <= tb;
+            t = if use_a { ta } else { tb };
+            let pen = if last_t == i64::MIN {
+                INITIAL_PENALTY_MS
+            } else {
+                t.saturating_sub(last_t).saturating_mul(2)
+            };
+            if use_a {
+                pen_b = pen;
+                pen_a = 0;
+            } else {
+                pen_a = pen;
+                pen_b = 0;
+            }
+        }
+        last_t = t;
+
+        if COUNTER && use_a != was_a && had_last {
+            // Switched replicas: make values consistent with the one before.
+            let last = if was_a {
+                adjusted(a.v(last_i), err_a)
+            } else {
+                adjusted(b.v(last_i), err_b)
+            };
+            if a_ok {
+                let v = adjusted(a.v(ia), err_a);
+                if last > v {
+                    err_a += last - v;
+                }
+            }
+            if b_ok {
+                let v = adjusted(b.v(ib), err_b);
+                if last > v {
+                    err_b += last - v;
+                }
+            }
+        }
+
+        let v = if use_a {
+            adjusted(a.v(ia), err_a)
+        } else {
+            adjusted(b.v(ib), err_b)
+        };
+        out.push(t, v);
     }
 }
 
@@ -164,27 +386,20 @@ fn strictly_ascending(s: &Series) -> Series {
         return s.clone();
     }
     let mut out = Series::default();
-    for i in 0..n {
-        let t = s.timestamps[i];
-        if out.timestamps.last().is_none_or(|&last| t > last) {
-            out.timestamps.push(t);
-            out.values.push(s.values[i]);
-        }
-    }
+    ascending_into(&Cols::new(s), &mut out);
     out
 }
 
-/// Collects every sample the iterator yields; `cap` is the expected length.
-fn drain(mut it: impl Adjustable, cap: usize) -> Series {
-    let mut out = Series {
-        timestamps: Vec::with_capacity(cap),
-        values: Vec::with_capacity(cap),
-    };
-    while it.next() {
-        out.timestamps.push(it.at_t());
-        out.values.push(it.at_v());
+/// [`strictly_ascending`] over any columns, into `out`.
+fn ascending_into(s: &impl Samples, out: &mut impl Sink) {
+    let mut last = None;
+    for i in 0..s.len() {
+        let t = s.t(i);
+        if last.is_none_or(|l| t > l) {
+            out.push(t, s.v(i));
+            last = Some(t);
+        }
     }
-    out
 }
 
 /// A sample iterator that can be shifted up (Thanos `adjustableSeriesIterator`).
@@ -222,21 +437,18 @@ impl<T: Adjustable + ?Sized> Adjustable for Box<T> {
 
 /// One replica's samples, with Thanos's counter-error-adjust wrapper
 /// (`counter`) or the no-op one.
-struct Replica<'a> {
-    ts: &'a [i64],
-    vs: &'a [f64],
+struct Replica<'a, R> {
+    s: &'a R,
     /// Index of the current sample; `None` before the first `next`.
     pos: Option<usize>,
     counter: bool,
     err_adjust: f64,
 }
 
-impl<'a> Replica<'a> {
-    fn new(s: &'a Series, counter: bool) -> Self {
-        let n = usable_len(s);
+impl<'a, R: Samples> Replica<'a, R> {
+    fn new(s: &'a R, counter: bool) -> Self {
         Replica {
-            ts: &s.timestamps[..n],
-            vs: &s.values[..n],
+            s,
             pos: None,
             counter,
             err_adjust: 0.0,
@@ -244,40 +456,40 @@ impl<'a> Replica<'a> {
     }
 
     fn valid(&self) -> bool {
-        self.pos.is_some_and(|p| p < self.ts.len())
+        self.pos.is_some_and(|p| p < self.s.len())
     }
 }
 
-impl Adjustable for Replica<'_> {
+impl<R: Samples> Adjustable for Replica<'_, R> {
     fn next(&mut self) -> bool {
-        let p = self.pos.map_or(0, |p| (p + 1).min(self.ts.len()));
+        let n = self.s.len();
+        let p = self.pos.map_or(0, |p| (p + 1).min(n));
         self.pos = Some(p);
-        p < self.ts.len()
+        p < n
     }
 
     fn seek(&mut self, t: i64) -> bool {
+        let n = self.s.len();
         let mut p = self.pos.unwrap_or(0);
-        while p < self.ts.len() && self.ts[p] < t {
+        while p < n && self.s.t(p) < t {
             p += 1;
         }
         self.pos = Some(p);
-        p < self.ts.len()
+        p < n
     }
 
     fn at_t(&self) -> i64 {
-        self.pos
-            .and_then(|p| self.ts.get(p))
-            .copied()
-            .unwrap_or(i64::MIN)
+        match self.pos {
+            Some(p) if p < self.s.len() => self.s.t(p),
+            _ => i64::MIN,
+        }
     }
 
     fn at_v(&self) -> f64 {
-        // NaN is returned as is so staleness markers keep their bit pattern
-        // (NaN + x would quiet it).
-        let adjusted = |&v: &f64| if v.is_nan() { v } else { v + self.err_adjust };
-        self.pos
-            .and_then(|p| self.vs.get(p))
-            .map_or(f64::NAN, adjusted)
+        match self.pos {
+            Some(p) if p < self.s.len() => adjusted(self.s.v(p), self.err_adjust),
+            _ => f64::NAN,
+        }
     }
 
     fn adjust(&mut self, last: f64) {
@@ -427,6 +639,28 @@ impl<A: Adjustable, B: Adjustable> Adjustable for Dedup<A, B> {
             self.b.adjust(last);
         }
     }
+}
+
+/// The iterator stack of [`penalty`] for any number of replicas: the
+/// reference the two-replica loop is tested against.
+#[cfg(test)]
+fn penalty_iterators(replicas: &[Series], counter: bool) -> Series {
+    let cols: Vec<Cols<'_>> = replicas.iter().map(Cols::new).collect();
+    let mut out = Series::default();
+    let [r0, r1, rest @ ..] = cols.as_slice() else {
+        return penalty(replicas, counter);
+    };
+    let mut it: Box<dyn Adjustable + '_> = Box::new(Dedup::new(
+        Replica::new(r0, counter),
+        Replica::new(r1, counter),
+    ));
+    for r in rest {
+        it = Box::new(Dedup::new(it, Replica::new(r, counter)));
+    }
+    while it.next() {
+        out.push(it.at_t(), it.at_v());
+    }
+    out
 }
 
 #[cfg(test)]
