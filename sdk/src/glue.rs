@@ -98,8 +98,10 @@ impl<P: DedupPolicy> wit_dedup::Guest for Dedup<P> {
     }
 
     fn dedup(groups: Vec<u8>, hints: wit_dedup::QueryHints) -> Result<Vec<u8>, String> {
-        let groups =
-            abi::decode_dedup_input(&groups).map_err(|e| format!("malformed dedup input: {e}"))?;
+        // The input is read in place and the output written in place: no
+        // copy of the samples besides the policy's own reads and writes.
+        let input = abi::DedupInput::parse(&groups)
+            .map_err(|e| format!("malformed dedup input: {e}"))?;
         let hints = QueryHints {
             func: hints.func,
             step_ms: hints.step_ms,
@@ -107,18 +109,23 @@ impl<P: DedupPolicy> wit_dedup::Guest for Dedup<P> {
             start_ms: hints.start_ms,
             end_ms: hints.end_ms,
         };
-        let merged = with_policy(|p: &P| p.dedup_batch(&groups, &hints))?;
-        if merged.len() != groups.len() {
+        // Merged replicas are usually about one replica's size.
+        let mut out = abi::DedupOutputWriter::with_capacity(groups.len() / 2 + 64);
+        with_policy(|p: &P| p.dedup_flat(&input, &hints, &mut out))?;
+        if out.series() != input.len() {
             return Err(format!(
                 "dedup returned {} series for {} groups",
-                merged.len(),
-                groups.len()
+                out.series(),
+                input.len()
             ));
         }
-        for (i, s) in merged.iter().enumerate() {
-            check_series(s, || format!("dedup output for group {i}"))?;
+        if let Some(u) = out.unordered() {
+            return Err(format!(
+                "dedup output for group {} timestamps do not strictly ascend at index {}: {} then {}",
+                u.series, u.index, u.prev, u.t
+            ));
         }
-        Ok(abi::encode_dedup_output(&merged))
+        Ok(out.finish())
     }
 }
 

@@ -43,8 +43,8 @@ mod policy;
 
 pub use config::{NoConfig, parse_config};
 pub use policy::{
-    Aggregates, BlockMeta, Decision, DedupPolicy, DownsamplePolicy, Info, Labels, QueryHints,
-    RelabelPolicy, RetentionPolicy, Series,
+    Aggregates, BlockMeta, Decision, DedupInput, DedupOutputWriter, DedupPolicy, DownsamplePolicy,
+    Info, Labels, QueryHints, RelabelPolicy, RetentionPolicy, Series, SeriesRef,
 };
 pub use sluice_policy_abi::ABI_VERSION;
 

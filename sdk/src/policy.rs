@@ -1,7 +1,7 @@
 //! The four policy traits plugin authors implement, and the plain Rust types
 //! they see. Nothing here mentions WIT or the flat layouts of sdk/ABI.md.
 
-pub use sluice_policy_abi::Series;
+pub use sluice_policy_abi::{DedupInput, DedupOutputWriter, Series, SeriesRef};
 
 /// A label set as `(name, value)` pairs. Input sets arrive sorted by name;
 /// the SDK sorts output sets by name before handing them to the host.
@@ -128,6 +128,47 @@ pub trait DedupPolicy: Sized + 'static {
         hints: &QueryHints,
     ) -> Result<Vec<Series>, String> {
         groups.iter().map(|g| self.dedup(g, hints)).collect()
+    }
+
+    /// The zero-copy form of [`dedup_batch`](Self::dedup_batch), and what
+    /// the SDK actually calls: the groups' series are [`SeriesRef`] views
+    /// into the host's input buffer, and each group's merged series is
+    /// written straight into the output buffer with
+    /// [`out.begin_series()`](DedupOutputWriter::begin_series) followed by
+    /// [`out.push(t, v)`](DedupOutputWriter::push) per sample, one series per
+    /// group, in order. The SDK then checks the count and that every series'
+    /// timestamps strictly ascend.
+    ///
+    /// The default copies the input into owned [`Series`], calls
+    /// [`dedup_batch`](Self::dedup_batch) and copies its result out. Override
+    /// it when your algorithm can read the views directly: for large batches
+    /// the copies cost as much as a simple merge.
+    fn dedup_flat(
+        &self,
+        input: &DedupInput<'_>,
+        hints: &QueryHints,
+        out: &mut DedupOutputWriter,
+    ) -> Result<(), String> {
+        let groups = input.to_owned_groups();
+        let merged = self.dedup_batch(&groups, hints)?;
+        if merged.len() != groups.len() {
+            return Err(format!(
+                "dedup returned {} series for {} groups",
+                merged.len(),
+                groups.len()
+            ));
+        }
+        for (i, s) in merged.iter().enumerate() {
+            if s.timestamps.len() != s.values.len() {
+                return Err(format!(
+                    "dedup output for group {i} has {} timestamps but {} values",
+                    s.timestamps.len(),
+                    s.values.len()
+                ));
+            }
+            out.push_series(&s.timestamps, &s.values);
+        }
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 //! the host also runs natively as the fallback.
 
 use sluice_policy_algorithms::dedup;
-use sluice_sdk::{DedupPolicy, Info, QueryHints, Series};
+use sluice_sdk::{DedupInput, DedupOutputWriter, DedupPolicy, Info, QueryHints, Series};
 
 struct Penalty;
 
@@ -26,6 +26,21 @@ impl DedupPolicy for Penalty {
     fn dedup_batch(&self, groups: &[Vec<Series>], hints: &QueryHints) -> Result<Vec<Series>, String> {
         let counter = dedup::is_counter_func(&hints.func);
         Ok(groups.iter().map(|g| dedup::penalty(g, counter)).collect())
+    }
+
+    /// Straight from the input buffer into the output buffer.
+    fn dedup_flat(
+        &self,
+        input: &DedupInput<'_>,
+        hints: &QueryHints,
+        out: &mut DedupOutputWriter,
+    ) -> Result<(), String> {
+        let counter = dedup::is_counter_func(&hints.func);
+        for g in input.groups() {
+            out.begin_series();
+            dedup::penalty_into(g, counter, out);
+        }
+        Ok(())
     }
 }
 
