@@ -14,7 +14,10 @@
 //!   encode the batch, one `dedup` call per chunk, decode and check the output.
 //!
 //! Rounds interleave native and sandbox runs; the table shows medians over
-//! the rounds, ns per input sample and the ratio to native. Before timing,
+//! the rounds (and the fastest round, less sensitive to a busy machine), ns
+//! per input sample and the ratio to native. `SLUICE_BENCH_ROUNDS=n` sets
+//! the number of rounds; `SLUICE_BENCH_CALLS=default` runs only the
+//! session's default call size. Before timing,
 //! the sandbox output is checked to equal the native output. Also printed:
 //! cold compile, load from the on-disk and the in-memory cache, building a
 //! slot, and per-query instantiation. Goal (issue 3): sandbox ≤ 1.5× native
@@ -33,10 +36,15 @@ use sluice::policy::{
 use sluice_policy_abi::Series;
 use sluice_policy_algorithms::dedup;
 
+/// The sluice binary's allocator (host/src/main.rs), so allocation and page
+/// fault costs are those of production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SERIES: usize = 10_000;
 const REPLICAS: usize = 2;
 const SAMPLES: usize = 120;
-const ROUNDS: usize = 11;
+const DEFAULT_ROUNDS: usize = 11;
 const INPUT_SAMPLES: usize = SERIES * REPLICAS * SAMPLES;
 
 /// splitmix64: a small deterministic generator for the fixture.
@@ -85,6 +93,14 @@ fn fixture() -> Vec<Vec<Series>> {
                 .collect()
         })
         .collect()
+}
+
+fn rounds() -> usize {
+    std::env::var("SLUICE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(DEFAULT_ROUNDS)
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -229,9 +245,10 @@ fn load_times() {
 fn codec_times(groups: &[Vec<Series>], out: &[Series]) {
     let (mut enc_in, mut dec_in, mut enc_out, mut dec_out) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    let input_bytes = SERIES * (4 + REPLICAS * (4 + 16 * SAMPLES)) + 4;
+    for _ in 0..rounds() {
         let t = Instant::now();
-        let mut w = sluice_policy_abi::DedupInputWriter::new();
+        let mut w = sluice_policy_abi::DedupInputWriter::with_capacity(input_bytes);
         for g in groups {
             w.begin_group();
             for s in g {
@@ -250,12 +267,51 @@ fn codec_times(groups: &[Vec<Series>], out: &[Series]) {
         black_box(sluice_policy_abi::decode_dedup_output(&output, out.len()).expect("decode"));
         dec_out.push(t.elapsed());
     }
+    // The algorithm alone: both replicas' columns in, one reused output
+    // buffer out, so no allocation or page fault is timed.
+    let (mut algo, mut algo_flat) = (Vec::new(), Vec::new());
+    let mut sink = Series::default();
+    let input = {
+        let mut w = sluice_policy_abi::DedupInputWriter::new();
+        for g in groups {
+            w.begin_group();
+            for s in g {
+                w.add_replica(&s.timestamps, &s.values);
+            }
+        }
+        w.finish()
+    };
+    let view = sluice_policy_abi::DedupInput::parse(&input).expect("parse");
+    for _ in 0..rounds() {
+        let t = Instant::now();
+        for g in groups {
+            sink.timestamps.clear();
+            sink.values.clear();
+            let cols: Vec<dedup::Cols<'_>> = g.iter().map(dedup::Cols::new).collect();
+            dedup::penalty_into(&cols, true, &mut sink);
+            black_box(&sink);
+        }
+        algo.push(t.elapsed());
+        let t = Instant::now();
+        for g in view.groups() {
+            sink.timestamps.clear();
+            sink.values.clear();
+            dedup::penalty_into(g, true, &mut sink);
+            black_box(&sink);
+        }
+        algo_flat.push(t.elapsed());
+    }
     println!(
         "flat-buffer codec, native, whole fixture (median ms): host encode input {:.2}, guest decode input {:.2}, guest encode output {:.2}, host decode output {:.2}",
         ms(median(&mut enc_in)),
         ms(median(&mut dec_in)),
         ms(median(&mut enc_out)),
         ms(median(&mut dec_out))
+    );
+    println!(
+        "penalty algorithm alone, native, reused output (median ms): from slices {:.2}, from the flat input in place {:.2}",
+        ms(median(&mut algo)),
+        ms(median(&mut algo_flat)),
     );
     println!();
 }
@@ -292,7 +348,11 @@ fn main() {
     let want = native(&groups);
     // Input bytes per call: everything in one call, then smaller calls; the
     // session's default is DEDUP_CALL_BYTES.
-    let chunks = [usize::MAX, 4 << 20, 512 << 10, DEDUP_CALL_BYTES, 32 << 10];
+    let chunks: Vec<usize> = if std::env::var("SLUICE_BENCH_CALLS").is_ok_and(|c| c == "default") {
+        vec![DEDUP_CALL_BYTES]
+    } else {
+        vec![usize::MAX, 4 << 20, 512 << 10, DEDUP_CALL_BYTES, 32 << 10]
+    };
     for &c in &chunks {
         let got = sandbox(&set, &groups, c).out;
         assert!(
@@ -305,7 +365,8 @@ fn main() {
 
     let mut nat = Vec::new();
     let mut runs: Vec<Vec<SandboxRun>> = chunks.iter().map(|_| Vec::new()).collect();
-    for round in 0..ROUNDS {
+    let rounds = rounds();
+    for round in 0..rounds {
         let t = Instant::now();
         black_box(native(black_box(&groups)));
         nat.push(t.elapsed());
@@ -321,26 +382,31 @@ fn main() {
         }
     }
     let native_med = median(&mut nat);
+    let native_min = nat[0];
     println!(
-        "dedup of {SERIES} series × {REPLICAS} replicas × {SAMPLES} samples ({INPUT_SAMPLES} input samples), hint rate; median of {ROUNDS} interleaved rounds"
+        "dedup of {SERIES} series × {REPLICAS} replicas × {SAMPLES} samples ({INPUT_SAMPLES} input samples), hint rate; median of {rounds} interleaved rounds"
     );
     println!(
-        "{:<36} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7}",
-        "", "total ms", "inst ms", "enc ms", "calls ms", "ns/sample", "× native"
+        "{:<36} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>8} {:>7}",
+        "", "total ms", "inst ms", "enc ms", "calls ms", "ns/sample", "× native", "min ms", "min ×"
     );
     println!(
-        "{:<36} {:>9.2} {:>9} {:>9} {:>9} {:>10.2} {:>7.2}",
+        "{:<36} {:>9.2} {:>9} {:>9} {:>9} {:>10.2} {:>7.2} {:>8.2} {:>7.2}",
         "native penalty",
         ms(native_med),
         "",
         "",
         "",
         ns_per_sample(native_med),
+        1.0,
+        ms(native_min),
         1.0
     );
     for (i, &c) in chunks.iter().enumerate() {
         let r = &mut runs[i];
-        let total = median(&mut r.iter().map(SandboxRun::total).collect::<Vec<_>>());
+        let mut totals = r.iter().map(SandboxRun::total).collect::<Vec<_>>();
+        let total = median(&mut totals);
+        let min = totals[0];
         let inst = median(&mut r.iter().map(|x| x.instantiate).collect::<Vec<_>>());
         let enc = median(&mut r.iter().map(|x| x.encode).collect::<Vec<_>>());
         let calls = median(&mut r.iter().map(|x| x.calls).collect::<Vec<_>>());
@@ -359,14 +425,16 @@ fn main() {
             ),
         };
         println!(
-            "{:<36} {:>9.2} {:>9.3} {:>9.2} {:>9.2} {:>10.2} {:>7.2}",
+            "{:<36} {:>9.2} {:>9.3} {:>9.2} {:>9.2} {:>10.2} {:>7.2} {:>8.2} {:>7.2}",
             label,
             ms(total),
             ms(inst),
             ms(enc),
             ms(calls),
             ns_per_sample(total),
-            total.as_secs_f64() / native_med.as_secs_f64()
+            total.as_secs_f64() / native_med.as_secs_f64(),
+            ms(min),
+            min.as_secs_f64() / native_min.as_secs_f64()
         );
     }
 }

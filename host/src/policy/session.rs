@@ -38,9 +38,9 @@ pub const DEDUP_CALL_BYTES: usize = 128 << 10;
 /// about [`DEDUP_CALL_BYTES`] of input (whole groups; a larger group goes
 /// alone). The guest then reuses the same few MiB of its memory instead of
 /// growing and faulting in a copy of the whole query: 10,000 groups × 2
-/// replicas × 120 samples took ~130 ms in one call, ~60 ms in calls of
-/// 4 MiB and ~42 ms in calls of 32–512 KiB, where 128 KiB was never worse
-/// (native penalty: ~20 ms; `cargo bench -p sluice --bench policy`). The
+/// replicas × 120 samples took ~75 ms in one call, ~35 ms in calls of
+/// 4 MiB and ~26 ms in calls of 128–512 KiB, where 128 KiB was never worse
+/// (native penalty: ~14.5 ms; `cargo bench -p sluice --bench policy`). The
 /// slot's deadline and output cap apply per call.
 #[derive(Debug)]
 pub struct DedupBatch {
