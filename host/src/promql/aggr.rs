@@ -23,7 +23,8 @@ fn group_labels(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
 }
 
 /// Keeps the `k` best of `v` in rank order (NaN ranks last; among equal
-/// values the earlier wins), in O(n·k) with no allocation — k is small.
+/// values the earlier wins): O(n·k) in place for small k, a stable sort
+/// otherwise.
 fn select_top(v: &mut Vec<(f64, usize)>, k: usize, top: bool) {
     // Whether `a` ranks strictly before `b`.
     let better = |a: f64, b: f64| match (a.is_nan(), b.is_nan()) {
@@ -37,14 +38,18 @@ fn select_top(v: &mut Vec<(f64, usize)>, k: usize, top: bool) {
             }
         }
     };
-    if k >= v.len() {
-        // Stable insertion order for ties, as the bounded path.
-        let mut sorted: Vec<(f64, usize)> = Vec::with_capacity(v.len());
-        for &x in v.iter() {
-            let pos = sorted.iter().position(|y| better(x.0, y.0)).unwrap_or(sorted.len());
-            sorted.insert(pos, x);
-        }
-        *v = sorted;
+    if k > 32 || k >= v.len() {
+        // Large k: a stable sort (ties keep input order), then cut.
+        v.sort_by(|a, b| {
+            if better(a.0, b.0) {
+                std::cmp::Ordering::Less
+            } else if better(b.0, a.0) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        });
+        v.truncate(k);
         return;
     }
     let mut len = 0usize;
@@ -263,6 +268,33 @@ pub(crate) fn aggregate<'a>(
                 out.push(Series { labels: gl, vals });
             }
             Ok(Val::Vector(out))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select_top;
+
+    #[test]
+    fn bounded_and_sorted_selection_agree() {
+        // Values with ties and NaNs; the index tells which input won a tie.
+        let vals = [3.0, f64::NAN, 1.0, 3.0, 7.0, 1.0, f64::NAN, 7.0, 2.0, 5.0];
+        let input: Vec<(f64, usize)> = vals.iter().copied().zip(0..).collect();
+        for top in [true, false] {
+            let mut full = input.clone();
+            select_top(&mut full, vals.len(), top);
+            for k in 1..=vals.len() {
+                let mut got = input.clone();
+                select_top(&mut got, k, top);
+                let want: Vec<usize> = full[..k].iter().map(|x| x.1).collect();
+                let got: Vec<usize> = got.iter().map(|x| x.1).collect();
+                assert_eq!(got, want, "k={k} top={top}");
+            }
+            // NaNs rank last either way; equal values keep input order.
+            let order: Vec<usize> = full.iter().map(|x| x.1).collect();
+            let expect = if top { [4, 7, 9, 0, 3, 8, 2, 5, 1, 6] } else { [2, 5, 8, 0, 3, 9, 4, 7, 1, 6] };
+            assert_eq!(order, expect, "top={top}");
         }
     }
 }
