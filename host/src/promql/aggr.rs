@@ -91,7 +91,8 @@ fn int_param(f: f64) -> Result<i64, PromqlError> {
     if f.is_nan() {
         return err("Parameter value is NaN");
     }
-    if f >= 9.223_372_036_854_775_807e18 || f < -9.223_372_036_854_775_808e18 {
+    // Prometheus' convertibleToInt64: the largest float below 2^63, down to -2^63.
+    if !(-9_223_372_036_854_775_808.0..=9_223_372_036_854_774_784.0).contains(&f) {
         return err(format!("Scalar value {} overflows int64", format_value(f)));
     }
     Ok(f as i64)
@@ -221,16 +222,15 @@ pub(crate) fn aggregate<'a>(
             Ok(Val::Vector(out))
         }
         _ => {
-            if op == "quantile" {
-                if let Some(q) = param_scalar
+            if op == "quantile"
+                && let Some(q) = param_scalar
                     .as_ref()
                     .and_then(|q| q.iter().find(|q| !(0.0..=1.0).contains(*q)))
-                {
-                    ev.warnings.push(format!(
-                        "PromQL warning: quantile value should be between 0 and 1, got {}",
-                        format_value(*q)
-                    ));
-                }
+            {
+                ev.warnings.push(format!(
+                    "PromQL warning: quantile value should be between 0 and 1, got {}",
+                    format_value(*q)
+                ));
             }
             let mut out = Vec::with_capacity(groups.len());
             let mut buf: Vec<f64> = Vec::new();

@@ -605,7 +605,7 @@ fn label_join<'a>(ev: &mut Ev<'a>, args: &[&'a Expr], g: Grid) -> Result<Val<'a>
 }
 
 /// Classic-bucket quantile (Prometheus' bucketQuantile).
-fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> (f64, bool) {
+fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> (f64, bool) {
     if q.is_nan() {
         return (f64::NAN, false);
     }
@@ -769,7 +769,7 @@ fn histogram_quantiles<'a>(
 /// Estimated share of observations in `[lower, upper]` from classic
 /// buckets, interpolating linearly inside finite buckets (the first bucket
 /// starts at 0 when its bound is positive).
-fn bucket_fraction(lower: f64, upper: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f64 {
     buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
     if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
         return f64::NAN;
@@ -887,12 +887,13 @@ fn range_function<'a>(
             vec![]
         }));
     }
-    if matches!(name, "quantile_over_time") {
-        if let Some(q) = scalars.first().and_then(|q| q.iter().find(|q| !(0.0..=1.0).contains(*q))) {
-            ev.warnings.push(format!(
-                "PromQL warning: quantile value should be between 0 and 1, got {q}"
-            ));
-        }
+    if name == "quantile_over_time"
+        && let Some(q) = scalars.first().and_then(|q| q.iter().find(|q| !(0.0..=1.0).contains(*q)))
+    {
+        ev.warnings.push(format!(
+            "PromQL warning: quantile value should be between 0 and 1, got {}",
+            super::format_value(*q)
+        ));
     }
 
     let mut out = Vec::with_capacity(rv.series.len());
