@@ -189,7 +189,24 @@ fn decode_chunks(
     end: i64,
     aggregate: Aggregate,
 ) -> Result<(Vec<i64>, Vec<f64>), String> {
-    let (mut ts, mut vs) = (Vec::new(), Vec::new());
+    // Columns sized once from the chunk headers: no doubling while decoding,
+    // which would leave up to half of every column unused.
+    let upper: usize = chunks
+        .iter()
+        .map(|c| {
+            let data = match (&c.raw, aggregate) {
+                (Some(raw), _) => Some(&raw.data),
+                (None, Aggregate::Average | Aggregate::Sum) => c.sum.as_ref().map(|x| &x.data),
+                (None, Aggregate::Count) => c.count.as_ref().map(|x| &x.data),
+                (None, Aggregate::Min) => c.min.as_ref().map(|x| &x.data),
+                (None, Aggregate::Max) => c.max.as_ref().map(|x| &x.data),
+                (None, Aggregate::Counter) => c.counter.as_ref().map(|x| &x.data),
+            };
+            data.and_then(|d| sluice_tsdb::xor::num_samples(d).ok())
+                .map_or(0, usize::from)
+        })
+        .sum();
+    let (mut ts, mut vs) = (Vec::with_capacity(upper), Vec::with_capacity(upper));
     let (mut cts, mut cvs) = (Vec::new(), Vec::new());
     // Counter state: last raw value seen and the running total.
     let mut counter: Option<(f64, f64)> = None;
