@@ -36,11 +36,6 @@ use sluice::policy::{
 use sluice_policy_abi::Series;
 use sluice_policy_algorithms::dedup;
 
-/// The sluice binary's allocator (host/src/main.rs), so allocation and page
-/// fault costs are those of production.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const SERIES: usize = 10_000;
 const REPLICAS: usize = 2;
 const SAMPLES: usize = 120;

@@ -40,7 +40,8 @@ pub const DEDUP_CALL_BYTES: usize = 128 << 10;
 /// growing and faulting in a copy of the whole query: 10,000 groups × 2
 /// replicas × 120 samples took ~75 ms in one call, ~35 ms in calls of
 /// 4 MiB and ~26 ms in calls of 128–512 KiB, where 128 KiB was never worse
-/// (native penalty: ~14.5 ms; `cargo bench -p sluice --bench policy`). The
+/// (native penalty: ~14.5 ms; `cargo bench -p sluice --bench policy` with
+/// mimalloc; with glibc malloc, as the binary ships: ~37.5 ms vs ~16 ms). The
 /// slot's deadline and output cap apply per call.
 #[derive(Debug)]
 pub struct DedupBatch {

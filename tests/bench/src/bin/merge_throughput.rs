@@ -32,13 +32,12 @@
 //! is reported per runtime from `/proc/self/task`. Memory is this whole
 //! process: fixtures and fake stores included.
 //!
-//! The allocator is mimalloc, as in the `sluice` binary (host/src/main.rs).
+//! The allocator is the system's (glibc), as in `sluice`; its share shows by
+//! running the same binary with another one preloaded, e.g.
+//! `LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2` (Debian package
+//! `libmimalloc2.0`); the `allocator` line says which one ran.
 
 use std::collections::BTreeMap;
-
-/// As in the `sluice` binary.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -1126,7 +1125,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     println!("machine    : {nproc} CPUs (nproc), {cpu}");
     println!(
         "allocator  : {}",
-        "mimalloc (#[global_allocator]), as in the sluice binary"
+        match std::env::var("LD_PRELOAD") {
+            Ok(p) if !p.is_empty() => format!("LD_PRELOAD={p}"),
+            _ => "the system allocator (glibc malloc), as in the sluice binary".into(),
+        }
     );
     println!("background : other processes used {background} during the measured merge rounds");
     if background_pct >= 10.0 {
