@@ -51,9 +51,15 @@ mod tests {
     fn storage() -> MemStorage {
         let mut st = MemStorage::new();
         for (inst, slope) in [("a", 1.0), ("b", 2.0)] {
-            let samples: Vec<(i64, f64)> = (0..=20).map(|i| (i * 15_000, i as f64 * slope * 15.0)).collect();
+            let samples: Vec<(i64, f64)> = (0..=20)
+                .map(|i| (i * 15_000, i as f64 * slope * 15.0))
+                .collect();
             st.add(
-                Labels::from_pairs([("__name__", "req_total"), ("job", "api"), ("instance", inst)]),
+                Labels::from_pairs([
+                    ("__name__", "req_total"),
+                    ("job", "api"),
+                    ("instance", inst),
+                ]),
                 &samples,
             );
         }
@@ -61,7 +67,10 @@ mod tests {
     }
 
     fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -71,7 +80,9 @@ mod tests {
         let r = rt()
             .block_on(e.instant(&st, "sum by (job) (rate(req_total[1m]))", 300_000))
             .unwrap();
-        let Value::Vector(v) = r.value else { panic!("{:?}", r.value) };
+        let Value::Vector(v) = r.value else {
+            panic!("{:?}", r.value)
+        };
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].labels, Labels::from_pairs([("job", "api")]));
         assert!((v[0].v - 3.0).abs() < 1e-9, "{}", v[0].v);
@@ -82,11 +93,20 @@ mod tests {
         let st = storage();
         let e = Engine::default();
         let r = rt()
-            .block_on(e.range(&st, "req_total{instance=\"b\"} / on(job) group_left req_total{instance=\"a\"}", 60_000, 120_000, 30_000))
+            .block_on(e.range(
+                &st,
+                "req_total{instance=\"b\"} / on(job) group_left req_total{instance=\"a\"}",
+                60_000,
+                120_000,
+                30_000,
+            ))
             .unwrap();
         let Value::Matrix(m) = r.value else { panic!() };
         assert_eq!(m.len(), 1);
-        assert_eq!(m[0].points, vec![(60_000, 2.0), (90_000, 2.0), (120_000, 2.0)]);
+        assert_eq!(
+            m[0].points,
+            vec![(60_000, 2.0), (90_000, 2.0), (120_000, 2.0)]
+        );
         assert_eq!(m[0].labels.get("instance"), Some("b"));
         assert_eq!(m[0].labels.get("__name__"), None);
     }
@@ -108,22 +128,34 @@ mod tests {
             max_samples: 100,
             ..Default::default()
         });
-        assert!(rt().block_on(e.range(&st, "req_total", 0, 300_000, 15_000)).is_ok());
+        assert!(
+            rt().block_on(e.range(&st, "req_total", 0, 300_000, 15_000))
+                .is_ok()
+        );
     }
 
     #[test]
     fn hints_carry_function_and_grouping() {
         struct Recorder(std::sync::Mutex<Vec<SelectHints>>);
         impl Storage for Recorder {
-            fn select(&self, h: SelectHints) -> futures::future::BoxFuture<'_, Result<SeriesSet, String>> {
+            fn select(
+                &self,
+                h: SelectHints,
+            ) -> futures::future::BoxFuture<'_, Result<SeriesSet, String>> {
                 self.0.lock().unwrap().push(h);
                 Box::pin(async { Ok(SeriesSet::default()) })
             }
         }
         let r = Recorder(Default::default());
         let e = Engine::default();
-        rt().block_on(e.range(&r, "sum by (job) (rate(x[5m])) / on(job) y", 600_000, 1_200_000, 60_000))
-            .unwrap();
+        rt().block_on(e.range(
+            &r,
+            "sum by (job) (rate(x[5m])) / on(job) y",
+            600_000,
+            1_200_000,
+            60_000,
+        ))
+        .unwrap();
         let mut hints = r.0.into_inner().unwrap();
         hints.sort_by_key(|h| h.func.clone());
         assert_eq!(hints.len(), 2);
@@ -131,7 +163,10 @@ mod tests {
         assert_eq!((hints[0].func.as_str(), hints[0].range), ("", 0));
         assert_eq!(hints[0].start, 600_000 - 300_000 + 1);
         let x = &hints[1];
-        assert_eq!((x.func.as_str(), x.range, x.step), ("rate", 300_000, 60_000));
+        assert_eq!(
+            (x.func.as_str(), x.range, x.step),
+            ("rate", 300_000, 60_000)
+        );
         assert_eq!(x.grouping, vec!["job".to_string()]);
         assert!(x.by);
         assert_eq!((x.start, x.end), (600_000 - 300_000 + 1, 1_200_000));

@@ -103,8 +103,15 @@ impl Aggregate {
 pub fn needs_two_samples(func: &str) -> bool {
     matches!(
         func,
-        "rate" | "irate" | "increase" | "delta" | "idelta" | "deriv" | "predict_linear"
-            | "holt_winters" | "double_exponential_smoothing"
+        "rate"
+            | "irate"
+            | "increase"
+            | "delta"
+            | "idelta"
+            | "deriv"
+            | "predict_linear"
+            | "holt_winters"
+            | "double_exponential_smoothing"
     )
 }
 
@@ -515,13 +522,18 @@ mod tests {
             max: xor(&[(299_999, 9.0), (599_999, 8.0)]),
             ..Default::default()
         };
-        let d = |a| decode_chunks(std::slice::from_ref(&c), 0, 600_000, a).expect("decode").1;
+        let d = |a| {
+            decode_chunks(std::slice::from_ref(&c), 0, 600_000, a)
+                .expect("decode")
+                .1
+        };
         assert_eq!(d(Aggregate::Average), vec![5.0, 5.0]);
         assert_eq!(d(Aggregate::Count), vec![2.0, 4.0]);
         assert_eq!(d(Aggregate::Sum), vec![10.0, 20.0]);
         assert_eq!(d(Aggregate::Min), vec![1.0, 2.0]);
         assert_eq!(d(Aggregate::Max), vec![9.0, 8.0]);
-        let err = decode_chunks(std::slice::from_ref(&c), 0, 600_000, Aggregate::Counter).unwrap_err();
+        let err =
+            decode_chunks(std::slice::from_ref(&c), 0, 600_000, Aggregate::Counter).unwrap_err();
         assert!(err.contains("counter"), "{err}");
     }
 

@@ -100,8 +100,8 @@ impl<P: DedupPolicy> wit_dedup::Guest for Dedup<P> {
     fn dedup(groups: Vec<u8>, hints: wit_dedup::QueryHints) -> Result<Vec<u8>, String> {
         // The input is read in place and the output written in place: no
         // copy of the samples besides the policy's own reads and writes.
-        let input = abi::DedupInput::parse(&groups)
-            .map_err(|e| format!("malformed dedup input: {e}"))?;
+        let input =
+            abi::DedupInput::parse(&groups).map_err(|e| format!("malformed dedup input: {e}"))?;
         let hints = QueryHints {
             func: hints.func,
             step_ms: hints.step_ms,

@@ -23,7 +23,6 @@ use sluice_e2e::tools::{self, workspace_root};
 use sluice_e2e::{SluiceQuery, SluiceStore, labels};
 use sluice_proto::thanos::info::InfoRequest;
 
-
 /// What `deploy/validate.py --report` writes.
 #[derive(Debug, Deserialize)]
 struct Report {

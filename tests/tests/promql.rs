@@ -77,7 +77,8 @@ fn families() -> Vec<Family> {
             .map(|i| {
                 let x = 20.0
                     + 3.0 * k as f64
-                    + 5.0 * (2.0 * std::f64::consts::PI * i as f64 / (180.0 + 40.0 * k as f64)).sin();
+                    + 5.0
+                        * (2.0 * std::f64::consts::PI * i as f64 / (180.0 + 40.0 * k as f64)).sin();
                 (ts(i), format!("{x:.3}"))
             })
             .collect();
@@ -119,7 +120,8 @@ fn families() -> Vec<Family> {
 fn fixture_blocks() -> &'static Vec<Block> {
     static B: OnceLock<Vec<Block>> = OnceLock::new();
     B.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sluice-e2e-promql-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("sluice-e2e-promql-{}", std::process::id()));
         fixture::render(&families())
             .and_then(|om| create_blocks(&om, &dir))
             .unwrap_or_else(|e| panic!("creating the PromQL fixture failed: {e:#}"))
@@ -150,7 +152,9 @@ fn prometheus_bin() -> Result<PathBuf> {
 impl Prometheus {
     async fn start(blocks: &[Block]) -> Result<Prometheus> {
         let bin = prometheus_bin()?;
-        let dir = tempfile::Builder::new().prefix("sluice-prometheus-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-prometheus-")
+            .tempdir()?;
         let data = dir.path().join("data");
         fs::create_dir_all(&data)?;
         for b in blocks {
@@ -203,7 +207,9 @@ struct Env {
 
 async fn env() -> Result<Env> {
     let blocks = fixture_blocks();
-    let bucket = tempfile::Builder::new().prefix("sluice-promql-bucket-").tempdir()?;
+    let bucket = tempfile::Builder::new()
+        .prefix("sluice-promql-bucket-")
+        .tempdir()?;
     for b in blocks {
         put_block(bucket.path(), b, None)?;
     }
@@ -213,10 +219,17 @@ async fn env() -> Result<Env> {
         SluiceStore::start_ready(&objstore, &[])
     )?;
     let query = SluiceQuery::start(&[format!("--endpoint={}", store.grpc)]).await?;
-    eventually(Duration::from_secs(30), "querier sees the store", || async {
-        let s = query.stores().await?;
-        Ok(((s.len() == 1 && s[0].healthy).then_some(()), format!("{s:?}")))
-    })
+    eventually(
+        Duration::from_secs(30),
+        "querier sees the store",
+        || async {
+            let s = query.stores().await?;
+            Ok((
+                (s.len() == 1 && s[0].healthy).then_some(()),
+                format!("{s:?}"),
+            ))
+        },
+    )
     .await?;
     Ok(Env {
         prom,
@@ -242,7 +255,8 @@ async fn get_json(url: &str, params: &[(&str, String)]) -> Result<(u16, Value)> 
         .with_context(|| format!("GET {url}"))?;
     let code = r.status().as_u16();
     let text = r.text().await?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("GET {url} {params:?}: not JSON: {text}"))?;
+    let v: Value = serde_json::from_str(&text)
+        .with_context(|| format!("GET {url} {params:?}: not JSON: {text}"))?;
     Ok((code, v))
 }
 
@@ -262,9 +276,14 @@ fn parse_value(v: &Value) -> Result<f64> {
 fn normalize(body: &Value) -> Result<Normalized> {
     ensure!(body["status"] == "success", "not a success: {body}");
     let data = &body["data"];
-    let kind = data["resultType"].as_str().context("resultType")?.to_owned();
+    let kind = data["resultType"]
+        .as_str()
+        .context("resultType")?
+        .to_owned();
     let mut out = BTreeMap::new();
-    let point = |p: &Value| -> Result<(f64, f64)> { Ok((p[0].as_f64().context("time")?, parse_value(&p[1])?)) };
+    let point = |p: &Value| -> Result<(f64, f64)> {
+        Ok((p[0].as_f64().context("time")?, parse_value(&p[1])?))
+    };
     match kind.as_str() {
         "scalar" | "string" => {
             out.insert(String::new(), vec![point(&data["result"])?]);
@@ -276,9 +295,17 @@ fn normalize(body: &Value) -> Result<Normalized> {
                 let pts = if kind == "vector" {
                     vec![point(&s["value"])?]
                 } else {
-                    s["values"].as_array().context("values")?.iter().map(point).collect::<Result<_>>()?
+                    s["values"]
+                        .as_array()
+                        .context("values")?
+                        .iter()
+                        .map(point)
+                        .collect::<Result<_>>()?
                 };
-                ensure!(out.insert(key.clone(), pts).is_none(), "duplicate series {key}");
+                ensure!(
+                    out.insert(key.clone(), pts).is_none(),
+                    "duplicate series {key}"
+                );
             }
         }
         other => bail!("unknown resultType {other}"),
@@ -291,10 +318,18 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 fn compare(what: &str, want: &Normalized, got: &Normalized) -> Result<()> {
-    ensure!(want.0 == got.0, "{what}: result type {} (Prometheus) vs {} (Sluice)", want.0, got.0);
+    ensure!(
+        want.0 == got.0,
+        "{what}: result type {} (Prometheus) vs {} (Sluice)",
+        want.0,
+        got.0
+    );
     let wk: Vec<&String> = want.1.keys().collect();
     let gk: Vec<&String> = got.1.keys().collect();
-    ensure!(wk == gk, "{what}: series differ\n Prometheus: {wk:?}\n Sluice:     {gk:?}");
+    ensure!(
+        wk == gk,
+        "{what}: series differ\n Prometheus: {wk:?}\n Sluice:     {gk:?}"
+    );
     for (k, w) in &want.1 {
         let g = &got.1[k];
         ensure!(
@@ -374,7 +409,10 @@ const QUERIES: &[&str] = &[
 
 /// Evaluation times and ranges, all 7.5 s off the sample grid.
 fn instants() -> Vec<i64> {
-    [31, 95, 200, 347].iter().map(|m| T0_MS + m * 60_000 + 7_500).collect()
+    [31, 95, 200, 347]
+        .iter()
+        .map(|m| T0_MS + m * 60_000 + 7_500)
+        .collect()
 }
 
 fn fmt_s(ms: i64) -> String {
@@ -391,7 +429,13 @@ async fn promql_answers_match_prometheus() -> Result<()> {
             let p = [("query", (*q).to_owned()), ("time", fmt_s(t))];
             let (_, want) = get_json(&format!("{}/api/v1/query", e.prom.url), &p).await?;
             let (_, got) = get_json(&format!("{}/api/v1/query", e.query.url()), &p).await?;
-            let r = normalize(&want).and_then(|w| compare(&format!("instant {q} @ {}", fmt_s(t)), &w, &normalize(&got)?));
+            let r = normalize(&want).and_then(|w| {
+                compare(
+                    &format!("instant {q} @ {}", fmt_s(t)),
+                    &w,
+                    &normalize(&got)?,
+                )
+            });
             if let Err(err) = r {
                 failures.push(format!("{err:#}"));
             }
@@ -407,15 +451,24 @@ async fn promql_answers_match_prometheus() -> Result<()> {
             ];
             let (_, want) = get_json(&format!("{}/api/v1/query_range", e.prom.url), &p).await?;
             let (_, got) = get_json(&format!("{}/api/v1/query_range", e.query.url()), &p).await?;
-            let r = normalize(&want).and_then(|w| compare(&format!("range {q} step {step}"), &w, &normalize(&got)?));
+            let r = normalize(&want)
+                .and_then(|w| compare(&format!("range {q} step {step}"), &w, &normalize(&got)?));
             if let Err(err) = r {
                 failures.push(format!("{err:#}"));
             }
             checked += 1;
         }
     }
-    println!("{checked} query evaluations compared with Prometheus, {} differ", failures.len());
-    ensure!(failures.is_empty(), "{} of {checked} differ:\n{}", failures.len(), failures.join("\n\n"));
+    println!(
+        "{checked} query evaluations compared with Prometheus, {} differ",
+        failures.len()
+    );
+    ensure!(
+        failures.is_empty(),
+        "{} of {checked} differ:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
     Ok(())
 }
 
@@ -425,42 +478,77 @@ async fn api_errors_and_status_endpoints() -> Result<()> {
     let e = env().await?;
     let q = e.query.url();
     let (code, v) = get_json(&format!("{q}/api/v1/query"), &[("query", "sum(".into())]).await?;
-    ensure!(code == 400 && v["errorType"] == "bad_data", "parse error: {code} {v}");
+    ensure!(
+        code == 400 && v["errorType"] == "bad_data",
+        "parse error: {code} {v}"
+    );
     let (code, v) = get_json(
         &format!("{q}/api/v1/query_range"),
-        &[("query", "up".into()), ("start", "10".into()), ("end", "5".into()), ("step", "1".into())],
-    )
-    .await?;
-    ensure!(code == 400 && v["errorType"] == "bad_data", "end before start: {code} {v}");
-    let (code, v) = get_json(
-        &format!("{q}/api/v1/query_range"),
-        &[("query", "up".into()), ("start", "0".into()), ("end", "100000".into()), ("step", "1".into())],
+        &[
+            ("query", "up".into()),
+            ("start", "10".into()),
+            ("end", "5".into()),
+            ("step", "1".into()),
+        ],
     )
     .await?;
     ensure!(
-        code == 400 && v["error"].as_str().is_some_and(|s| s.contains("11,000 points")),
+        code == 400 && v["errorType"] == "bad_data",
+        "end before start: {code} {v}"
+    );
+    let (code, v) = get_json(
+        &format!("{q}/api/v1/query_range"),
+        &[
+            ("query", "up".into()),
+            ("start", "0".into()),
+            ("end", "100000".into()),
+            ("step", "1".into()),
+        ],
+    )
+    .await?;
+    ensure!(
+        code == 400
+            && v["error"]
+                .as_str()
+                .is_some_and(|s| s.contains("11,000 points")),
         "too many points: {code} {v}"
     );
     // The same expression Prometheus rejects at execution time.
     let (code, v) = get_json(
         &format!("{q}/api/v1/query"),
         &[
-            ("query", "demo_requests_total + on(job) demo_requests_total".into()),
+            (
+                "query",
+                "demo_requests_total + on(job) demo_requests_total".into(),
+            ),
             ("time", fmt_s(T0_MS + 3_600_000)),
         ],
     )
     .await?;
-    ensure!(code == 422 && v["errorType"] == "execution", "many-to-many: {code} {v}");
+    ensure!(
+        code == 422 && v["errorType"] == "execution",
+        "many-to-many: {code} {v}"
+    );
     let (code, v) = get_json(&format!("{q}/api/v1/status/buildinfo"), &[]).await?;
-    ensure!(code == 200 && v["data"]["version"].is_string(), "buildinfo: {code} {v}");
+    ensure!(
+        code == 200 && v["data"]["version"].is_string(),
+        "buildinfo: {code} {v}"
+    );
     // Stats on request.
     let (code, v) = get_json(
         &format!("{q}/api/v1/query"),
-        &[("query", "sum(demo_temperature)".into()), ("time", fmt_s(T0_MS + 3_600_000)), ("stats", "all".into())],
+        &[
+            ("query", "sum(demo_temperature)".into()),
+            ("time", fmt_s(T0_MS + 3_600_000)),
+            ("stats", "all".into()),
+        ],
     )
     .await?;
     ensure!(
-        code == 200 && v["data"]["stats"]["samples"]["totalQueryableSamples"].as_u64().is_some_and(|n| n > 0),
+        code == 200
+            && v["data"]["stats"]["samples"]["totalQueryableSamples"]
+                .as_u64()
+                .is_some_and(|n| n > 0),
         "stats: {code} {v}"
     );
     Ok(())
@@ -470,7 +558,10 @@ async fn promtool(args: &[String]) -> Result<String> {
     let bin = tools::promtool()?;
     let out = tokio::time::timeout(
         Duration::from_secs(60),
-        tokio::process::Command::new(&bin).args(args).kill_on_drop(true).output(),
+        tokio::process::Command::new(&bin)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
     )
     .await
     .with_context(|| format!("promtool {args:?} did not finish"))??;
@@ -491,7 +582,14 @@ async fn promtool_query_instant_and_range() -> Result<()> {
     let q = "sum by (job) (rate(demo_requests_total[5m]))";
     let mut outs = Vec::new();
     for url in [e.prom.url.clone(), e.query.url()] {
-        let inst = promtool(&["query".into(), "instant".into(), format!("--time={t}"), url.clone(), q.into()]).await?;
+        let inst = promtool(&[
+            "query".into(),
+            "instant".into(),
+            format!("--time={t}"),
+            url.clone(),
+            q.into(),
+        ])
+        .await?;
         let range = promtool(&[
             "query".into(),
             "range".into(),
@@ -505,7 +603,11 @@ async fn promtool_query_instant_and_range() -> Result<()> {
         outs.push((inst, range));
     }
     let (p, s) = (&outs[0], &outs[1]);
-    ensure!(p.0.lines().count() == 3, "instant output should have a line per job:\n{}", p.0);
+    ensure!(
+        p.0.lines().count() == 3,
+        "instant output should have a line per job:\n{}",
+        p.0
+    );
     // promtool prints `{job="api"} => 12.5 @[…]`: compare label sets and values.
     let parse = |out: &str| -> Vec<(String, f64)> {
         let mut v: Vec<(String, f64)> = out
@@ -521,7 +623,11 @@ async fn promtool_query_instant_and_range() -> Result<()> {
     };
     let (pi, si) = (parse(&p.0), parse(&s.0));
     ensure!(
-        pi.len() == si.len() && pi.iter().zip(&si).all(|(a, b)| a.0 == b.0 && close(a.1, b.1)),
+        pi.len() == si.len()
+            && pi
+                .iter()
+                .zip(&si)
+                .all(|(a, b)| a.0 == b.0 && close(a.1, b.1)),
         "promtool query instant differs:\nPrometheus:\n{}\nSluice:\n{}",
         p.0,
         s.0
@@ -548,17 +654,31 @@ async fn query_timeout_and_concurrency_limits() -> Result<()> {
         "--query.max-concurrent=1".into(),
     ])
     .await?;
-    eventually(Duration::from_secs(30), "querier sees the stalling store", || async {
-        let s = q.stores().await?;
-        Ok(((s.len() == 1 && s[0].healthy).then_some(()), format!("{s:?}")))
-    })
+    eventually(
+        Duration::from_secs(30),
+        "querier sees the stalling store",
+        || async {
+            let s = q.stores().await?;
+            Ok((
+                (s.len() == 1 && s[0].healthy).then_some(()),
+                format!("{s:?}"),
+            ))
+        },
+    )
     .await?;
     let url = format!("{}/api/v1/query", q.url());
     let began = std::time::Instant::now();
     // Inside the fake store's time range (it covers the fixture window).
     let t = fmt_s(T0_MS + 3_600_000);
-    let (code, v) = get_json(&url, &[("query", "sum(fake_stalled)".into()), ("time", t.clone())]).await?;
-    ensure!(code == 503 && v["errorType"] == "timeout", "stalled query: {code} {v}");
+    let (code, v) = get_json(
+        &url,
+        &[("query", "sum(fake_stalled)".into()), ("time", t.clone())],
+    )
+    .await?;
+    ensure!(
+        code == 503 && v["errorType"] == "timeout",
+        "stalled query: {code} {v}"
+    );
     ensure!(
         began.elapsed() < Duration::from_secs(60),
         "the timeout error came only after {:?}",
@@ -566,10 +686,17 @@ async fn query_timeout_and_concurrency_limits() -> Result<()> {
     );
     let (code, v) = get_json(
         &url,
-        &[("query", "sum(fake_stalled)".into()), ("time", t), ("timeout", "500ms".into())],
+        &[
+            ("query", "sum(fake_stalled)".into()),
+            ("time", t),
+            ("timeout", "500ms".into()),
+        ],
     )
     .await?;
-    ensure!(code == 503 && v["errorType"] == "timeout", "timeout parameter: {code} {v}");
+    ensure!(
+        code == 503 && v["errorType"] == "timeout",
+        "timeout parameter: {code} {v}"
+    );
     // Three instant queries that need no store at once, through a queue of one.
     let answers = futures::future::join_all((0..3).map(|i| {
         let url = url.clone();
@@ -584,10 +711,16 @@ async fn query_timeout_and_concurrency_limits() -> Result<()> {
         );
     }
     // The stalled streams were cancelled, not left open.
-    eventually(Duration::from_secs(30), "stalled Series streams released", || async {
-        let n = stall.active_streams.load(std::sync::atomic::Ordering::SeqCst);
-        Ok(((n == 0).then_some(()), format!("{n} streams open")))
-    })
+    eventually(
+        Duration::from_secs(30),
+        "stalled Series streams released",
+        || async {
+            let n = stall
+                .active_streams
+                .load(std::sync::atomic::Ordering::SeqCst);
+            Ok(((n == 0).then_some(()), format!("{n} streams open")))
+        },
+    )
     .await?;
     Ok(())
 }

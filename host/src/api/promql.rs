@@ -16,7 +16,9 @@ use axum::routing::get;
 use super::query::{ApiError, bad_data, get_all, get_one, params, parse_bool, parse_time, success};
 use crate::model::Labels;
 use crate::promql::storage::ReadOptions;
-use crate::promql::{Engine, EngineOpts, PromqlError, QuerierStorage, QueryResult, Value, format_value};
+use crate::promql::{
+    Engine, EngineOpts, PromqlError, QuerierStorage, QueryResult, Value, format_value,
+};
 use crate::querier::Querier;
 
 /// Most points per series a range query may ask for (Prometheus' limit).
@@ -96,13 +98,19 @@ async fn exemplars() -> Response {
 fn parse_duration_param(name: &str, s: &str) -> Result<i64, ApiError> {
     if let Ok(f) = s.parse::<f64>() {
         if !f.is_finite() || f * 1000.0 > i64::MAX as f64 {
-            return Err(bad_data(format!("invalid parameter \"{name}\": cannot parse {s:?} to a valid duration")));
+            return Err(bad_data(format!(
+                "invalid parameter \"{name}\": cannot parse {s:?} to a valid duration"
+            )));
         }
         return Ok((f * 1000.0).round() as i64);
     }
     crate::config::parse_duration(s)
         .map(|d| d.as_millis() as i64)
-        .map_err(|_| bad_data(format!("invalid parameter \"{name}\": cannot parse {s:?} to a valid duration")))
+        .map_err(|_| {
+            bad_data(format!(
+                "invalid parameter \"{name}\": cannot parse {s:?} to a valid duration"
+            ))
+        })
 }
 
 /// What a query request asks for besides the expression and times.
@@ -117,9 +125,15 @@ struct Request {
 fn request(p: &[(String, String)], s: &PState, step: i64) -> Result<Request, ApiError> {
     let query = get_one(p, "query").unwrap_or("").to_string();
     if query.is_empty() {
-        return Err(bad_data("invalid parameter \"query\": query must not be empty"));
+        return Err(bad_data(
+            "invalid parameter \"query\": query must not be empty",
+        ));
     }
-    let dedup = get_one(p, "dedup").map(parse_bool).transpose().map_err(bad_data)?.unwrap_or(true);
+    let dedup = get_one(p, "dedup")
+        .map(parse_bool)
+        .transpose()
+        .map_err(bad_data)?
+        .unwrap_or(true);
     let partial = get_one(p, "partial_response")
         .map(parse_bool)
         .transpose()
@@ -131,13 +145,16 @@ fn request(p: &[(String, String)], s: &PState, step: i64) -> Result<Request, Api
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
-    let max_source_resolution = match get_one(p, "max_source_resolution").filter(|v| !v.is_empty()) {
+    let max_source_resolution = match get_one(p, "max_source_resolution").filter(|v| !v.is_empty())
+    {
         None => 0,
         Some("auto") => (step / 5).max(0),
         Some(v) => {
             let ms = parse_duration_param("max_source_resolution", v)?;
             if ms < 0 {
-                return Err(bad_data("negative max_source_resolution is not accepted. Try a positive integer"));
+                return Err(bad_data(
+                    "negative max_source_resolution is not accepted. Try a positive integer",
+                ));
             }
             ms
         }
@@ -165,7 +182,9 @@ fn request(p: &[(String, String)], s: &PState, step: i64) -> Result<Request, Api
         query,
         read: ReadOptions {
             dedup,
-            dedup_slot: get_one(p, "dedup_plugin").filter(|v| !v.is_empty()).map(str::to_string),
+            dedup_slot: get_one(p, "dedup_plugin")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
             replica_labels: (!replica_labels.is_empty()).then_some(replica_labels),
             partial_response: Some(partial),
             max_source_resolution,
@@ -212,7 +231,9 @@ async fn query_range(
     let p = params(q, &headers, &body);
     let time = |name: &str| -> Result<i64, ApiError> {
         let v = get_one(&p, name).filter(|v| !v.is_empty()).ok_or_else(|| {
-            bad_data(format!("invalid parameter \"{name}\": cannot parse \"\" to a valid timestamp"))
+            bad_data(format!(
+                "invalid parameter \"{name}\": cannot parse \"\" to a valid timestamp"
+            ))
         })?;
         parse_time(v).map_err(|e| bad_data(format!("invalid parameter \"{name}\": {e}")))
     };
@@ -221,14 +242,18 @@ async fn query_range(
         (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
     if end < start {
-        return bad_data("invalid parameter \"end\": end timestamp must not be before start time").into_response();
+        return bad_data("invalid parameter \"end\": end timestamp must not be before start time")
+            .into_response();
     }
     let step = match get_one(&p, "step").filter(|v| !v.is_empty()) {
         Some(v) => match parse_duration_param("step", v) {
             Ok(s) => s,
             Err(e) => return e.into_response(),
         },
-        None => return bad_data("invalid parameter \"step\": cannot parse \"\" to a valid duration").into_response(),
+        None => {
+            return bad_data("invalid parameter \"step\": cannot parse \"\" to a valid duration")
+                .into_response();
+        }
     };
     if step <= 0 {
         return bad_data("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer").into_response();
@@ -296,7 +321,12 @@ fn write_time(out: &mut String, t: i64) {
     } else if sec < 0 && ms != 0 {
         // -0.5 s is written as -0.5, not -1.500.
         let neg = -t;
-        let _ = write!(out, "-{}.{}", neg / 1000, format!("{:03}", neg % 1000).trim_end_matches('0'));
+        let _ = write!(
+            out,
+            "-{}.{}",
+            neg / 1000,
+            format!("{:03}", neg % 1000).trim_end_matches('0')
+        );
     } else {
         let _ = write!(out, "{sec}.{}", format!("{ms:03}").trim_end_matches('0'));
     }
@@ -398,14 +428,20 @@ fn render(r: &QueryResult, stats: Option<(Duration, Duration)>) -> Response {
     body.push('}');
     for (key, list) in [("warnings", &r.warnings), ("infos", &r.infos)] {
         if !list.is_empty() {
-            let _ = write!(body, ",\"{key}\":{}", serde_json::to_string(list).unwrap_or_else(|_| "[]".into()));
+            let _ = write!(
+                body,
+                ",\"{key}\":{}",
+                serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+            );
         }
     }
     body.push('}');
     let mut resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     if !r.warnings.is_empty() {
-        resp.headers_mut()
-            .insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
     }
     resp
 }

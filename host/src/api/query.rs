@@ -117,7 +117,11 @@ pub(crate) fn success(data: serde_json::Value, warnings: Vec<String>) -> Respons
 }
 
 /// Form parameters from the query string and, for POST, the body.
-pub(crate) fn params(query: Option<String>, headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn params(
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut add = |s: &str| {
         for pair in s.split('&').filter(|p| !p.is_empty()) {

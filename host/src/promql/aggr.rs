@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use super::{PromqlError, format_value};
 use super::eval::{Ev, Grid, Series, Val, err};
 use super::functions::{average, kahan_inc, quantile, variance};
+use super::{PromqlError, format_value};
 use crate::model::Labels;
 
 /// The labels of a series' group under `by`/`without`.
@@ -59,7 +59,10 @@ fn select_top(v: &mut Vec<(f64, usize)>, k: usize, top: bool) {
             continue;
         }
         // Insert x into v[..len] (ranked), dropping the last when full.
-        let pos = v[..len].iter().position(|y| better(x.0, y.0)).unwrap_or(len);
+        let pos = v[..len]
+            .iter()
+            .position(|y| better(x.0, y.0))
+            .unwrap_or(len);
         let end = if len < k { len } else { len - 1 };
         let mut j = end;
         while j > pos {
@@ -140,7 +143,11 @@ pub(crate) fn aggregate<'a>(
                 let mut s = s;
                 for (i, x) in s.vals.iter_mut().enumerate() {
                     let r = ratios[i].clamp(-1.0, 1.0);
-                    let keep = if r >= 0.0 { offset < r } else { offset >= 1.0 + r };
+                    let keep = if r >= 0.0 {
+                        offset < r
+                    } else {
+                        offset >= 1.0 + r
+                    };
                     if !keep {
                         *x = None;
                     }
@@ -244,7 +251,8 @@ pub(crate) fn aggregate<'a>(
                     }
                     *slot = Some(match op.as_str() {
                         "sum" => {
-                            let (s, c) = buf.iter().fold((0.0, 0.0), |(s, c), &x| kahan_inc(x, s, c));
+                            let (s, c) =
+                                buf.iter().fold((0.0, 0.0), |(s, c), &x| kahan_inc(x, s, c));
                             s + c
                         }
                         "avg" => average(buf.iter().copied()),
@@ -293,7 +301,11 @@ mod tests {
             }
             // NaNs rank last either way; equal values keep input order.
             let order: Vec<usize> = full.iter().map(|x| x.1).collect();
-            let expect = if top { [4, 7, 9, 0, 3, 8, 2, 5, 1, 6] } else { [2, 5, 8, 0, 3, 9, 4, 7, 1, 6] };
+            let expect = if top {
+                [4, 7, 9, 0, 3, 8, 2, 5, 1, 6]
+            } else {
+                [2, 5, 8, 0, 3, 9, 4, 7, 1, 6]
+            };
             assert_eq!(order, expect, "top={top}");
         }
     }

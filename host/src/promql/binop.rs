@@ -65,7 +65,11 @@ fn sig_ids(
         .collect()
 }
 
-pub(crate) fn binary<'a>(ev: &mut Ev<'a>, b: &'a BinaryExpr, g: Grid) -> Result<Val<'a>, PromqlError> {
+pub(crate) fn binary<'a>(
+    ev: &mut Ev<'a>,
+    b: &'a BinaryExpr,
+    g: Grid,
+) -> Result<Val<'a>, PromqlError> {
     let op = b.op.to_string();
     let op = op.as_str();
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
@@ -86,8 +90,12 @@ pub(crate) fn binary<'a>(ev: &mut Ev<'a>, b: &'a BinaryExpr, g: Grid) -> Result<
                 })
                 .collect(),
         )),
-        (Val::Vector(v), Val::Scalar(s)) => vector_scalar(ev, op, v, &s, false, return_bool, drop_name),
-        (Val::Scalar(s), Val::Vector(v)) => vector_scalar(ev, op, v, &s, true, return_bool, drop_name),
+        (Val::Vector(v), Val::Scalar(s)) => {
+            vector_scalar(ev, op, v, &s, false, return_bool, drop_name)
+        }
+        (Val::Scalar(s), Val::Vector(v)) => {
+            vector_scalar(ev, op, v, &s, true, return_bool, drop_name)
+        }
         (Val::Vector(l), Val::Vector(r)) => {
             let matching = b.modifier.as_ref().and_then(|m| m.matching.clone());
             let card = b
@@ -95,7 +103,9 @@ pub(crate) fn binary<'a>(ev: &mut Ev<'a>, b: &'a BinaryExpr, g: Grid) -> Result<
                 .as_ref()
                 .map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
             match op {
-                "and" | "or" | "unless" => Ok(Val::Vector(ev.merge_same_labels(set_op(op, l, r, &matching))?)),
+                "and" | "or" | "unless" => Ok(Val::Vector(
+                    ev.merge_same_labels(set_op(op, l, r, &matching))?,
+                )),
                 _ => vector_vector(ev, op, l, r, &matching, &card, return_bool, drop_name),
             }
         }
@@ -139,7 +149,12 @@ fn vector_scalar<'a>(
     Ok(Val::Vector(ev.merge_same_labels(v)?))
 }
 
-fn set_op(op: &str, l: Vec<Series>, r: Vec<Series>, matching: &Option<LabelModifier>) -> Vec<Series> {
+fn set_op(
+    op: &str,
+    l: Vec<Series>,
+    r: Vec<Series>,
+    matching: &Option<LabelModifier>,
+) -> Vec<Series> {
     let mut ids = HashMap::new();
     let mut names = Vec::new();
     let lsig = sig_ids(&l, matching, &mut ids, &mut names);
@@ -260,7 +275,14 @@ fn vector_vector<'a>(
             let oi = match pair_out.get(&(k, j)) {
                 Some(&oi) => oi,
                 None => {
-                    let labels = result_labels(&s.labels, &one[j].labels, matching, card, &include, drop_name);
+                    let labels = result_labels(
+                        &s.labels,
+                        &one[j].labels,
+                        matching,
+                        card,
+                        &include,
+                        drop_name,
+                    );
                     let oi = *out_index.entry(labels.clone()).or_insert_with(|| {
                         out.push(Series {
                             labels,

@@ -128,9 +128,8 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<QueryResult, PromqlError> {
-        let expr = std::sync::Arc::new(
-            promql_parser::parser::parse(query).map_err(PromqlError::BadData)?,
-        );
+        let expr =
+            std::sync::Arc::new(promql_parser::parser::parse(query).map_err(PromqlError::BadData)?);
         let mut plan = super::plan::Plan::new(&expr, start, end, step, &self.opts)?;
         plan.invalid_utf8 = invalid_utf8_literals(query);
         let fetched = plan.fetch(storage).await?;
@@ -139,14 +138,13 @@ impl Engine {
         // the shared expression, which does not move.
         let opts = self.opts.clone();
         let big = fetched.samples > 100_000;
-        if big && tokio::runtime::Handle::try_current().is_ok_and(|h| {
-            h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        }) {
-            tokio::task::spawn_blocking(move || {
-                super::eval::evaluate(&expr, &plan, fetched, &opts)
-            })
-            .await
-            .map_err(|e| PromqlError::Execution(format!("evaluation task failed: {e}")))?
+        if big
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        {
+            tokio::task::spawn_blocking(move || super::eval::evaluate(&expr, &plan, fetched, &opts))
+                .await
+                .map_err(|e| PromqlError::Execution(format!("evaluation task failed: {e}")))?
         } else {
             super::eval::evaluate(&expr, &plan, fetched, &opts)
         }
@@ -183,14 +181,20 @@ fn invalid_utf8_literals(query: &str) -> std::collections::HashSet<String> {
                 while i < b.len() && b[i] != q {
                     if b[i] == b'\\' && i + 1 < b.len() {
                         let c = b[i + 1];
-                        let hex = |s: &[u8]| std::str::from_utf8(s).ok().and_then(|h| u32::from_str_radix(h, 16).ok());
+                        let hex = |s: &[u8]| {
+                            std::str::from_utf8(s)
+                                .ok()
+                                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        };
                         match c {
                             b'x' if i + 3 < b.len() => {
                                 bytes.extend(hex(&b[i + 2..i + 4]).map(|v| v as u8));
                                 i += 4;
                             }
                             b'0'..=b'7' if i + 3 < b.len() => {
-                                let oct = std::str::from_utf8(&b[i + 1..i + 4]).ok().and_then(|o| u32::from_str_radix(o, 8).ok());
+                                let oct = std::str::from_utf8(&b[i + 1..i + 4])
+                                    .ok()
+                                    .and_then(|o| u32::from_str_radix(o, 8).ok());
                                 bytes.extend(oct.map(|v| v as u8));
                                 i += 4;
                             }
@@ -226,7 +230,9 @@ mod tests {
 
     #[test]
     fn go_byte_escapes_that_break_utf8_are_found() {
-        let found = invalid_utf8_literals(r#"label_replace(m, "\xff", "", 'a\xc5z', "ok\u00ff\xc3\xbf") # "\xfe""#);
+        let found = invalid_utf8_literals(
+            r#"label_replace(m, "\xff", "", 'a\xc5z', "ok\u00ff\xc3\xbf") # "\xfe""#,
+        );
         // "\xff" and 'a\xc5z' are not UTF-8 in Go; "\u00ff\xc3\xbf" is (ÿ twice), and comments do not count.
         let mut v: Vec<&str> = found.iter().map(String::as_str).collect();
         v.sort();

@@ -76,7 +76,12 @@ pub(crate) struct RangeVal<'a> {
 
 impl RangeVal<'_> {
     /// Calls `f(step, lo, hi, te)` with each step's window `lo..hi` of `s`.
-    pub fn window_bounds(&self, s: &RawSeries<'_>, g: Grid, mut f: impl FnMut(usize, usize, usize, i64)) {
+    pub fn window_bounds(
+        &self,
+        s: &RawSeries<'_>,
+        g: Grid,
+        mut f: impl FnMut(usize, usize, usize, i64),
+    ) {
         let ts = &s.ts[..];
         let (mut lo, mut hi) = (0usize, 0usize);
         for i in 0..g.n {
@@ -219,7 +224,10 @@ impl<'a> Ev<'a> {
     pub fn eval_vector(&mut self, e: &'a Expr, g: Grid) -> Result<Vec<Series>, PromqlError> {
         match self.eval(e, g)? {
             Val::Vector(v) => Ok(v),
-            other => err(format!("expected instant vector, got {}", other.type_name())),
+            other => err(format!(
+                "expected instant vector, got {}",
+                other.type_name()
+            )),
         }
     }
 
@@ -242,10 +250,7 @@ impl<'a> Ev<'a> {
     fn data(&self, vs: &VectorSelector) -> &'a [crate::querier::SelectedSeries] {
         let id = selector_id(vs);
         let id = self.aliases.get(&id).copied().unwrap_or(id);
-        self.fetched
-            .get(&id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.fetched.get(&id).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// An instant vector selector: the latest sample in `(te - lookback, te]`
@@ -339,7 +344,8 @@ impl<'a> Ev<'a> {
             None => (g.t(0), g.t(g.n - 1)),
         };
         let lo = s - o - r;
-        let inner_start = lo.div_euclid(step) * step + if lo.rem_euclid(step) != 0 { step } else { 0 };
+        let inner_start =
+            lo.div_euclid(step) * step + if lo.rem_euclid(step) != 0 { step } else { 0 };
         let inner_end = e - o;
         let mut series = Vec::new();
         if inner_start <= inner_end {
@@ -443,7 +449,13 @@ pub(crate) fn evaluate(
             Val::String(s) => Value::String { t, v: s },
             Val::Vector(ss) => Value::Vector(
                 ss.into_iter()
-                    .filter_map(|s| s.vals[0].map(|v| Sample { labels: s.labels, t, v }))
+                    .filter_map(|s| {
+                        s.vals[0].map(|v| Sample {
+                            labels: s.labels,
+                            t,
+                            v,
+                        })
+                    })
                     .collect(),
             ),
             Val::Range(r) => {

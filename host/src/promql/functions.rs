@@ -211,14 +211,23 @@ fn keeps_name(name: &str) -> bool {
 pub(crate) fn call<'a>(ev: &mut Ev<'a>, c: &'a Call, g: Grid) -> Result<Val<'a>, PromqlError> {
     let name = c.func.name;
     let args: Vec<&'a Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
-    if let Some(mi) = c.func.arg_types.iter().position(|t| *t == ValueType::Matrix) {
+    if let Some(mi) = c
+        .func
+        .arg_types
+        .iter()
+        .position(|t| *t == ValueType::Matrix)
+    {
         return range_function(ev, name, &args, mi, g);
     }
     match name {
         "time" => Ok(Val::Scalar(g.times().map(|t| t as f64 / 1e3).collect())),
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; g.n])),
         "step" => Ok(Val::Scalar(vec![ev.query_step as f64 / 1e3; g.n])),
-        "range" => Ok(Val::Scalar(vec![(ev.query_end - ev.query_start) as f64 / 1e3; g.n])),
+        "range" => Ok(Val::Scalar(vec![
+            (ev.query_end - ev.query_start) as f64
+                / 1e3;
+            g.n
+        ])),
         "start" => Ok(Val::Scalar(vec![ev.query_start as f64 / 1e3; g.n])),
         "end" => Ok(Val::Scalar(vec![ev.query_end as f64 / 1e3; g.n])),
         "min_of" | "max_of" => {
@@ -227,7 +236,13 @@ pub(crate) fn call<'a>(ev: &mut Ev<'a>, c: &'a Call, g: Grid) -> Result<Val<'a>,
             Ok(Val::Scalar(
                 a.iter()
                     .zip(&b)
-                    .map(|(&x, &y)| if name == "min_of" { go_min(x, y) } else { go_max(x, y) })
+                    .map(|(&x, &y)| {
+                        if name == "min_of" {
+                            go_min(x, y)
+                        } else {
+                            go_max(x, y)
+                        }
+                    })
                     .collect(),
             ))
         }
@@ -323,7 +338,11 @@ pub(crate) fn call<'a>(ev: &mut Ev<'a>, c: &'a Call, g: Grid) -> Result<Val<'a>,
                 let mut vals = vec![None; g.n];
                 for (i, slot) in vals.iter_mut().enumerate() {
                     buckets.clear();
-                    buckets.extend(members.iter().filter_map(|&(le, si)| v[si].vals[i].map(|c| (le, c))));
+                    buckets.extend(
+                        members
+                            .iter()
+                            .filter_map(|&(le, si)| v[si].vals[i].map(|c| (le, c))),
+                    );
                     if !buckets.is_empty() {
                         *slot = Some(bucket_fraction(lower[i], upper[i], &mut buckets));
                     }
@@ -430,7 +449,11 @@ fn unparen(e: &Expr) -> &Expr {
 }
 
 /// Applies `f` to every value, dropping the metric name.
-fn map_drop_name<'a>(ev: &Ev<'a>, v: Vec<Series>, f: impl Fn(f64) -> f64) -> Result<Val<'a>, PromqlError> {
+fn map_drop_name<'a>(
+    ev: &Ev<'a>,
+    v: Vec<Series>,
+    f: impl Fn(f64) -> f64,
+) -> Result<Val<'a>, PromqlError> {
     map_steps_drop_name(ev, v, |_, x| Some(f(x)))
 }
 
@@ -504,10 +527,7 @@ fn sort_vector(v: &mut [Series], name: &str, label_args: &[String]) {
             v.sort_by(|a, b| {
                 let mut o = std::cmp::Ordering::Equal;
                 for l in label_args {
-                    o = natural_cmp(
-                        a.labels.get(l).unwrap_or(""),
-                        b.labels.get(l).unwrap_or(""),
-                    );
+                    o = natural_cmp(a.labels.get(l).unwrap_or(""), b.labels.get(l).unwrap_or(""));
                     if o.is_ne() {
                         break;
                     }
@@ -526,11 +546,23 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
     while !x.is_empty() && !y.is_empty() {
         if x[0].is_ascii_digit() && y[0].is_ascii_digit() {
-            let xe = x.iter().position(|c| !c.is_ascii_digit()).unwrap_or(x.len());
-            let ye = y.iter().position(|c| !c.is_ascii_digit()).unwrap_or(y.len());
+            let xe = x
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .unwrap_or(x.len());
+            let ye = y
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .unwrap_or(y.len());
             let (xn, yn) = (&x[..xe], &y[..ye]);
-            let xt = xn.iter().position(|&c| c != b'0').map_or(&xn[xn.len()..], |p| &xn[p..]);
-            let yt = yn.iter().position(|&c| c != b'0').map_or(&yn[yn.len()..], |p| &yn[p..]);
+            let xt = xn
+                .iter()
+                .position(|&c| c != b'0')
+                .map_or(&xn[xn.len()..], |p| &xn[p..]);
+            let yt = yn
+                .iter()
+                .position(|&c| c != b'0')
+                .map_or(&yn[yn.len()..], |p| &yn[p..]);
             let o = xt.len().cmp(&yt.len()).then(xt.cmp(yt));
             if o.is_ne() {
                 return o;
@@ -558,10 +590,15 @@ fn label_replace<'a>(ev: &mut Ev<'a>, args: &[&'a Expr], g: Grid) -> Result<Val<
     let repl = ev.eval_string(args[2], g)?;
     let src = ev.eval_string(args[3], g)?;
     let re_s = ev.eval_string(args[4], g)?;
-    let re = regex::Regex::new(&format!("^(?s:{re_s})$"))
-        .map_err(|e| PromqlError::Execution(format!("invalid regular expression in label_replace(): {re_s}: {e}")))?;
+    let re = regex::Regex::new(&format!("^(?s:{re_s})$")).map_err(|e| {
+        PromqlError::Execution(format!(
+            "invalid regular expression in label_replace(): {re_s}: {e}"
+        ))
+    })?;
     if !valid_label_name(&dst) || ev.invalid_utf8.contains(&dst) {
-        return err(format!("invalid destination label name in label_replace(): {dst}"));
+        return err(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        ));
     }
     for s in &mut v {
         let val = s.labels.get(&src).unwrap_or("").to_string();
@@ -587,7 +624,9 @@ fn label_join<'a>(ev: &mut Ev<'a>, args: &[&'a Expr], g: Grid) -> Result<Val<'a>
         srcs.push(ev.eval_string(a, g)?);
     }
     if !valid_label_name(&dst) || ev.invalid_utf8.contains(&dst) {
-        return err(format!("invalid destination label name in label_join(): {dst}"));
+        return err(format!(
+            "invalid destination label name in label_join(): {dst}"
+        ));
     }
     for s in &mut v {
         let joined = srcs
@@ -736,7 +775,11 @@ fn histogram_quantiles<'a>(
             let mut vals = vec![None; g.n];
             for (i, slot) in vals.iter_mut().enumerate() {
                 buckets.clear();
-                buckets.extend(members.iter().filter_map(|&(le, si)| v[si].vals[i].map(|c| (le, c))));
+                buckets.extend(
+                    members
+                        .iter()
+                        .filter_map(|&(le, si)| v[si].vals[i].map(|c| (le, c))),
+                );
                 if buckets.is_empty() {
                     continue;
                 }
@@ -840,15 +883,26 @@ fn date_part(name: &str, x: f64) -> f64 {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let month_days = [31, if is_leap(y) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_days = [
+        31,
+        if is_leap(y) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     match name {
         "minute" => ((sod / 60) % 60) as f64,
         "hour" => (sod / 3600) as f64,
         "day_of_week" => (days + 4).rem_euclid(7) as f64,
         "day_of_month" => d as f64,
-        "day_of_year" => {
-            (month_days[..(m - 1) as usize].iter().sum::<i64>() + d as i64) as f64
-        }
+        "day_of_year" => (month_days[..(m - 1) as usize].iter().sum::<i64>() + d as i64) as f64,
         "days_in_month" => month_days[(m - 1) as usize] as f64,
         "month" => m as f64,
         _ => y as f64,
@@ -888,7 +942,9 @@ fn range_function<'a>(
         }));
     }
     if name == "quantile_over_time"
-        && let Some(q) = scalars.first().and_then(|q| q.iter().find(|q| !(0.0..=1.0).contains(*q)))
+        && let Some(q) = scalars
+            .first()
+            .and_then(|q| q.iter().find(|q| !(0.0..=1.0).contains(*q)))
     {
         ev.warnings.push(format!(
             "PromQL warning: quantile value should be between 0 and 1, got {}",
@@ -901,15 +957,31 @@ fn range_function<'a>(
     if matches!(name, "rate" | "increase" | "delta") {
         let counter = name != "delta";
         for s in &rv.series {
-            let corr = if counter { reset_corrections(&s.vs) } else { Vec::new() };
+            let corr = if counter {
+                reset_corrections(&s.vs)
+            } else {
+                Vec::new()
+            };
             let mut vals = vec![None; g.n];
             let mut any = false;
             rv.window_bounds(s, g, |i, lo, hi, te| {
                 if hi - lo < 2 {
                     return;
                 }
-                let resets = if counter { corr[hi - 1] - corr[lo] } else { 0.0 };
-                let r = extrapolated_rate(&s.ts[lo..hi], &s.vs[lo..hi], te, rv.range, resets, counter, name == "rate");
+                let resets = if counter {
+                    corr[hi - 1] - corr[lo]
+                } else {
+                    0.0
+                };
+                let r = extrapolated_rate(
+                    &s.ts[lo..hi],
+                    &s.vs[lo..hi],
+                    te,
+                    rv.range,
+                    resets,
+                    counter,
+                    name == "rate",
+                );
                 if r.is_some() {
                     vals[i] = r;
                     any = true;
@@ -954,7 +1026,11 @@ fn range_function<'a>(
                     let (slope, intercept) = linear_regression(ts, vs, g.t(i));
                     slope * p(0, i) + intercept
                 }),
-                "changes" => Some(vs.windows(2).filter(|w| w[0] != w[1] && !(w[0].is_nan() && w[1].is_nan())).count() as f64),
+                "changes" => Some(
+                    vs.windows(2)
+                        .filter(|w| w[0] != w[1] && !(w[0].is_nan() && w[1].is_nan()))
+                        .count() as f64,
+                ),
                 "resets" => Some(vs.windows(2).filter(|w| w[1] < w[0]).count() as f64),
                 "avg_over_time" => Some(average(vs.iter().copied())),
                 "sum_over_time" => {
@@ -965,8 +1041,16 @@ fn range_function<'a>(
                 "present_over_time" => Some(1.0),
                 "last_over_time" => Some(vs[vs.len() - 1]),
                 "first_over_time" => Some(vs[0]),
-                "max_over_time" => Some(vs[1..].iter().fold(vs[0], |m, &v| if v > m || m.is_nan() { v } else { m })),
-                "min_over_time" => Some(vs[1..].iter().fold(vs[0], |m, &v| if v < m || m.is_nan() { v } else { m })),
+                "max_over_time" => Some(
+                    vs[1..]
+                        .iter()
+                        .fold(vs[0], |m, &v| if v > m || m.is_nan() { v } else { m }),
+                ),
+                "min_over_time" => Some(
+                    vs[1..]
+                        .iter()
+                        .fold(vs[0], |m, &v| if v < m || m.is_nan() { v } else { m }),
+                ),
                 "stddev_over_time" => Some(variance(vs.iter().copied()).sqrt()),
                 "stdvar_over_time" => Some(variance(vs.iter().copied())),
                 "quantile_over_time" => {
@@ -987,12 +1071,27 @@ fn range_function<'a>(
                 "double_exponential_smoothing" | "holt_winters" => {
                     double_exponential_smoothing(vs, p(0, i), p(1, i))
                 }
-                "ts_of_max_over_time" | "ts_of_min_over_time" | "ts_of_last_over_time" | "ts_of_first_over_time" => {
+                "ts_of_max_over_time"
+                | "ts_of_min_over_time"
+                | "ts_of_last_over_time"
+                | "ts_of_first_over_time" => {
                     let idx = match name {
                         "ts_of_last_over_time" => vs.len() - 1,
                         "ts_of_first_over_time" => 0,
-                        "ts_of_max_over_time" => (0..vs.len()).fold(0, |m, k| if vs[k] >= vs[m] || vs[m].is_nan() { k } else { m }),
-                        _ => (0..vs.len()).fold(0, |m, k| if vs[k] <= vs[m] || vs[m].is_nan() { k } else { m }),
+                        "ts_of_max_over_time" => (0..vs.len()).fold(0, |m, k| {
+                            if vs[k] >= vs[m] || vs[m].is_nan() {
+                                k
+                            } else {
+                                m
+                            }
+                        }),
+                        _ => (0..vs.len()).fold(0, |m, k| {
+                            if vs[k] <= vs[m] || vs[m].is_nan() {
+                                k
+                            } else {
+                                m
+                            }
+                        }),
                     };
                     Some(ts[idx] as f64 / 1e3)
                 }
@@ -1013,12 +1112,33 @@ fn range_function<'a>(
     }
     if !matches!(
         name,
-        "rate" | "increase" | "delta" | "irate" | "idelta" | "deriv" | "predict_linear" | "changes"
-            | "resets" | "avg_over_time" | "sum_over_time" | "count_over_time" | "present_over_time"
-            | "last_over_time" | "first_over_time" | "max_over_time" | "min_over_time"
-            | "stddev_over_time" | "stdvar_over_time" | "quantile_over_time" | "mad_over_time"
-            | "double_exponential_smoothing" | "holt_winters" | "ts_of_max_over_time"
-            | "ts_of_min_over_time" | "ts_of_last_over_time" | "ts_of_first_over_time"
+        "rate"
+            | "increase"
+            | "delta"
+            | "irate"
+            | "idelta"
+            | "deriv"
+            | "predict_linear"
+            | "changes"
+            | "resets"
+            | "avg_over_time"
+            | "sum_over_time"
+            | "count_over_time"
+            | "present_over_time"
+            | "last_over_time"
+            | "first_over_time"
+            | "max_over_time"
+            | "min_over_time"
+            | "stddev_over_time"
+            | "stdvar_over_time"
+            | "quantile_over_time"
+            | "mad_over_time"
+            | "double_exponential_smoothing"
+            | "holt_winters"
+            | "ts_of_max_over_time"
+            | "ts_of_min_over_time"
+            | "ts_of_last_over_time"
+            | "ts_of_first_over_time"
     ) {
         return err(format!("function {name:?} is not supported"));
     }

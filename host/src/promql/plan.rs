@@ -271,22 +271,19 @@ impl Plan {
         );
         let id = *self.keys.entry(key).or_insert_with(|| selector_id(vs));
         self.aliases.insert(selector_id(vs), id);
-        let need = self
-            .needs
-            .entry(id)
-            .or_insert_with(|| SelectorNeed {
-                hints: SelectHints {
-                    matchers: sets.first().cloned().unwrap_or_default(),
-                    start: lo,
-                    end: hi,
-                    step: ctx.step,
-                    range: hint_range,
-                    func: parent.func.clone(),
-                    grouping: parent.grouping.clone(),
-                    by: parent.by,
-                },
-                sets: sets.clone(),
-            });
+        let need = self.needs.entry(id).or_insert_with(|| SelectorNeed {
+            hints: SelectHints {
+                matchers: sets.first().cloned().unwrap_or_default(),
+                start: lo,
+                end: hi,
+                step: ctx.step,
+                range: hint_range,
+                func: parent.func.clone(),
+                grouping: parent.grouping.clone(),
+                by: parent.by,
+            },
+            sets: sets.clone(),
+        });
         need.hints.start = need.hints.start.min(lo);
         need.hints.end = need.hints.end.max(hi);
         Ok(())

@@ -493,7 +493,10 @@ fn messy_strategy() -> impl Strategy<Value = Series> {
             if sort {
                 ts.sort_unstable();
             }
-            Series { timestamps: ts, values: vs }
+            Series {
+                timestamps: ts,
+                values: vs,
+            }
         })
 }
 
@@ -515,4 +518,3 @@ fn scrape_strategy() -> impl Strategy<Value = Series> {
             s
         })
 }
-
