@@ -3,10 +3,12 @@
 //! Every server is wrapped in a [`ChildGuard`], which kills it by PID when
 //! dropped, so an error or a panic never leaves one running.
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 /// Kills and reaps its child when dropped.
 #[derive(Debug)]
@@ -207,4 +209,103 @@ mod tests {
         assert!(machine_busy_seconds(clk_tck()).expect("/proc/stat") > 0.0);
         assert!(!thread_cpu_by_name(clk_tck()).expect("own tasks").is_empty());
     }
+}
+
+/// A running `sluice` subcommand and the addresses it printed.
+#[derive(Debug)]
+pub struct SluiceProc {
+    pub guard: ChildGuard,
+    pub grpc: String,
+    pub http: String,
+}
+
+/// Starts `sluice <sub> <args>` on ephemeral ports and reads the addresses
+/// from its `sluice <sub> listening grpc=… http=…` line.
+pub fn start_sluice(
+    bin: &Path,
+    name: &'static str,
+    sub: &str,
+    args: &[String],
+    log_path: PathBuf,
+) -> anyhow::Result<SluiceProc> {
+    let log_file = std::fs::File::create(&log_path)?;
+    let mut child = Command::new(bin)
+        .arg(sub)
+        .args(args)
+        .arg("--grpc-address=127.0.0.1:0")
+        .arg("--http-address=127.0.0.1:0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {} {sub}", bin.display()))?;
+    let stdout = child.stdout.take().context("sluice stdout")?;
+    let mut guard = ChildGuard {
+        name,
+        child,
+        log: log_path,
+    };
+    let marker = format!("sluice {sub} listening");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with(&marker) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let line = loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) => break l,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                guard.check_alive()?
+            }
+            Err(_) => {
+                guard.check_alive()?;
+                bail!(
+                    "{name} printed no `listening` line within 60 s; log:\n{}",
+                    tail(&guard.log, 20)
+                );
+            }
+        }
+    };
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .map(str::to_string)
+            .with_context(|| format!("no {k} in {line:?}"))
+    };
+    let (grpc, http) = (field("grpc=")?, field("http=")?);
+    Ok(SluiceProc { guard, grpc, http })
+}
+
+/// Starts Prometheus over `data` (a TSDB directory of blocks) with no scraping,
+/// 100y retention and no compaction of 2 h blocks, on 127.0.0.1:`port`.
+pub fn start_prometheus(work: &Path, data: &Path, port: u16) -> anyhow::Result<ChildGuard> {
+    let cfg = work.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+    )?;
+    let log_path = work.join("prometheus.log");
+    let log_file = std::fs::File::create(&log_path)?;
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg("--storage.tsdb.retention.time=100y")
+        // No compaction of the 2 h blocks while the benchmark runs.
+        .arg("--storage.tsdb.min-block-duration=2h")
+        .arg("--storage.tsdb.max-block-duration=2h")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .context("starting prometheus (apt-get install prometheus)")?;
+    Ok(ChildGuard {
+        name: "prometheus",
+        child,
+        log: log_path,
+    })
 }

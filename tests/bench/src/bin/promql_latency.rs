@@ -25,9 +25,9 @@
 //! errors or an answer mismatch, never because of the timings.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -650,101 +650,6 @@ async fn wait_ready(
     )
 }
 
-struct SluiceProc {
-    guard: ChildGuard,
-    grpc: String,
-    http: String,
-}
-
-/// Starts `sluice <sub> <args>` on ephemeral ports and reads the addresses
-/// from its `sluice <sub> listening grpc=… http=…` line.
-fn start_sluice(
-    bin: &Path,
-    name: &'static str,
-    sub: &str,
-    args: &[String],
-    log_path: PathBuf,
-) -> anyhow::Result<SluiceProc> {
-    let log_file = std::fs::File::create(&log_path)?;
-    let mut child = Command::new(bin)
-        .arg(sub)
-        .args(args)
-        .arg("--grpc-address=127.0.0.1:0")
-        .arg("--http-address=127.0.0.1:0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log_file)
-        .spawn()
-        .with_context(|| format!("starting {} {sub}", bin.display()))?;
-    let stdout = child.stdout.take().context("sluice stdout")?;
-    let mut guard = ChildGuard {
-        name,
-        child,
-        log: log_path,
-    };
-    let marker = format!("sluice {sub} listening");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with(&marker) {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let line = loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(l) => break l,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                guard.check_alive()?
-            }
-            Err(_) => {
-                guard.check_alive()?;
-                bail!(
-                    "{name} printed no `listening` line within 60 s; log:\n{}",
-                    procs::tail(&guard.log, 20)
-                );
-            }
-        }
-    };
-    let field = |k: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .map(str::to_string)
-            .with_context(|| format!("no {k} in {line:?}"))
-    };
-    let (grpc, http) = (field("grpc=")?, field("http=")?);
-    Ok(SluiceProc { guard, grpc, http })
-}
-
-fn start_prometheus(work: &Path, data: &Path, port: u16) -> anyhow::Result<ChildGuard> {
-    let cfg = work.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
-    )?;
-    let log_path = work.join("prometheus.log");
-    let log_file = std::fs::File::create(&log_path)?;
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg("--storage.tsdb.retention.time=100y")
-        // No compaction of the 2 h blocks while the benchmark runs.
-        .arg("--storage.tsdb.min-block-duration=2h")
-        .arg("--storage.tsdb.max-block-duration=2h")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .spawn()
-        .context("starting prometheus (apt-get install prometheus)")?;
-    Ok(ChildGuard {
-        name: "prometheus",
-        child,
-        log: log_path,
-    })
-}
-
 // ---------------------------------------------------------------------------
 // Queries and answers
 // ---------------------------------------------------------------------------
@@ -1130,7 +1035,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "type: FILESYSTEM\nconfig:\n  directory: {}\n",
         bucket.display()
     );
-    let mut store = start_sluice(
+    let mut store = procs::start_sluice(
         &sluice_bin,
         "sluice store",
         "store",
@@ -1153,7 +1058,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         store.guard.pid(),
         store.grpc
     ));
-    let mut query = start_sluice(
+    let mut query = procs::start_sluice(
         &sluice_bin,
         "sluice query",
         "query",
@@ -1198,7 +1103,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     // 4. Prometheus on its copy.
     let port = procs::free_port()?;
-    let mut prom = start_prometheus(&work, &serve, port)?;
+    let mut prom = procs::start_prometheus(&work, &serve, port)?;
     let prom_base = format!("http://127.0.0.1:{port}");
     let ready = wait_ready(
         &http,

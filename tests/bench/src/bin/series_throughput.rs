@@ -17,9 +17,9 @@
 //! rounds, the throughput ratio, CPU per call and peak RSS (VmHWM) of both
 //! servers.
 
-use std::io::{BufRead, BufReader, BufWriter};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -257,97 +257,22 @@ async fn wait_ready(
     )
 }
 
-struct Sluice {
-    guard: ChildGuard,
-    grpc: String,
-    http: String,
-}
-
-fn start_sluice(bin: &Path, work: &Path, bucket: &Path) -> anyhow::Result<Sluice> {
-    let log_path = work.join("sluice.log");
-    let log_file = std::fs::File::create(&log_path)?;
+/// `sluice store` over a FILESYSTEM bucket, on ephemeral ports.
+fn start_sluice(bin: &Path, work: &Path, bucket: &Path) -> anyhow::Result<procs::SluiceProc> {
     let objstore = format!(
         "type: FILESYSTEM\nconfig:\n  directory: {}\n",
         bucket.display()
     );
-    let mut child = Command::new(bin)
-        .arg("store")
-        .arg(format!("--objstore.config={objstore}"))
-        .arg("--grpc-address=127.0.0.1:0")
-        .arg("--http-address=127.0.0.1:0")
-        .arg(format!("--data-dir={}", work.join("sluice-data").display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log_file)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let stdout = child.stdout.take().context("sluice stdout")?;
-    let mut guard = ChildGuard {
-        name: "sluice store",
-        child,
-        log: log_path,
-    };
-    // Read stdout on a thread (to the end, so the pipe never fills) and hand
-    // over the "listening" line.
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("sluice store listening") {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let line = loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(l) => break l,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                guard.check_alive()?
-            }
-            Err(_) => {
-                guard.check_alive()?;
-                bail!(
-                    "sluice store printed no `listening` line within 30 s; log:\n{}",
-                    procs::tail(&guard.log, 20)
-                );
-            }
-        }
-    };
-    let field = |k: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .map(str::to_string)
-            .with_context(|| format!("no {k} in {line:?}"))
-    };
-    let (grpc, http) = (field("grpc=")?, field("http=")?);
-    Ok(Sluice { guard, grpc, http })
-}
-
-fn start_prometheus(work: &Path, data: &Path, port: u16) -> anyhow::Result<ChildGuard> {
-    let cfg = work.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
-    )?;
-    let log_path = work.join("prometheus.log");
-    let log_file = std::fs::File::create(&log_path)?;
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg("--storage.tsdb.retention.time=100y")
-        .arg("--storage.tsdb.min-block-duration=2h")
-        .arg("--storage.tsdb.max-block-duration=2h")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .spawn()
-        .context("starting prometheus (apt-get install prometheus)")?;
-    Ok(ChildGuard {
-        name: "prometheus",
-        child,
-        log: log_path,
-    })
+    procs::start_sluice(
+        bin,
+        "sluice store",
+        "store",
+        &[
+            format!("--objstore.config={objstore}"),
+            format!("--data-dir={}", work.join("sluice-data").display()),
+        ],
+        work.join("sluice.log"),
+    )
 }
 
 /// What one read returned.
@@ -677,7 +602,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // 4. Prometheus on its copy.
     let port = procs::free_port()?;
-    let mut prom = start_prometheus(&work, &serve, port)?;
+    let mut prom = procs::start_prometheus(&work, &serve, port)?;
     let prom_base = format!("http://127.0.0.1:{port}");
     let ready = wait_ready(
         &http,
