@@ -9,6 +9,7 @@
 
 pub mod fixture;
 pub mod frames;
+pub mod paths;
 pub mod procs;
 pub mod stats;
 

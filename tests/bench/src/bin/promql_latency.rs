@@ -31,6 +31,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use sluice_bench::paths;
 use sluice_bench::procs::{self, ChildGuard, Mem};
 use sluice_bench::stats::{median, percentile};
 
@@ -475,84 +476,8 @@ fn gcd(a: u64, b: u64) -> u64 {
 // Processes and files
 // ---------------------------------------------------------------------------
 
-fn workspace_root() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    here.canonicalize().unwrap_or(here)
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
-
 fn log(msg: impl AsRef<str>) {
     eprintln!("[promql-latency] {}", msg.as_ref());
-}
-
-/// `<tool> --version`'s first line, or a clear error when the tool is missing.
-fn tool_version(tool: &str) -> anyhow::Result<String> {
-    let out = Command::new(tool).arg("--version").output().map_err(|e| {
-        anyhow::anyhow!(
-            "cannot run `{tool}` ({e}); install Prometheus 2.42: apt-get install prometheus"
-        )
-    })?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    ensure!(out.status.success(), "`{tool} --version` failed: {text}");
-    Ok(text.lines().next().unwrap_or("").trim().to_string())
-}
-
-fn sluice_binary(args: &Args) -> anyhow::Result<PathBuf> {
-    if let Some(p) = &args.sluice {
-        ensure!(p.is_file(), "--sluice {} does not exist", p.display());
-        return Ok(p.clone());
-    }
-    let bin = target_dir().join("release").join("sluice");
-    if args.build || !bin.is_file() {
-        log("building sluice: cargo build --release -p sluice --bin sluice");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "-p", "sluice", "--bin", "sluice"])
-            .current_dir(workspace_root())
-            .status()
-            .context("running cargo build")?;
-        ensure!(
-            status.success(),
-            "cargo build --release -p sluice --bin sluice failed ({status})"
-        );
-    }
-    ensure!(bin.is_file(), "{} missing after build", bin.display());
-    Ok(bin)
-}
-
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<u64> {
-    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    let mut bytes = 0;
-    for e in std::fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
-        let e = e?;
-        let dst = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            bytes += copy_dir(&e.path(), &dst)?;
-        } else {
-            bytes += std::fs::copy(e.path(), &dst)
-                .with_context(|| format!("copying {}", e.path().display()))?;
-        }
-    }
-    Ok(bytes)
-}
-
-/// Block directories (those with a meta.json) under `dir`.
-fn block_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let p = e?.path();
-        if p.join("meta.json").is_file() {
-            v.push(p);
-        }
-    }
-    v.sort();
-    Ok(v)
 }
 
 fn tree_size(dir: &Path) -> u64 {
@@ -570,10 +495,12 @@ fn tree_size(dir: &Path) -> u64 {
 /// Blocks of `shape` made by promtool, from the cache under
 /// `target/sluice-bench/promql-latency/` or made now (and cached).
 fn fixture_blocks(shape: &Shape, no_cache: bool) -> anyhow::Result<(PathBuf, bool)> {
-    let base = target_dir().join("sluice-bench").join("promql-latency");
+    let base = paths::target_dir()
+        .join("sluice-bench")
+        .join("promql-latency");
     let dir = base.join(shape.cache_key());
     let done = dir.join("COMPLETE");
-    if !no_cache && done.is_file() && !block_dirs(&dir.join("blocks"))?.is_empty() {
+    if !no_cache && done.is_file() && !paths::block_dirs(&dir.join("blocks"))?.is_empty() {
         return Ok((dir.join("blocks"), true));
     }
     std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
@@ -938,8 +865,8 @@ fn main() {
 
 /// Runs the benchmark; `Ok(false)` when the answers disagreed.
 async fn run(args: Args) -> anyhow::Result<bool> {
-    let prom_version = tool_version("prometheus")?;
-    let promtool_version = tool_version("promtool")?;
+    let prom_version = paths::tool_version("prometheus")?;
+    let promtool_version = paths::tool_version("promtool")?;
     if !prom_version.contains("2.42") {
         log(format!(
             "warning: the oracle is Prometheus 2.42, found {prom_version}"
@@ -972,7 +899,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         queries.retain(|q| args.only.contains(&q.name));
     }
-    let sluice_bin = sluice_binary(&args)?;
+    let sluice_bin = paths::sluice_binary(args.sluice.as_deref(), args.build, |m| log(m))?;
     let shape = Shape {
         instances_per_job: args.instances_per_job,
         hours: args.hours,
@@ -986,7 +913,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     // 1. Blocks, by the real promtool (cached).
     let (blocks, cached) = fixture_blocks(&shape, args.no_cache)?;
-    let block_list = block_dirs(&blocks)?;
+    let block_list = paths::block_dirs(&blocks)?;
     ensure!(
         !block_list.is_empty(),
         "promtool made no blocks in {}",
@@ -1021,8 +948,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let serve = work.join("prometheus-data");
     for b in &block_list {
         let name = b.file_name().context("block name")?;
-        copy_dir(b, &bucket.join(name))?;
-        copy_dir(b, &serve.join(name))?;
+        paths::copy_dir(b, &bucket.join(name))?;
+        paths::copy_dir(b, &serve.join(name))?;
     }
     let http = reqwest::Client::builder()
         .no_proxy()

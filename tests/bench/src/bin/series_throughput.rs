@@ -26,6 +26,7 @@ use anyhow::{Context, bail, ensure};
 use prost::Message;
 use sluice_bench::fixture::{Fixture, METRIC};
 use sluice_bench::frames::FrameReader;
+use sluice_bench::paths;
 use sluice_bench::procs::{self, ChildGuard, Mem};
 use sluice_bench::stats::{best, median};
 use sluice_bench::xor_samples;
@@ -145,82 +146,8 @@ fn main() {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    here.canonicalize().unwrap_or(here)
-}
-
 fn log(msg: impl AsRef<str>) {
     eprintln!("[series-throughput] {}", msg.as_ref());
-}
-
-/// `<tool> --version`'s first line, or a clear error when the tool is missing.
-fn tool_version(tool: &str) -> anyhow::Result<String> {
-    let out = Command::new(tool).arg("--version").output().map_err(|e| {
-        anyhow::anyhow!(
-            "cannot run `{tool}` ({e}); install Prometheus 2.42: apt-get install prometheus"
-        )
-    })?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    ensure!(out.status.success(), "`{tool} --version` failed: {text}");
-    Ok(text.lines().next().unwrap_or("").trim().to_string())
-}
-
-fn sluice_binary(args: &Args) -> anyhow::Result<PathBuf> {
-    if let Some(p) = &args.sluice {
-        ensure!(p.is_file(), "--sluice {} does not exist", p.display());
-        return Ok(p.clone());
-    }
-    let root = workspace_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("release").join("sluice");
-    if args.build || !bin.is_file() {
-        log("building sluice: cargo build --release -p sluice --bin sluice");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "-p", "sluice", "--bin", "sluice"])
-            .current_dir(&root)
-            .status()
-            .context("running cargo build")?;
-        ensure!(
-            status.success(),
-            "cargo build --release -p sluice --bin sluice failed ({status})"
-        );
-    }
-    ensure!(bin.is_file(), "{} missing after build", bin.display());
-    Ok(bin)
-}
-
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<u64> {
-    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    let mut bytes = 0;
-    for e in std::fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
-        let e = e?;
-        let dst = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            bytes += copy_dir(&e.path(), &dst)?;
-        } else {
-            bytes += std::fs::copy(e.path(), &dst)
-                .with_context(|| format!("copying {}", e.path().display()))?;
-        }
-    }
-    Ok(bytes)
-}
-
-/// Block directories (those with a meta.json) under `dir`.
-fn block_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let p = e?.path();
-        if p.join("meta.json").is_file() {
-            v.push(p);
-        }
-    }
-    v.sort();
-    Ok(v)
 }
 
 fn dir_size(dir: &Path, sub: &str) -> u64 {
@@ -486,14 +413,14 @@ fn mib(kib: u64) -> f64 {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let prom_version = tool_version("prometheus")?;
-    let promtool_version = tool_version("promtool")?;
+    let prom_version = paths::tool_version("prometheus")?;
+    let promtool_version = paths::tool_version("promtool")?;
     if !prom_version.contains("2.42") {
         log(format!(
             "warning: the oracle is Prometheus 2.42, found {prom_version}"
         ));
     }
-    let sluice_bin = sluice_binary(&args)?;
+    let sluice_bin = paths::sluice_binary(args.sluice.as_deref(), args.build, |m| log(m))?;
     let fixture = Fixture {
         series: args.series,
         hours: args.hours,
@@ -557,7 +484,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
     eprint!("{}", String::from_utf8_lossy(&out.stdout));
     std::fs::remove_file(&om).ok();
-    let block_list = block_dirs(&blocks)?;
+    let block_list = paths::block_dirs(&blocks)?;
     ensure!(
         !block_list.is_empty(),
         "promtool made no blocks in {}",
@@ -578,8 +505,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let serve = work.join("prometheus-data");
     for b in &block_list {
         let name = b.file_name().context("block name")?;
-        copy_dir(b, &bucket.join(name))?;
-        copy_dir(b, &serve.join(name))?;
+        paths::copy_dir(b, &bucket.join(name))?;
+        paths::copy_dir(b, &serve.join(name))?;
     }
 
     let http = reqwest::Client::builder().build().context("HTTP client")?;
