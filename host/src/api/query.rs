@@ -92,6 +92,11 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A failure while running the request (`execution`, 422).
+pub(crate) fn execution(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::UNPROCESSABLE_ENTITY, "execution", msg.into())
+}
+
 pub(crate) fn bad_data(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, "bad_data", msg.into())
 }
@@ -415,12 +420,7 @@ async fn series(
                 }
                 Ok(FanoutItem::Warning(w)) => warnings.push(w),
                 Err(status) => {
-                    return ApiError(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "execution",
-                        status.message().to_string(),
-                    )
-                    .into_response();
+                    return execution(status.message().to_string()).into_response();
                 }
             }
         }
@@ -435,8 +435,7 @@ async fn series(
                     warnings.extend(w);
                 }
                 Err(e) => {
-                    return ApiError(StatusCode::UNPROCESSABLE_ENTITY, "execution", e)
-                        .into_response();
+                    return execution(e).into_response();
                 }
             }
         }
@@ -513,12 +512,7 @@ async fn labels(
                 warnings.extend(w);
             }
             Err(status) => {
-                return ApiError(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "execution",
-                    status.message().to_string(),
-                )
-                .into_response();
+                return execution(status.message().to_string()).into_response();
             }
         }
     }
@@ -565,12 +559,7 @@ async fn label_values(
                 warnings.extend(w);
             }
             Err(status) => {
-                return ApiError(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "execution",
-                    status.message().to_string(),
-                )
-                .into_response();
+                return execution(status.message().to_string()).into_response();
             }
         }
     }
