@@ -11,6 +11,7 @@ use sluice_proto::thanos::{AggrChunk, LabelMatcher, SeriesRequest, label_matcher
 use crate::fanout::{EndpointSet, FanoutItem, ProxyRequest};
 use crate::model::{Labels, MatchOp, Matcher};
 use crate::policy::{DedupBatch, DedupHints, PolicyKind, PolicyRegistry};
+use sluice_policy_abi::Series;
 
 /// Querier-wide settings.
 #[derive(Debug, Clone)]
@@ -386,7 +387,6 @@ impl Querier {
         let mut out: Vec<Option<SelectedSeries>> = Vec::with_capacity(grouped.len());
         let mut batch = DedupBatch::new();
         let mut batch_idx = Vec::new();
-        let mut replicas_store: Vec<Vec<(Vec<i64>, Vec<f64>)>> = Vec::new();
         for (labels, chunks) in grouped {
             let err = |detail: String| QueryError::Decode {
                 series: labels.to_string(),
@@ -419,11 +419,8 @@ impl Querier {
             } else {
                 batch_idx.push((out.len(), labels));
                 out.push(None);
-                replicas_store.push(decoded);
+                batch.push_owned_group(decoded.into_iter().map(|(t, v)| Series::new(t, v)));
             }
-        }
-        for reps in &replicas_store {
-            batch.push_group(reps.iter().map(|(t, v)| (t.as_slice(), v.as_slice())));
         }
         if !batch.is_empty() {
             let slot = p
@@ -438,7 +435,7 @@ impl Querier {
                 end_ms: p.end,
                 ..p.hints.clone()
             };
-            let res = tokio::task::spawn_blocking(move || session.dedup(batch, &hints))
+            let res = tokio::task::spawn_blocking(move || session.dedup(&batch, &hints))
                 .await
                 .map_err(|e| QueryError::Policy(format!("dedup task: {e}")))?
                 .map_err(|e| QueryError::Policy(e.to_string()))?;

@@ -88,7 +88,7 @@ fn scaffolded_plugins_of_every_kind_build_load_and_answer() {
                     (&[0i64, 10, 20][..], &[1.0, 2.0, 3.0][..]),
                     (&[10i64, 15][..], &[5.0, 6.0][..]),
                 ]);
-                let o = s.dedup(b, &DedupHints::default()).expect("dedup call");
+                let o = s.dedup(&b, &DedupHints::default()).expect("dedup call");
                 // Union of timestamps; at 10 both replicas have a sample: the larger wins.
                 assert_eq!(
                     o.value,

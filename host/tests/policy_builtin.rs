@@ -119,7 +119,7 @@ fn dedup_sandbox_equals_native() {
             func: func.into(),
             ..Default::default()
         };
-        let out = session.dedup(batch, &hints).expect("dedup");
+        let out = session.dedup(&batch, &hints).expect("dedup");
         assert!(out.warning.is_none());
         let native: Vec<Series> = gs
             .iter()
@@ -158,7 +158,7 @@ fn dedup_in_many_calls_equals_one_call() {
         }
         assert_eq!(batch.groups(), gs.len());
         let mut session = set.session("dedup", PolicyKind::Dedup).expect("session");
-        session.dedup(batch, &hints).expect("dedup").value
+        session.dedup(&batch, &hints).expect("dedup").value
     };
     let native: Vec<Series> = gs.iter().map(|g| dedup::penalty(g, true)).collect();
     // One call; 10 calls of ~4 groups; one call per group.
@@ -168,7 +168,7 @@ fn dedup_in_many_calls_equals_one_call() {
     // An empty batch is one call that returns nothing.
     let mut session = set.session("dedup", PolicyKind::Dedup).expect("session");
     let out = session
-        .dedup(DedupBatch::new(), &hints)
+        .dedup(&DedupBatch::new(), &hints)
         .expect("empty batch");
     assert!(out.value.is_empty());
 }

@@ -101,7 +101,7 @@ fn call(
     let mut session = set
         .session(slot, PolicyKind::Dedup)
         .expect("slot is loaded");
-    session.dedup(batch(&groups()), &hints())
+    session.dedup(&batch(&groups()), &hints())
 }
 
 /// The value of one sample line of the OpenMetrics text, 0 if absent.
@@ -177,6 +177,12 @@ fn cases() -> Vec<Case> {
             message: "exceeds the slot's max_output",
         },
         Case {
+            mode: "unordered",
+            limits: d,
+            expect: FailureKind::InvalidOutput,
+            message: "timestamps do not strictly ascend at index 2 (3000 then 2000)",
+        },
+        Case {
             mode: "error",
             limits: d,
             expect: FailureKind::PluginError,
@@ -217,7 +223,9 @@ fn runtime_failures_follow_the_failure_policy_and_the_registry_keeps_serving() {
         let mut session = set.session(&closed, PolicyKind::Dedup).expect("session");
         for attempt in 0..2 {
             let started = Instant::now();
-            let e = session.dedup(batch(&groups()), &hints()).expect_err(c.mode);
+            let e = session
+                .dedup(&batch(&groups()), &hints())
+                .expect_err(c.mode);
             assert_eq!(e.kind, c.expect, "{}: attempt {attempt}: {e}", c.mode);
             assert!(e.message.contains(c.message), "{}: {e}", c.mode);
             assert_eq!(e.plugin, "hostile");

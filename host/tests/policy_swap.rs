@@ -177,7 +177,7 @@ async fn swap_ten_times_under_load_without_a_failed_call() {
                             .map(|s| (s.timestamps.as_slice(), s.values.as_slice())),
                     );
                 }
-                match session.dedup(batch, &DedupHints::default()) {
+                match session.dedup(&batch, &DedupHints::default()) {
                     Ok(o) => {
                         assert!(o.warning.is_none(), "no fallback expected: {:?}", o.warning);
                         let want = match name.as_str() {

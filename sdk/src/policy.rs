@@ -136,8 +136,8 @@ pub trait DedupPolicy: Sized + 'static {
     /// written straight into the output buffer with
     /// [`out.begin_series()`](DedupOutputWriter::begin_series) followed by
     /// [`out.push(t, v)`](DedupOutputWriter::push) per sample, one series per
-    /// group, in order. The SDK then checks the count and that every series'
-    /// timestamps strictly ascend.
+    /// group, in order. The SDK then checks the count; the host rejects a
+    /// series whose timestamps do not strictly ascend as invalid output.
     ///
     /// The default copies the input into owned [`Series`], calls
     /// [`dedup_batch`](Self::dedup_batch) and copies its result out. Override

@@ -746,7 +746,7 @@ fn call_once(
                         .map(|s| (s.timestamps.as_slice(), s.values.as_slice())),
                 );
             }
-            let o = session.dedup(batch, hints)?;
+            let o = session.dedup(&batch, hints)?;
             (
                 Value::Array(o.value.iter().map(series_json).collect()),
                 o.warning,

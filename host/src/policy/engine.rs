@@ -67,6 +67,11 @@ impl PolicyEngine {
         let mut cfg = Config::new();
         cfg.epoch_interruption(true);
         cfg.max_wasm_stack(1 << 20);
+        // For profiling plugins with `perf`: JIT code gets named symbols
+        // (/tmp/perf-<pid>.map) when this is set. Off by default.
+        if std::env::var_os("SLUICE_WASM_PERFMAP").is_some() {
+            cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         cfg.wasm_component_model(true);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(256)

@@ -51,10 +51,14 @@ impl Native {
         }
     }
 
-    pub fn dedup(&self, groups: &[Vec<Series>], func: &str) -> Vec<Series> {
+    pub fn dedup<'a>(
+        &self,
+        groups: impl IntoIterator<Item = &'a [Series]>,
+        func: &str,
+    ) -> Vec<Series> {
         let counter = dedup::is_counter_func(func);
         groups
-            .iter()
+            .into_iter()
             .map(|g| match self {
                 Native::Chain => dedup::chain(g),
                 _ => dedup::penalty(g, counter),

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, Func, Linker};
 use wasmtime::{ResourceLimiter, Store, Trap};
 
 use super::PolicyError;
@@ -28,6 +28,16 @@ pub(crate) mod wit {
     pub mod downsample {
         wasmtime::component::bindgen!({ world: "downsample-policy", path: "../sdk/wit" });
     }
+}
+
+/// The dedup interface's export name.
+const DEDUP_INTERFACE: &str = "sluice:policy/dedup@0.1.0";
+
+/// The index of the dedup interface's bulk `dedup` function.
+fn dedup_export(component: &Component) -> Option<ComponentExportIndex> {
+    let (_, iface) = component.get_export(None, DEDUP_INTERFACE)?;
+    let (_, func) = component.get_export(Some(&iface), "dedup")?;
+    Some(func)
 }
 
 /// The WIT package version this host implements.
@@ -144,14 +154,21 @@ pub struct PluginInfo {
 }
 
 enum Pre {
-    Dedup(wit::dedup::DedupPolicyPre<HostState>),
+    /// Dedup also keeps the index of its bulk `dedup` export: the host calls
+    /// it as a plain typed function whose result is read in guest memory
+    /// (see [`Inst::Dedup`]).
+    Dedup(wit::dedup::DedupPolicyPre<HostState>, ComponentExportIndex),
     Relabel(wit::relabel::RelabelPolicyPre<HostState>),
     Retention(wit::retention::RetentionPolicyPre<HostState>),
     Downsample(wit::downsample::DownsamplePolicyPre<HostState>),
 }
 
 pub(crate) enum Inst {
-    Dedup(wit::dedup::DedupPolicy),
+    /// The bindings, plus the `dedup` export as an untyped [`Func`], which
+    /// the session types with a `WasmList<u8>` result: the merged series are
+    /// then decoded straight from guest memory, without first copying the
+    /// output into a host buffer.
+    Dedup(wit::dedup::DedupPolicy, Func),
     Relabel(wit::relabel::RelabelPolicy),
     Retention(wit::retention::RetentionPolicy),
     Downsample(wit::downsample::DownsamplePolicy),
@@ -375,7 +392,14 @@ impl Plugin {
             PolicyError::Abi(format!("component does not match the {kind} world: {e:#}"))
         };
         let pre = match kind {
-            PolicyKind::Dedup => Pre::Dedup(wit::dedup::DedupPolicyPre::new(ipre).map_err(abi)?),
+            PolicyKind::Dedup => {
+                let func = dedup_export(&component).ok_or_else(|| {
+                    PolicyError::Abi(format!(
+                        "component does not match the {kind} world: no export {DEDUP_INTERFACE}#dedup"
+                    ))
+                })?;
+                Pre::Dedup(wit::dedup::DedupPolicyPre::new(ipre).map_err(abi)?, func)
+            }
             PolicyKind::Relabel => {
                 Pre::Relabel(wit::relabel::RelabelPolicyPre::new(ipre).map_err(abi)?)
             }
@@ -469,7 +493,13 @@ impl Plugin {
         store.limiter(|s| s);
         self.arm(&mut store);
         let inst = match &self.pre {
-            Pre::Dedup(p) => p.instantiate(&mut store).map(Inst::Dedup),
+            Pre::Dedup(p, func) => p.instance_pre().instantiate(&mut store).and_then(|i| {
+                let bindings = wit::dedup::DedupPolicy::new(&mut store, &i)?;
+                let f = i
+                    .get_func(&mut store, func)
+                    .ok_or_else(|| wasmtime::format_err!("no {DEDUP_INTERFACE}#dedup export"))?;
+                Ok(Inst::Dedup(bindings, f))
+            }),
             Pre::Relabel(p) => p.instantiate(&mut store).map(Inst::Relabel),
             Pre::Retention(p) => p.instantiate(&mut store).map(Inst::Retention),
             Pre::Downsample(p) => p.instantiate(&mut store).map(Inst::Downsample),
@@ -489,7 +519,7 @@ impl Plugin {
         let mut instance = self.instantiate_unconfigured()?;
         let config = self.config_json.clone();
         let r = self.call(&mut instance, |store, inst| match inst {
-            Inst::Dedup(i) => i.sluice_policy_dedup().call_configure(store, &config),
+            Inst::Dedup(i, _) => i.sluice_policy_dedup().call_configure(store, &config),
             Inst::Relabel(i) => i.sluice_policy_relabel().call_configure(store, &config),
             Inst::Retention(i) => i.sluice_policy_retention().call_configure(store, &config),
             Inst::Downsample(i) => i.sluice_policy_downsample().call_configure(store, &config),
@@ -526,7 +556,7 @@ impl Plugin {
             };
         }
         self.call(instance, |store, inst| match inst {
-            Inst::Dedup(i) => info!(i.sluice_policy_dedup().call_info(store)),
+            Inst::Dedup(i, _) => info!(i.sluice_policy_dedup().call_info(store)),
             Inst::Relabel(i) => info!(i.sluice_policy_relabel().call_info(store)),
             Inst::Retention(i) => info!(i.sluice_policy_retention().call_info(store)),
             Inst::Downsample(i) => info!(i.sluice_policy_downsample().call_info(store)),

@@ -12,6 +12,9 @@ use super::config::FailurePolicy;
 use super::native::Native;
 use super::plugin::{CallError, Inst, Instance, Plugin, wit};
 
+use wasmtime::component::WasmList;
+use wit::dedup::exports::sluice::policy::dedup::QueryHints as WitHints;
+
 /// A result plus the warning to show when a fallback produced it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome<T> {
@@ -32,25 +35,27 @@ pub struct DedupHints {
 /// Default input size of one dedup call, see [`DedupBatch`].
 pub const DEDUP_CALL_BYTES: usize = 128 << 10;
 
-/// A batch of replica groups, encoded once for the plugin.
+/// A batch of replica groups for one dedup session call.
 ///
-/// A large batch is sent in several calls on the same instance, each with
-/// about [`DEDUP_CALL_BYTES`] of input (whole groups; a larger group goes
-/// alone). The guest then reuses the same few MiB of its memory instead of
-/// growing and faulting in a copy of the whole query: 10,000 groups × 2
-/// replicas × 120 samples took ~75 ms in one call, ~35 ms in calls of
-/// 4 MiB and ~26 ms in calls of 128–512 KiB, where 128 KiB was never worse
-/// (native penalty: ~14.5 ms; `cargo bench -p sluice --bench policy` with
-/// mimalloc; with glibc malloc, as the binary ships: ~37.5 ms vs ~16 ms). The
-/// slot's deadline and output cap apply per call.
+/// The batch owns the decoded replicas (a query moves them in, nothing is
+/// copied) and is encoded for the plugin call by call: each call's input —
+/// about [`DEDUP_CALL_BYTES`] of whole groups (a larger group goes alone) —
+/// is written into one reused buffer just before the call, so the encode,
+/// the copy into guest memory and the guest's reads all stay in cache and
+/// the guest reuses the same few hundred KiB of its memory; the merged
+/// series are decoded straight from guest memory. With 10,000 groups × 2
+/// replicas × 120 samples (`cargo bench -p sluice --bench policy`) that takes
+/// ~21 ms against ~15–17 ms for the native penalty (1.2–1.4×); encoding the
+/// whole query up front, as this did before, touched tens of MiB of fresh
+/// memory twice and took ~32 ms (2.0–2.3×). Calls of 128–512 KiB are
+/// fastest; one call for everything is 4–5× native. The slot's deadline and
+/// output cap apply per call.
 #[derive(Debug)]
 pub struct DedupBatch {
-    /// Finished calls: (input, groups, series).
-    calls: Vec<(Vec<u8>, usize, usize)>,
-    writer: DedupInputWriter,
-    writer_series: usize,
+    replicas: Vec<Series>,
+    /// End (exclusive) in `replicas` of each group.
+    ends: Vec<usize>,
     call_bytes: usize,
-    groups: usize,
 }
 
 impl Default for DedupBatch {
@@ -64,61 +69,75 @@ impl DedupBatch {
         Self::with_call_bytes(DEDUP_CALL_BYTES)
     }
 
-    /// A batch that starts a new call once one reaches `bytes` of input
-    /// (`usize::MAX`: everything in one call).
+    /// A batch whose calls carry about `bytes` of input each (`usize::MAX`:
+    /// everything in one call).
     pub fn with_call_bytes(bytes: usize) -> Self {
         DedupBatch {
-            calls: Vec::new(),
-            writer: DedupInputWriter::new(),
-            writer_series: 0,
+            replicas: Vec::new(),
+            ends: Vec::new(),
             call_bytes: bytes.max(1),
-            groups: 0,
         }
     }
 
-    /// Adds one group: the replicas of one series.
+    /// Adds one group, taking ownership of its replicas.
+    pub fn push_owned_group(&mut self, replicas: impl IntoIterator<Item = Series>) {
+        self.replicas.extend(replicas);
+        self.ends.push(self.replicas.len());
+    }
+
+    /// Adds one group, copying its replicas' columns (extra items of the
+    /// longer column are ignored).
     pub fn push_group<'a>(&mut self, replicas: impl IntoIterator<Item = (&'a [i64], &'a [f64])>) {
-        self.writer.begin_group();
-        for (ts, vs) in replicas {
-            self.writer.add_replica(ts, vs);
-            self.writer_series += 1;
-        }
-        self.groups += 1;
-        if self.writer.len() >= self.call_bytes {
-            // A batch that filled one call will likely fill the next: size
-            // its buffer once instead of growing it by doubling (which also
-            // left each call's buffer about half empty).
-            let next = self
-                .call_bytes
-                .saturating_add(self.call_bytes / 8)
-                .min(64 << 20);
-            self.finish_call(DedupInputWriter::with_capacity(next));
-        }
+        self.push_owned_group(replicas.into_iter().map(|(ts, vs)| {
+            let n = ts.len().min(vs.len());
+            Series::new(ts[..n].to_vec(), vs[..n].to_vec())
+        }));
     }
 
-    /// Closes the current call; `next` is the writer of the one after.
-    fn finish_call(&mut self, next: DedupInputWriter) {
-        let w = std::mem::replace(&mut self.writer, next);
-        let groups = w.groups() as usize;
-        self.calls
-            .push((w.finish(), groups, std::mem::take(&mut self.writer_series)));
+    /// The replicas of group `i`.
+    fn group(&self, i: usize) -> &[Series] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.replicas[start..self.ends[i]]
     }
 
-    /// The calls to make, in order; at least one (an empty batch is one call
-    /// with no groups).
-    fn into_calls(mut self) -> Vec<(Vec<u8>, usize, usize)> {
-        if !self.writer.is_empty() || self.calls.is_empty() {
-            self.finish_call(DedupInputWriter::with_capacity(0));
+    /// The groups, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[Series]> + '_ {
+        (0..self.ends.len()).map(|i| self.group(i))
+    }
+
+    /// Encoded size of group `i` in the dedup input layout (sdk/ABI.md).
+    fn group_bytes(&self, i: usize) -> usize {
+        4 + self
+            .group(i)
+            .iter()
+            .map(|s| 4 + 16 * s.timestamps.len().min(s.values.len()))
+            .sum::<usize>()
+    }
+
+    /// The calls to make, as ranges of groups; at least one (an empty batch
+    /// is one call with no groups).
+    fn calls(&self) -> Vec<std::ops::Range<usize>> {
+        let mut calls = Vec::new();
+        let (mut start, mut bytes) = (0, 4usize);
+        for i in 0..self.ends.len() {
+            bytes += self.group_bytes(i);
+            if bytes >= self.call_bytes {
+                calls.push(start..i + 1);
+                (start, bytes) = (i + 1, 4);
+            }
         }
-        self.calls
+        if start < self.ends.len() || calls.is_empty() {
+            calls.push(start..self.ends.len());
+        }
+        calls
     }
 
     pub fn groups(&self) -> usize {
-        self.groups
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.groups == 0
+        self.ends.is_empty()
     }
 }
 
@@ -201,51 +220,66 @@ impl Session {
     /// fails, the failure policy applies to the whole batch.
     pub fn dedup(
         &mut self,
-        batch: DedupBatch,
+        batch: &DedupBatch,
         hints: &DedupHints,
     ) -> Result<Outcome<Vec<Series>>, CallError> {
-        let total = batch.groups();
-        let calls = batch.into_calls();
-        let wit_hints = wit::dedup::exports::sluice::policy::dedup::QueryHints {
+        let wit_hints = WitHints {
             func: hints.func.clone(),
             step_ms: hints.step_ms,
             range_ms: hints.range_ms,
             start_ms: hints.start_ms,
             end_ms: hints.end_ms,
         };
-        let mut value = Vec::with_capacity(total);
-        for (input, groups, series_in) in &calls {
+        let calls = batch.calls();
+        let largest = calls
+            .iter()
+            .map(|c| 4 + c.clone().map(|i| batch.group_bytes(i)).sum::<usize>())
+            .max()
+            .unwrap_or(4);
+        let mut writer = DedupInputWriter::with_capacity(largest);
+        let mut value = Vec::with_capacity(batch.groups());
+        for call in calls {
+            writer.clear();
+            let mut series_in = 0;
+            for g in call.clone() {
+                writer.begin_group();
+                for s in batch.group(g) {
+                    writer.add_replica(&s.timestamps, &s.values);
+                    series_in += 1;
+                }
+            }
+            let input = writer.bytes();
+            let groups = call.len();
             let start = Instant::now();
             let r = self.run(|p, inst| {
                 let out = p.call(inst, |store, i| match i {
-                    Inst::Dedup(d) => d.sluice_policy_dedup().call_dedup(store, input, &wit_hints),
+                    Inst::Dedup(_, f) => {
+                        // The merged series are decoded where the guest
+                        // left them, before anything else runs in it.
+                        let f = f.typed::<(&[u8], &WitHints), (Result<WasmList<u8>, String>,)>(
+                            &*store,
+                        )?;
+                        let (out,) = f.call(&mut *store, (input, &wit_hints))?;
+                        Ok(out.map(|list| {
+                            let bytes = list.as_le_slice(&*store);
+                            p.check_output(bytes.len())?;
+                            sluice_policy_abi::decode_dedup_output(bytes, groups)
+                                .map_err(|e| p.invalid_output(e.0))
+                        }))
+                    }
                     _ => Err(wasmtime::format_err!("slot does not hold a dedup plugin")),
                 })?;
-                let out = out.map_err(|m| p.plugin_error(m))?;
-                p.check_output(out.len())?;
-                sluice_policy_abi::decode_dedup_output(&out, *groups)
-                    .map_err(|e| p.invalid_output(e.0))
+                out.map_err(|m| p.plugin_error(m))?
             });
             self.plugin.record(
                 start,
                 &r.as_ref()
-                    .map(|v| (*series_in, v.len()))
+                    .map(|v| (series_in, v.len()))
                     .map_err(Clone::clone),
             );
             match r {
                 Ok(v) => value.extend(v),
-                Err(e) => {
-                    let func = hints.func.clone();
-                    return self.fail(e, |n| {
-                        let groups: Vec<Vec<Series>> = calls
-                            .iter()
-                            .flat_map(|(input, _, _)| {
-                                sluice_policy_abi::decode_dedup_input(input).unwrap_or_default()
-                            })
-                            .collect();
-                        n.dedup(&groups, &func)
-                    });
-                }
+                Err(e) => return self.fail(e, |n| n.dedup(batch.iter(), &hints.func)),
             }
         }
         Ok(Outcome {

@@ -238,8 +238,13 @@ fn penalty2<A: Samples, B: Samples, const COUNTER: bool>(a: &A, b: &B, out: &mut
         if ia < na {
             match base.and_then(|x| x.checked_add(pen_a)) {
                 Some(target) => {
-                    while ia < na && a.t(ia) < target {
+                    // Usually one step: test it before the loop, so in a
+                    // plugin the loop (and its epoch check) is rarely entered.
+                    if ia < na && a.t(ia) < target {
                         ia += 1;
+                        while ia < na && a.t(ia) < target {
+                            ia += 1;
+                        }
                     }
                 }
                 None => ia = na,
@@ -248,8 +253,13 @@ fn penalty2<A: Samples, B: Samples, const COUNTER: bool>(a: &A, b: &B, out: &mut
         if ib < nb {
             match base.and_then(|x| x.checked_add(pen_b)) {
                 Some(target) => {
-                    while ib < nb && b.t(ib) < target {
+                    // Usually one step: test it before the loop, so in a
+                    // plugin the loop (and its epoch check) is rarely entered.
+                    if ib < nb && b.t(ib) < target {
                         ib += 1;
+                        while ib < nb && b.t(ib) < target {
+                            ib += 1;
+                        }
                     }
                 }
                 None => ib = nb,

@@ -145,15 +145,17 @@ fn put_u32(buf: &mut Vec<u8>, v: u32) {
     buf.extend_from_slice(&v.to_le_bytes());
 }
 
-/// Appends `src` as little-endian 8-byte words. The buffer grows once and the
-/// copy loop has no capacity or bounds checks, so it compiles to a plain
-/// (vectorised) copy on little-endian targets.
+/// Appends `src` as little-endian 8-byte words: one `memcpy` on
+/// little-endian targets (x86-64, aarch64, wasm32).
 #[inline]
-fn put_words<T: Copy>(buf: &mut Vec<u8>, src: &[T], word: impl Fn(T) -> [u8; 8]) {
-    let start = buf.len();
-    buf.resize(start + src.len() * 8, 0);
-    for (dst, &x) in buf[start..].as_chunks_mut::<8>().0.iter_mut().zip(src) {
-        *dst = word(x);
+fn put_words<T: bytemuck::Pod>(buf: &mut Vec<u8>, src: &[T], word: impl Fn(T) -> [u8; 8]) {
+    if cfg!(target_endian = "little") {
+        buf.extend_from_slice(bytemuck::cast_slice(src));
+    } else {
+        buf.reserve(src.len() * 8);
+        for &x in src {
+            buf.extend_from_slice(&word(x));
+        }
     }
 }
 
@@ -166,7 +168,8 @@ fn put_series(buf: &mut Vec<u8>, ts: &[i64], vs: &[f64]) {
     put_words(buf, vs, f64::to_le_bytes);
 }
 
-/// Decodes a column of little-endian words.
+/// Decodes a column of little-endian words into a vector sized once; on
+/// little-endian targets the loop is a plain copy.
 #[inline]
 fn words<T>(col: &[[u8; 8]], f: impl Fn([u8; 8]) -> T) -> Vec<T> {
     col.iter().map(|&w| f(w)).collect()
@@ -311,6 +314,20 @@ impl DedupInputWriter {
         self.buf[0..4].copy_from_slice(&self.groups.to_le_bytes());
         self.buf
     }
+
+    /// The batch written so far, finished in place: the writer can go on
+    /// adding groups, or be [`clear`](Self::clear)ed and reused.
+    pub fn bytes(&mut self) -> &[u8] {
+        self.buf[0..4].copy_from_slice(&self.groups.to_le_bytes());
+        &self.buf
+    }
+
+    /// Empties the writer, keeping its buffer for the next batch.
+    pub fn clear(&mut self) {
+        self.buf.truncate(4);
+        self.groups = 0;
+        self.group_header = None;
+    }
 }
 
 /// A dedup input batch read in place: the groups' series are [`SeriesRef`]s
@@ -381,18 +398,19 @@ pub fn decode_dedup_input(buf: &[u8]) -> Result<Vec<Vec<Series>>, AbiError> {
 }
 
 /// Writes dedup output (sdk/ABI.md) sample by sample, straight into the
-/// output buffer, and notes the first place where timestamps do not strictly
-/// ascend (see [`unordered`](Self::unordered)) so no second pass is needed.
+/// output buffer. `push` only appends: the order of timestamps is checked
+/// by the host when it reads the output (and on demand by
+/// [`unordered`](Self::unordered)), not once per sample in the plugin.
 #[derive(Debug)]
 pub struct DedupOutputWriter {
     buf: Vec<u8>,
     series: u32,
-    /// Header offset and sample count of the open series.
-    open: Option<(usize, usize)>,
-    last_t: i64,
+    /// Header offset of the open series.
+    open: Option<usize>,
+    /// Samples in the open series.
+    n: usize,
     /// Values of the open series; appended after its timestamps on close.
     values: Vec<f64>,
-    unordered: Option<Unordered>,
 }
 
 /// Where a dedup output's timestamps stop strictly ascending.
@@ -406,6 +424,15 @@ pub struct Unordered {
     pub prev: i64,
     /// Its timestamp.
     pub t: i64,
+}
+
+/// The first place in `ts` (little-endian words) where timestamps do not
+/// strictly ascend: (index, previous, timestamp).
+fn first_unordered(ts: &[[u8; 8]]) -> Option<(usize, i64, i64)> {
+    ts.windows(2).enumerate().find_map(|(i, w)| {
+        let (a, b) = (i64::from_le_bytes(w[0]), i64::from_le_bytes(w[1]));
+        (b <= a).then_some((i + 1, a, b))
+    })
 }
 
 impl Default for DedupOutputWriter {
@@ -423,16 +450,15 @@ impl DedupOutputWriter {
             buf,
             series: 0,
             open: None,
-            last_t: i64::MIN,
+            n: 0,
             values: Vec::new(),
-            unordered: None,
         }
     }
 
     /// Starts the next output series (closing the open one).
     pub fn begin_series(&mut self) {
         self.end_series();
-        self.open = Some((self.buf.len(), 0));
+        self.open = Some(self.buf.len());
         self.series += 1;
         put_u32(&mut self.buf, 0);
     }
@@ -444,23 +470,13 @@ impl DedupOutputWriter {
     }
 
     /// Appends one sample to the open series (starting one if none is open).
+    /// Timestamps must strictly ascend within a series.
     #[inline]
     pub fn push(&mut self, t: i64, v: f64) {
         if self.open.is_none() {
             self.begin_series();
         }
-        if let Some((_, n)) = &mut self.open {
-            if *n > 0 && t <= self.last_t && self.unordered.is_none() {
-                self.unordered = Some(Unordered {
-                    series: self.series as usize - 1,
-                    index: *n,
-                    prev: self.last_t,
-                    t,
-                });
-            }
-            *n += 1;
-        }
-        self.last_t = t;
+        self.n += 1;
         self.buf.extend_from_slice(&t.to_le_bytes());
         self.values.push(v);
     }
@@ -470,19 +486,19 @@ impl DedupOutputWriter {
     pub fn push_series(&mut self, ts: &[i64], vs: &[f64]) {
         self.begin_series();
         let n = ts.len().min(vs.len());
-        self.reserve(n);
-        for i in 0..n {
-            self.push(ts[i], vs[i]);
-        }
+        self.n = n;
+        put_words(&mut self.buf, &ts[..n], i64::to_le_bytes);
+        self.values.extend_from_slice(&vs[..n]);
         self.end_series();
     }
 
     /// Closes the open series, if any.
     pub fn end_series(&mut self) {
-        if let Some((h, n)) = self.open.take() {
-            self.buf[h..h + 4].copy_from_slice(&(n as u32).to_le_bytes());
+        if let Some(h) = self.open.take() {
+            self.buf[h..h + 4].copy_from_slice(&(self.n as u32).to_le_bytes());
             put_words(&mut self.buf, &self.values, f64::to_le_bytes);
             self.values.clear();
+            self.n = 0;
         }
     }
 
@@ -491,9 +507,35 @@ impl DedupOutputWriter {
         self.series as usize
     }
 
-    /// The first place where timestamps did not strictly ascend, if any.
+    /// The first place where timestamps do not strictly ascend, if any
+    /// (a scan of everything written so far).
     pub fn unordered(&self) -> Option<Unordered> {
-        self.unordered
+        let (mut pos, mut series) = (4, 0);
+        while pos + 4 <= self.buf.len() {
+            let open = self.open == Some(pos);
+            let n = if open {
+                self.n
+            } else {
+                u32::from_le_bytes([
+                    self.buf[pos],
+                    self.buf[pos + 1],
+                    self.buf[pos + 2],
+                    self.buf[pos + 3],
+                ]) as usize
+            };
+            let ts = &self.buf[pos + 4..pos + 4 + n * 8];
+            if let Some((index, prev, t)) = first_unordered(ts.as_chunks::<8>().0) {
+                return Some(Unordered {
+                    series,
+                    index,
+                    prev,
+                    t,
+                });
+            }
+            pos += 4 + n * if open { 8 } else { 16 };
+            series += 1;
+        }
+        None
     }
 
     /// The finished buffer.
@@ -524,19 +566,12 @@ pub fn decode_dedup_output(buf: &[u8], groups: usize) -> Result<Vec<Series>, Abi
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let s = r.series_ref()?;
-        // Decode and check in one pass over the timestamps.
-        let mut timestamps = Vec::with_capacity(s.len());
-        let mut prev = i64::MIN;
-        let mut ascending = true;
-        for (k, &w) in s.ts.iter().enumerate() {
-            let t = i64::from_le_bytes(w);
-            ascending &= k == 0 || t > prev;
-            prev = t;
-            timestamps.push(t);
-        }
-        if !ascending {
+        let timestamps = words(s.ts, i64::from_le_bytes);
+        if timestamps.windows(2).any(|w| w[0] >= w[1])
+            && let Some((index, prev, t)) = first_unordered(s.ts)
+        {
             return err(format!(
-                "dedup output series {i} has timestamps that do not strictly ascend"
+                "dedup output series {i}: timestamps do not strictly ascend at index {index} ({prev} then {t})"
             ));
         }
         out.push(Series {

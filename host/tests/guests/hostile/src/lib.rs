@@ -8,6 +8,7 @@
 //! | `trap` | panics (`panic = "abort"`) | Trap |
 //! | `unreachable` | executes `unreachable` | Trap |
 //! | `huge` | returns ~16 MB of valid samples | the output cap: InvalidOutput |
+//! | `unordered` | returns timestamps that go back in time | InvalidOutput |
 //! | `error` | returns `Err` | PluginError |
 //! | `ok` | returns the first replica | success |
 
@@ -22,6 +23,7 @@ enum Mode {
     Trap,
     Unreachable,
     Huge,
+    Unordered,
     Error,
     Ok,
 }
@@ -69,6 +71,7 @@ impl DedupPolicy for Hostile {
                 let n = 1_000_000; // 16 bytes a sample: ~16 MB of output
                 Ok(Series::new((0..n).collect(), vec![1.0; n as usize]))
             }
+            Mode::Unordered => Ok(Series::new(vec![1000, 3000, 2000], vec![1.0, 2.0, 3.0])),
             Mode::Error => Err("hostile plugin refuses on purpose".into()),
             Mode::Ok => Ok(replicas.first().cloned().unwrap_or_default()),
         }
