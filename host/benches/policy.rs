@@ -320,6 +320,7 @@ fn slot() -> SlotConfig {
             ..Limits::default()
         },
         failure_policy: FailurePolicy::FailClosed,
+        grants: Default::default(),
     }
 }
 

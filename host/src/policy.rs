@@ -227,6 +227,7 @@ impl PolicyRegistry {
             limits: slot.limits,
             failure_policy: slot.failure_policy,
             config_json: slot.config.to_string(),
+            grants: slot.grants.clone(),
         };
         let plugin = Plugin::build(
             &self.engine,
@@ -359,6 +360,7 @@ impl PolicyRegistry {
                 config: serde_json::Value::Object(Default::default()),
                 limits: Limits::default(),
                 failure_policy: FailurePolicy::FailClosed,
+                grants: Default::default(),
             },
         };
         cfg.source = PluginSource::Bytes;
@@ -491,6 +493,7 @@ impl PolicyRegistry {
                         "memoryBytes": p.limits.memory_bytes,
                         "maxOutputBytes": p.limits.max_output_bytes,
                     },
+                    "grants": p.grants.names(),
                 })
             })
             .collect();

@@ -52,6 +52,7 @@ fn load(path: &Path, kind: PolicyKind, config: Value) -> std::sync::Arc<sluice::
         config,
         limits: Limits::default(),
         failure_policy: FailurePolicy::FailClosed,
+        grants: Default::default(),
     }])
     .unwrap_or_else(|e| panic!("the scaffolded {kind} plugin does not load: {e:?}"))
 }

@@ -19,6 +19,7 @@ fn slot(name: &str, builtin: &str, kind: PolicyKind, config: serde_json::Value) 
         config,
         limits: Limits::default(),
         failure_policy: FailurePolicy::FailClosed,
+        grants: Default::default(),
     }
 }
 

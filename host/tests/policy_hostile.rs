@@ -39,6 +39,7 @@ fn slot(
         config,
         limits,
         failure_policy: policy,
+        grants: Default::default(),
     }
 }
 
@@ -555,4 +556,128 @@ fn the_sluice_binary_exits_non_zero_for_hostile_modules() {
         v["output"][0]["timestamps"][0], 0,
         "first replica of the example input: {v}"
     );
+}
+
+/// A loopback server that answers each of up to `n` connections with
+/// `reply` and closes it; the thread ends after `n` connections or 30 s.
+fn one_line_server(reply: &'static str, n: usize) -> std::net::SocketAddr {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.set_nonblocking(true).expect("nonblocking");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut served = 0;
+        while served < n && Instant::now() < deadline {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.write_all(reply.as_bytes());
+                    served += 1;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn granted_capabilities_are_served_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("secret"), "hello world").expect("write");
+    let server = one_line_server("42\n", 10);
+    let wasm = guest("capability");
+    let policies = |config: &str, grants: &str| {
+        format!(
+            "slots:\n  snoop:\n    kind: dedup\n    path: {}\n    config: {config}\n    grants:\n{grants}",
+            wasm.display()
+        )
+    };
+    let all_grants = format!(
+        "      clock: true\n      random: true\n      environment: {{SNOOP_TOKEN: abcd}}\n      filesystem: [{{host: {}, guest: /data}}]\n      network: [\"{server}\"]\n",
+        dir.path().display()
+    );
+    let metrics = Metrics::new();
+    let reg = PolicyRegistry::new(PolicyEngine::new(None).expect("engine"), &metrics);
+    let run = |reg: &PolicyRegistry| {
+        let out = call(reg, "snoop").expect("granted plugin answers");
+        assert!(out.warning.is_none());
+        out.value[0].values.clone()
+    };
+
+    // Everything granted: the file under /data, the granted variable, a line
+    // from the allowed address, the clock and the random source all work.
+    let yaml = policies(
+        &format!(r#"{{"file": "/data/secret", "env": "SNOOP_TOKEN", "connect": "{server}"}}"#),
+        &all_grants,
+    );
+    let slots = sluice::policy::config::parse_policies(&yaml, dir.path()).expect("valid policies");
+    assert_eq!(
+        slots[0].grants.names(),
+        ["clock", "random", "environment", "filesystem", "network"]
+    );
+    reg.apply(slots)
+        .expect("a plugin with every capability it needs granted loads");
+    let v = run(&reg);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as f64;
+    assert_eq!(
+        &v[..3],
+        &[11.0, 4.0, 42.0],
+        "file, variable, network: {v:?}"
+    );
+    assert!(
+        (v[3] - now).abs() < 60_000.0,
+        "wall clock {} vs {now}",
+        v[3]
+    );
+    assert_eq!(v[4], 1.0, "two random draws differ");
+
+    // Only what is granted: a path outside the mount, a host variable that
+    // was not listed, an address not on the list all fail inside the plugin.
+    assert!(std::env::var_os("PATH").is_some(), "the host has a PATH");
+    let other = one_line_server("7\n", 1);
+    let yaml = policies(
+        &format!(r#"{{"file": "/data/../../etc/hostname", "env": "PATH", "connect": "{other}"}}"#),
+        &all_grants,
+    );
+    reg.apply(sluice::policy::config::parse_policies(&yaml, dir.path()).expect("valid"))
+        .expect("loads");
+    assert_eq!(&run(&reg)[..3], &[-1.0, -1.0, -1.0]);
+
+    // A capability the component imports but the slot does not grant: the
+    // plugin is refused at load, naming the import and the grant it needs.
+    let without_network = all_grants
+        .lines()
+        .filter(|l| !l.contains("network"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    let yaml = policies("{}", &without_network);
+    let errors = reg
+        .apply(sluice::policy::config::parse_policies(&yaml, dir.path()).expect("valid"))
+        .expect_err("refused");
+    let text = errors.join("; ");
+    assert!(
+        text.contains("wasi:sockets/") && text.contains("grants:") && text.contains("network"),
+        "{text}"
+    );
+    assert!(!text.contains("wasi:clocks/"), "clocks are granted: {text}");
+
+    // Bad grants are configuration errors, all reported at once.
+    let bad = policies(
+        "{}",
+        "      filesystem: [{host: /nonexistent/dir, guest: data}]\n      network: [\"localhost:80\"]\n",
+    );
+    let problems = sluice::policy::config::parse_policies(&bad, dir.path()).expect_err("invalid");
+    let text = problems.join("; ");
+    for needle in [
+        "is not a directory",
+        "must be an absolute path",
+        "not an ip:port",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from {text}");
+    }
 }

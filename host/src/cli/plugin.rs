@@ -855,6 +855,7 @@ pub fn test_plugin(opts: &TestOptions) -> Result<Value, PluginToolError> {
         config,
         limits: opts.limits,
         failure_policy: FailurePolicy::FailClosed,
+        grants: Default::default(),
     };
     let load_start = Instant::now();
     let set = registry
@@ -981,13 +982,15 @@ impl Inspection {
         let _ = writeln!(s, "exports    {}", self.exports.join(", "));
         let _ = writeln!(s, "imports    {}", self.imports.len());
         for i in &self.imports {
-            let how = match i.link {
-                ImportLink::Types => "ok (types only)",
-                ImportLink::ConstantSeed => "ok (constant seed)",
-                ImportLink::Trap => "ok (calls trap)",
-                ImportLink::Refused => "REFUSED",
+            let how = match (i.link, crate::policy::plugin::capability_of(&i.name)) {
+                (ImportLink::Types, _) => "ok (types only)".to_string(),
+                (ImportLink::ConstantSeed, _) => "ok (constant seed)".to_string(),
+                (ImportLink::Trap, _) => "ok (calls trap)".to_string(),
+                (ImportLink::Granted, _) => "ok (granted)".to_string(),
+                (ImportLink::Refused, Some(c)) => format!("REFUSED (grant: {c})"),
+                (ImportLink::Refused, None) => "REFUSED".to_string(),
             };
-            let _ = writeln!(s, "  {how:<19} {}", i.name);
+            let _ = writeln!(s, "  {how:<28} {}", i.name);
         }
         if self.problems.is_empty() {
             let _ = writeln!(s, "status     loadable");
@@ -1040,7 +1043,7 @@ pub fn inspect(module: &Path) -> Result<Inspection, PluginToolError> {
     ins.imports = plugin::import_names(&engine, &compiled.component)
         .into_iter()
         .map(|name| ImportReport {
-            link: crate::policy::import_link(&name),
+            link: crate::policy::import_link(&name, &Default::default()),
             name,
         })
         .collect();
@@ -1060,6 +1063,7 @@ pub fn inspect(module: &Path) -> Result<Inspection, PluginToolError> {
         limits: Limits::default(),
         failure_policy: FailurePolicy::FailClosed,
         config_json: "{}".into(),
+        grants: Default::default(),
     };
     let plugin = match Plugin::prepare(
         &engine,

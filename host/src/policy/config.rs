@@ -114,6 +114,121 @@ pub struct SlotSpec {
     /// The kind this slot holds; required for slots not named after a kind.
     #[serde(default)]
     pub kind: Option<PolicyKind>,
+    /// Capabilities the plugin may use; none unless listed here.
+    #[serde(default)]
+    pub grants: GrantsSpec,
+}
+
+/// `grants:` as written in the file. Every capability is off by default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsSpec {
+    /// `wasi:clocks` (wall clock and monotonic clock).
+    #[serde(default)]
+    pub clock: bool,
+    /// `wasi:random` (the host's secure random source).
+    #[serde(default)]
+    pub random: bool,
+    /// `wasi:cli/environment`: exactly these variables, nothing from the host.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// `wasi:filesystem`: these host directories, read-only.
+    #[serde(default)]
+    pub filesystem: Vec<MountSpec>,
+    /// `wasi:sockets`: TCP and UDP to these `ip:port` addresses only (no DNS).
+    #[serde(default)]
+    pub network: Vec<String>,
+}
+
+/// One read-only directory a plugin may read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountSpec {
+    /// Directory on the host (relative paths are relative to the policies file).
+    pub host: PathBuf,
+    /// Where the plugin sees it, e.g. `/data`.
+    pub guest: String,
+}
+
+/// Validated capability grants of a slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Grants {
+    pub clock: bool,
+    pub random: bool,
+    pub environment: BTreeMap<String, String>,
+    /// (host directory, guest path), read-only.
+    pub filesystem: Vec<(PathBuf, String)>,
+    pub network: Vec<std::net::SocketAddr>,
+}
+
+impl Grants {
+    /// No capability at all: the default sandbox.
+    pub fn is_empty(&self) -> bool {
+        *self == Grants::default()
+    }
+
+    /// Names of the granted capabilities, for logs and status pages.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        for (on, name) in [
+            (self.clock, "clock"),
+            (self.random, "random"),
+            (!self.environment.is_empty(), "environment"),
+            (!self.filesystem.is_empty(), "filesystem"),
+            (!self.network.is_empty(), "network"),
+        ] {
+            if on {
+                v.push(name);
+            }
+        }
+        v
+    }
+}
+
+/// Validates `grants:`; `base` resolves relative host paths.
+fn validate_grants(at: &str, spec: &GrantsSpec, base: &Path, problems: &mut Vec<String>) -> Grants {
+    let mut g = Grants {
+        clock: spec.clock,
+        random: spec.random,
+        environment: spec.environment.clone(),
+        ..Grants::default()
+    };
+    for k in spec.environment.keys() {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            problems.push(format!(
+                "{at}.grants.environment: invalid variable name {k:?}"
+            ));
+        }
+    }
+    for (i, m) in spec.filesystem.iter().enumerate() {
+        let host = if m.host.is_absolute() {
+            m.host.clone()
+        } else {
+            base.join(&m.host)
+        };
+        if !host.is_dir() {
+            problems.push(format!(
+                "{at}.grants.filesystem[{i}].host: {} is not a directory",
+                host.display()
+            ));
+        }
+        if !m.guest.starts_with('/') {
+            problems.push(format!(
+                "{at}.grants.filesystem[{i}].guest: {:?} must be an absolute path such as /data",
+                m.guest
+            ));
+        }
+        g.filesystem.push((host, m.guest.clone()));
+    }
+    for (i, a) in spec.network.iter().enumerate() {
+        match a.parse::<std::net::SocketAddr>() {
+            Ok(addr) => g.network.push(addr),
+            Err(_) => problems.push(format!(
+                "{at}.grants.network[{i}]: {a:?} is not an ip:port address (names are not resolved)"
+            )),
+        }
+    }
+    g
 }
 
 /// Limits as written in the file.
@@ -143,6 +258,8 @@ pub struct SlotConfig {
     pub config: serde_json::Value,
     pub limits: Limits,
     pub failure_policy: FailurePolicy,
+    /// Capabilities granted to the plugin (none by default).
+    pub grants: Grants,
 }
 
 /// Where a slot's module comes from.
@@ -283,6 +400,7 @@ pub fn validate_slot(
             }
         }
     }
+    let grants = validate_grants(&at, &spec.grants, base, problems);
     let kind = kind?;
     if problems.len() > before {
         return None;
@@ -299,6 +417,7 @@ pub fn validate_slot(
         },
         limits,
         failure_policy: spec.failure_policy,
+        grants,
     })
 }
 
@@ -329,6 +448,7 @@ pub fn default_slots() -> Vec<SlotConfig> {
         config: serde_json::Value::Object(Default::default()),
         limits: Limits::default(),
         failure_policy: FailurePolicy::Fallback,
+        grants: Default::default(),
     };
     vec![
         mk("dedup", "dedup-penalty", PolicyKind::Dedup),

@@ -10,7 +10,7 @@ use wasmtime::component::{Component, ComponentExportIndex, Func, Linker};
 use wasmtime::{ResourceLimiter, Store, Trap};
 
 use super::PolicyError;
-use super::config::{FailurePolicy, Limits, PluginSource, PolicyKind};
+use super::config::{FailurePolicy, Grants, Limits, PluginSource, PolicyKind};
 use super::engine::{CompileSource, EPOCH_TICK, PolicyEngine};
 use super::metrics::PolicyMetrics;
 
@@ -44,7 +44,9 @@ fn dedup_export(component: &Component) -> Option<ComponentExportIndex> {
 pub const WIT_PACKAGE_VERSION: &str = "0.1.0";
 
 /// Interfaces a `wasm32-wasip2` Rust guest imports through std even when it
-/// never uses them. They are linked as traps: calling one fails the call.
+/// never uses them. They are linked as traps: calling one fails the call
+/// (for a slot with `grants:`, WASI serves them with nothing behind them:
+/// empty stdin, discarded stdout and stderr, only the granted variables).
 /// Two more are allowed: our own type-only `sluice:policy/types` interface,
 /// and `wasi:random/insecure-seed`, which std's `HashMap` asks for and which
 /// gets a fixed seed (it grants nothing). Anything else a plugin imports
@@ -116,7 +118,70 @@ pub struct CallError {
 pub(crate) struct HostState {
     memory_cap: usize,
     oom: Option<usize>,
+    /// WASI state of a plugin whose slot grants capabilities.
+    wasi: Option<Box<WasiState>>,
 }
+
+pub(crate) struct WasiState {
+    ctx: wasmtime_wasi::WasiCtx,
+    table: wasmtime_wasi::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for HostState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        // Only linked for slots with grants, whose stores always carry a
+        // context; an empty one (no variables, no directories, no network)
+        // would answer otherwise.
+        let w = self.wasi.get_or_insert_with(|| {
+            Box::new(WasiState {
+                ctx: wasmtime_wasi::WasiCtx::builder().build(),
+                table: wasmtime_wasi::ResourceTable::new(),
+            })
+        });
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut w.ctx,
+            table: &mut w.table,
+        }
+    }
+}
+
+/// The WASI context of one instance of a plugin granted `grants`.
+fn wasi_state(grants: &Grants) -> wasmtime::Result<WasiState> {
+    let mut b = wasmtime_wasi::WasiCtx::builder();
+    b.insecure_random_seed(INSECURE_SEED);
+    for (k, v) in &grants.environment {
+        b.env(k, v);
+    }
+    for (host, guest) in &grants.filesystem {
+        b.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadOnly)?;
+    }
+    b.allow_ip_name_lookup(false);
+    if grants.network.is_empty() {
+        b.allow_tcp(false).allow_udp(false);
+    } else {
+        let allowed = grants.network.clone();
+        b.allow_tcp(true).allow_udp(true);
+        b.socket_addr_check(move |addr, usage| {
+            use wasmtime_wasi::sockets::SocketAddrUse;
+            let ok = match usage {
+                // The implicit local bind of an outgoing socket.
+                SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
+                    addr.ip().is_unspecified() && addr.port() == 0
+                }
+                _ => allowed.contains(&addr),
+            };
+            Box::pin(async move { ok })
+        });
+    }
+    Ok(WasiState {
+        ctx: b.build(),
+        table: wasmtime_wasi::ResourceTable::new(),
+    })
+}
+
+/// The constant `wasi:random/insecure-seed` every plugin gets: std's
+/// `HashMap` asks for one, and a constant reveals nothing.
+const INSECURE_SEED: u128 = 0x5eed_5eed_5eed_5eed_0000_0000_0000_0051;
 
 impl ResourceLimiter for HostState {
     fn memory_growing(
@@ -191,6 +256,8 @@ pub struct Plugin {
     pub failure_policy: FailurePolicy,
     pub compile_source: CompileSource,
     pub(crate) config_json: String,
+    /// Capabilities granted by the slot.
+    pub grants: Grants,
     engine: Arc<PolicyEngine>,
     pre: Pre,
     pub(crate) metrics: PolicyMetrics,
@@ -252,17 +319,36 @@ pub enum ImportLink {
     ConstantSeed,
     /// An interface std imports without using it: linked, but calling it traps.
     Trap,
-    /// A capability no slot grants: the plugin is refused at load.
+    /// A capability the slot grants (`grants:` in policies.yml): served by WASI.
+    Granted,
+    /// A capability the slot does not grant: the plugin is refused at load.
     Refused,
 }
 
+/// The `grants:` capability an import needs, if it is one.
+pub fn capability_of(name: &str) -> Option<&'static str> {
+    [
+        ("wasi:clocks/", "clock"),
+        ("wasi:random/random@", "random"),
+        ("wasi:random/insecure@", "random"),
+        ("wasi:cli/environment@", "environment"),
+        ("wasi:filesystem/", "filesystem"),
+        ("wasi:sockets/", "network"),
+    ]
+    .into_iter()
+    .find(|(p, _)| name.starts_with(p))
+    .map(|(_, c)| c)
+}
+
 /// How the sandbox links the import `name` (a component import name such as
-/// `wasi:filesystem/types@0.2.6`).
-pub fn import_link(name: &str) -> ImportLink {
+/// `wasi:filesystem/types@0.2.6`) for a slot granted `grants`.
+pub fn import_link(name: &str, grants: &Grants) -> ImportLink {
     if name.starts_with("sluice:policy/types@") {
         ImportLink::Types
     } else if name.starts_with("wasi:random/insecure-seed@") {
         ImportLink::ConstantSeed
+    } else if capability_of(name).is_some_and(|c| grants.names().contains(&c)) {
+        ImportLink::Granted
     } else if ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)) {
         ImportLink::Trap
     } else {
@@ -288,14 +374,29 @@ pub fn export_names(engine: &PolicyEngine, component: &Component) -> Vec<String>
         .collect()
 }
 
-fn check_imports(engine: &PolicyEngine, component: &Component) -> Result<(), PolicyError> {
+fn check_imports(
+    engine: &PolicyEngine,
+    component: &Component,
+    grants: &Grants,
+) -> Result<(), PolicyError> {
     let refused: Vec<String> = import_names(engine, component)
         .into_iter()
-        .filter(|n| import_link(n) == ImportLink::Refused)
+        .filter(|n| import_link(n, grants) == ImportLink::Refused)
         .collect();
     if !refused.is_empty() {
+        let mut needs: Vec<&str> = refused.iter().filter_map(|n| capability_of(n)).collect();
+        needs.sort_unstable();
+        needs.dedup();
+        let hint = if needs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (grant it in the slot's `grants:` if you mean to: {})",
+                needs.join(", ")
+            )
+        };
         return Err(PolicyError::Capability(format!(
-            "plugin imports {}, which {} not granted: policy plugins run without filesystem, network, clock, random or environment access",
+            "plugin imports {}, which {} not granted: policy plugins run without filesystem, network, clock, random or environment access{hint}",
             refused.join(", "),
             if refused.len() == 1 { "is" } else { "are" }
         )));
@@ -311,6 +412,7 @@ pub(crate) struct BuildSpec {
     pub limits: Limits,
     pub failure_policy: FailurePolicy,
     pub config_json: String,
+    pub grants: Grants,
 }
 
 impl Plugin {
@@ -349,7 +451,7 @@ impl Plugin {
         spec: BuildSpec,
         metrics: PolicyMetrics,
     ) -> Result<Plugin, PolicyError> {
-        check_imports(engine, &component)?;
+        check_imports(engine, &component, &spec.grants)?;
         let (kind, version) = exported_policy(engine, &component)?;
         if kind != spec.kind {
             return Err(PolicyError::Invalid(format!(
@@ -365,11 +467,17 @@ impl Plugin {
         }
         let mut linker: Linker<HostState> = Linker::new(engine.engine());
         let link = |e: wasmtime::Error| PolicyError::Invalid(format!("linking: {e:#}"));
+        if !spec.grants.is_empty() {
+            // Granted capabilities are served by WASI (which also provides
+            // the constant seed); the import check above already refused
+            // every capability the slot does not grant.
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
+        }
         let seed_imports: Vec<String> = component
             .component_type()
             .imports(engine.engine())
             .map(|(n, _)| n.to_string())
-            .filter(|n| n.starts_with("wasi:random/insecure-seed@"))
+            .filter(|n| n.starts_with("wasi:random/insecure-seed@") && spec.grants.is_empty())
             .collect();
         for name in seed_imports {
             // A constant seed: std's HashMap needs one, and it reveals nothing.
@@ -377,14 +485,25 @@ impl Plugin {
                 .instance(&name)
                 .and_then(|mut i| {
                     i.func_wrap("insecure-seed", |_, (): ()| {
-                        Ok(((0x5eed_5eed_5eed_5eed_u64, 0x51u64),))
+                        Ok((((INSECURE_SEED >> 64) as u64, INSECURE_SEED as u64),))
                     })
                 })
                 .map_err(link)?;
         }
-        linker
-            .define_unknown_imports_as_traps(&component)
-            .map_err(link)?;
+        if spec.grants.is_empty() {
+            linker
+                .define_unknown_imports_as_traps(&component)
+                .map_err(link)?;
+        } else {
+            // WASI serves every `wasi:` import (by semver-compatible
+            // version, which the trap filler does not look up); what is left
+            // is our type-only interface.
+            for name in import_names(engine, &component) {
+                if name.starts_with("sluice:policy/types@") {
+                    linker.instance(&name).map_err(link)?;
+                }
+            }
+        }
         let ipre = linker
             .instantiate_pre(&component)
             .map_err(|e| PolicyError::Invalid(format!("linking: {e:#}")))?;
@@ -424,6 +543,7 @@ impl Plugin {
             failure_policy: spec.failure_policy,
             compile_source,
             config_json: spec.config_json,
+            grants: spec.grants,
             engine: engine.clone(),
             pre,
             metrics,
@@ -488,8 +608,18 @@ impl Plugin {
             HostState {
                 memory_cap: usize::try_from(self.limits.memory_bytes).unwrap_or(usize::MAX),
                 oom: None,
+                wasi: None,
             },
         );
+        if !self.grants.is_empty() {
+            let w = wasi_state(&self.grants).map_err(|e| {
+                self.err(
+                    FailureKind::Instantiate,
+                    format!("granting capabilities: {e:#}"),
+                )
+            })?;
+            store.data_mut().wasi = Some(Box::new(w));
+        }
         store.limiter(|s| s);
         self.arm(&mut store);
         let inst = match &self.pre {
