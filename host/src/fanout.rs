@@ -7,8 +7,10 @@
 
 mod endpoints;
 mod merge;
+pub mod raw;
 mod server;
 
 pub use endpoints::{Endpoint, EndpointSet, EndpointSetOptions, EndpointState};
 pub use merge::{FanoutItem, ProxyRequest, compare_pb_labels, label_names, label_values, series};
+pub use raw::{RawFrame, RawSeries};
 pub use server::ProxyStore;

@@ -340,10 +340,14 @@ impl Querier {
         let mut warnings = Vec::new();
         while let Some(item) = rx.recv().await {
             match item {
-                Ok(FanoutItem::Series(s)) => {
-                    let mut l = Labels::from_pairs(s.labels.into_iter().map(|l| (l.name, l.value)));
-                    l.remove_names(&strip);
-                    merged.push((l, s.chunks));
+                Ok(FanoutItem::Series(run)) => {
+                    for s in run {
+                        let mut l = Labels::from_pairs(
+                            s.labels().map(|(n, v)| (n.to_string(), v.to_string())),
+                        );
+                        l.remove_names(&strip);
+                        merged.push((l, s.chunks()));
+                    }
                 }
                 Ok(FanoutItem::Warning(w)) => warnings.push(w),
                 Err(status) => return Err(QueryError::Store(status.message().to_string())),

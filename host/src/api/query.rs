@@ -412,11 +412,14 @@ async fn series(
         tokio::spawn(async move { crate::fanout::series(&set, req, tx).await });
         while let Some(item) = rx.recv().await {
             match item {
-                Ok(FanoutItem::Series(series)) => {
-                    let mut l =
-                        Labels::from_pairs(series.labels.into_iter().map(|l| (l.name, l.value)));
-                    l.remove_names(&c.replica_labels);
-                    all.insert(l, ());
+                Ok(FanoutItem::Series(run)) => {
+                    for series in run {
+                        let mut l = Labels::from_pairs(
+                            series.labels().map(|(n, v)| (n.to_string(), v.to_string())),
+                        );
+                        l.remove_names(&c.replica_labels);
+                        all.insert(l, ());
+                    }
                 }
                 Ok(FanoutItem::Warning(w)) => warnings.push(w),
                 Err(status) => {

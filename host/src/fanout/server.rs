@@ -124,24 +124,34 @@ impl Store for ProxyStore {
                     item = rx.recv() => item,
                 };
                 let Some(item) = item else { break };
-                let frame = match item {
-                    Ok(FanoutItem::Series(s)) if batch > 1 => {
-                        pending.push(s);
-                        if pending.len() < batch {
-                            continue;
+                let frames: Vec<Result<SeriesResponse, Status>> = match item {
+                    Ok(FanoutItem::Series(run)) if batch > 1 => {
+                        let mut full = Vec::new();
+                        for s in run {
+                            pending.push(s.to_series());
+                            if pending.len() >= batch {
+                                full.push(Ok(flush(&mut pending)));
+                            }
                         }
-                        Ok(flush(&mut pending))
+                        full
                     }
-                    Ok(FanoutItem::Series(s)) => Ok(SeriesResponse {
-                        result: Some(series_response::Result::Series(s)),
-                    }),
-                    Ok(FanoutItem::Warning(w)) => Ok(SeriesResponse {
+                    Ok(FanoutItem::Series(run)) => run
+                        .into_iter()
+                        .map(|s| {
+                            Ok(SeriesResponse {
+                                result: Some(series_response::Result::Series(s.to_series())),
+                            })
+                        })
+                        .collect(),
+                    Ok(FanoutItem::Warning(w)) => vec![Ok(SeriesResponse {
                         result: Some(series_response::Result::Warning(w)),
-                    }),
-                    Err(e) => Err(e),
+                    })],
+                    Err(e) => vec![Err(e)],
                 };
-                if otx.send(frame).await.is_err() {
-                    return;
+                for frame in frames {
+                    if otx.send(frame).await.is_err() {
+                        return;
+                    }
                 }
             }
             if !pending.is_empty() {

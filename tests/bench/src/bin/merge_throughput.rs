@@ -50,8 +50,9 @@ use bytes::{BufMut, Bytes};
 use futures::Stream;
 use prost::Message;
 use sluice::discovery::{Discovery, EndpointSpec, Source};
+use sluice::fanout::raw::FrameCodec;
 use sluice::fanout::{
-    EndpointSet, EndpointSetOptions, FanoutItem, ProxyRequest, compare_pb_labels,
+    EndpointSet, EndpointSetOptions, FanoutItem, ProxyRequest, RawFrame, RawSeries,
 };
 use sluice::metrics::Metrics;
 use sluice::model::{MatchOp, Matcher};
@@ -62,7 +63,6 @@ use sluice_bench::stats::{best, median};
 use sluice_proto::MAX_GRPC_MESSAGE_SIZE;
 use sluice_proto::thanos::info::info_server::{Info, InfoServer};
 use sluice_proto::thanos::info::{InfoRequest as InfoReq, InfoResponse as InfoResp, StoreInfo};
-use sluice_proto::thanos::store_client::StoreClient;
 use sluice_proto::thanos::store_server::{Store, StoreServer};
 use sluice_proto::thanos::{
     self, AggrChunk, Chunk, Label, LabelMatcher, LabelNamesRequest, LabelNamesResponse,
@@ -409,11 +409,11 @@ impl Decoder for RequestDecoder {
 }
 
 /// `Series` streaming the pre-encoded frames.
-struct RawSeries(Arc<Vec<Bytes>>);
+struct PreEncodedSeries(Arc<Vec<Bytes>>);
 
 type RawStream = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
 
-impl ServerStreamingService<SeriesRequest> for RawSeries {
+impl ServerStreamingService<SeriesRequest> for PreEncodedSeries {
     type Response = Bytes;
     type ResponseStream = RawStream;
     type Future = BoxFuture<Response<RawStream>, Status>;
@@ -453,7 +453,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         if req.uri().path() == "/thanos.Store/Series" {
-            let svc = RawSeries(self.frames.clone());
+            let svc = PreEncodedSeries(self.frames.clone());
             Box::pin(async move { Ok(Grpc::new(RawCodec).server_streaming(svc, req).await) })
         } else {
             self.inner.call(req)
@@ -521,27 +521,29 @@ async fn merge_round(set: Arc<EndpointSet>, req: ProxyRequest, expect: u64) -> a
     let t = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let fan = tokio::spawn(async move { sluice::fanout::series(&set, req, tx).await });
-    let mut prev: Option<Series> = None;
+    let mut prev: Option<RawSeries> = None;
     let mut n = 0u64;
     while let Some(item) = rx.recv().await {
         match item {
-            Ok(FanoutItem::Series(s)) => {
-                ensure!(
-                    s.chunks.len() == 1 && s.labels.len() == 3,
-                    "series {n}: {} labels, {} chunks; expected 3 and 1",
-                    s.labels.len(),
-                    s.chunks.len()
-                );
-                if let Some(p) = &prev {
+            Ok(FanoutItem::Series(run)) => {
+                for s in run {
                     ensure!(
-                        compare_pb_labels(&p.labels, &s.labels).is_lt(),
-                        "merged stream out of order at series {n}: {:?} then {:?}",
-                        p.labels,
-                        s.labels
+                        s.chunk_count() == 1 && s.label_count() == 3,
+                        "series {n}: {} labels, {} chunks; expected 3 and 1",
+                        s.label_count(),
+                        s.chunk_count()
                     );
+                    if let Some(p) = &prev {
+                        ensure!(
+                            p.cmp_labels(&s).is_lt(),
+                            "merged stream out of order at series {n}: {:?} then {:?}",
+                            p.labels().collect::<Vec<_>>(),
+                            s.labels().collect::<Vec<_>>()
+                        );
+                    }
+                    prev = Some(s);
+                    n += 1;
                 }
-                prev = Some(s);
-                n += 1;
             }
             Ok(FanoutItem::Warning(w)) => bail!("fan-out warning: {w}"),
             Err(s) => bail!("fan-out failed: {}: {}", s.code(), s.message()),
@@ -553,27 +555,33 @@ async fn merge_round(set: Arc<EndpointSet>, req: ProxyRequest, expect: u64) -> a
     Ok(secs)
 }
 
-/// The peer: every endpoint's stream read by its own task, decoded and
-/// counted, no merge.
+/// The peer: every endpoint's stream read by its own task with the same
+/// frame codec and indexing as the merge (`RawFrame::parse`), and counted,
+/// no merge.
 async fn direct_round(
-    clients: Vec<StoreClient<tonic::transport::Channel>>,
+    channels: Vec<tonic::transport::Channel>,
     req: SeriesRequest,
     expect: u64,
 ) -> anyhow::Result<f64> {
     let t = Instant::now();
-    let tasks: Vec<_> = clients
+    let tasks: Vec<_> = channels
         .into_iter()
-        .map(|mut c| {
+        .map(|ch| {
             let req = req.clone();
             tokio::spawn(async move {
-                let mut stream = c.series(req).await?.into_inner();
+                let mut grpc =
+                    tonic::client::Grpc::new(ch).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
+                grpc.ready()
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                let path = http::uri::PathAndQuery::from_static("/thanos.Store/Series");
+                let mut stream = grpc
+                    .server_streaming(Request::new(req), path, FrameCodec)
+                    .await?
+                    .into_inner();
                 let mut n = 0u64;
                 while let Some(m) = stream.message().await? {
-                    match m.result {
-                        Some(series_response::Result::Batch(b)) => n += b.series.len() as u64,
-                        Some(series_response::Result::Series(_)) => n += 1,
-                        _ => {}
-                    }
+                    n += RawFrame::parse(m).map_err(Status::internal)?.frame.len() as u64;
                 }
                 Ok::<u64, Status>(n)
             })
@@ -1043,7 +1051,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .connect()
                 .await
                 .with_context(|| format!("connecting to {a}"))?;
-            clients.push(StoreClient::new(ch).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE));
+            clients.push(ch);
         }
         Ok::<_, anyhow::Error>((set, clients))
     })?;
