@@ -12,5 +12,5 @@ mod server;
 
 pub use endpoints::{Endpoint, EndpointSet, EndpointSetOptions, EndpointState};
 pub use merge::{FanoutItem, ProxyRequest, compare_pb_labels, label_names, label_values, series};
-pub use raw::{RawFrame, RawSeries};
+pub use raw::{RawFrame, SeriesRun, SeriesView};
 pub use server::ProxyStore;

@@ -341,7 +341,7 @@ impl Querier {
         while let Some(item) = rx.recv().await {
             match item {
                 Ok(FanoutItem::Series(run)) => {
-                    for s in run {
+                    for s in run.iter() {
                         let mut l = Labels::from_pairs(
                             s.labels().map(|(n, v)| (n.to_string(), v.to_string())),
                         );

@@ -413,7 +413,7 @@ async fn series(
         while let Some(item) = rx.recv().await {
             match item {
                 Ok(FanoutItem::Series(run)) => {
-                    for series in run {
+                    for series in run.iter() {
                         let mut l = Labels::from_pairs(
                             series.labels().map(|(n, v)| (n.to_string(), v.to_string())),
                         );

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::Duration;
 
+use futures::FutureExt;
 use sluice_proto::MAX_GRPC_MESSAGE_SIZE;
 use sluice_proto::thanos::store_client::StoreClient;
 use sluice_proto::thanos::{
@@ -16,7 +17,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::endpoints::{Endpoint, EndpointSet};
-use super::raw::{self, FrameCodec, RawFrame, RawSeries, cmp_bytes};
+use super::raw::{self, ChunkRef, FrameCodec, RawFrame, SeriesRun, SeriesView, cmp_bytes};
 use crate::model::Matcher;
 
 /// Prometheus `labels.Compare` over wire labels.
@@ -48,14 +49,16 @@ pub struct ProxyRequest {
 pub enum FanoutItem {
     /// The next run of merged series, in label order (a batch, so the
     /// consumer is woken once per run rather than once per series).
-    Series(Vec<RawSeries>),
+    Series(SeriesRun),
     Warning(String),
 }
 
 /// What a pump hands the merge: one response frame's series at a time,
 /// warnings and the error that ended the stream, in stream order.
 enum Frame {
-    Series(Arc<RawFrame>),
+    /// One or more frames, in order (a pump sends what its stream has ready
+    /// in one message, so the merge is woken once per burst).
+    Series(Vec<Arc<RawFrame>>),
     Warning(String),
     Error(String),
 }
@@ -66,6 +69,9 @@ const PUMP_BUFFER_FRAMES: usize = 8;
 
 /// Series per frame when a pump re-sends a buffered response.
 const PUMP_RESEND_BATCH: usize = 64;
+
+/// Most frames a pump sends in one message.
+const PUMP_BURST: usize = 16;
 
 /// Series per [`FanoutItem::Series`] message. A run is also sent early
 /// whenever the merge is about to wait for an endpoint.
@@ -199,45 +205,86 @@ async fn pump(
                 return;
             }
         };
-        let parsed = match RawFrame::parse(msg) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = tx
-                    .send(Frame::Error(format!(
-                        "endpoint {addr}: malformed Series response: {e}"
-                    )))
-                    .await;
-                return;
+        // This message and whatever else the stream has ready, up to a burst.
+        let mut burst: Vec<Arc<RawFrame>> = Vec::new();
+        let mut next = Some(msg);
+        let mut ended = false;
+        while let Some(msg) = next.take() {
+            let parsed = match RawFrame::parse(msg) {
+                Ok(p) => p,
+                Err(e) => {
+                    if !burst.is_empty() {
+                        let _ = tx.send(Frame::Series(burst)).await;
+                    }
+                    let _ = tx
+                        .send(Frame::Error(format!(
+                            "endpoint {addr}: cannot decode Series response: {e}"
+                        )))
+                        .await;
+                    return;
+                }
+            };
+            if let Some(w) = parsed.warning {
+                if !burst.is_empty()
+                    && tx
+                        .send(Frame::Series(std::mem::take(&mut burst)))
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+                if tx
+                    .send(Frame::Warning(format!("endpoint {addr}: {w}")))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
             }
-        };
-        if let Some(w) = parsed.warning
-            && tx
-                .send(Frame::Warning(format!("endpoint {addr}: {w}")))
-                .await
-                .is_err()
-        {
-            return;
-        }
-        let frame = Arc::new(parsed.frame);
-        if frame.is_empty() {
-            continue;
+            if !parsed.frame.is_empty() {
+                burst.push(Arc::new(parsed.frame));
+            }
+            if burst.len() < PUMP_BURST {
+                // Cancel-safe: a message not ready yet stays in the stream.
+                match stream.message().now_or_never() {
+                    Some(Ok(Some(m))) => next = Some(m),
+                    Some(Ok(None)) => ended = true,
+                    Some(Err(s)) => {
+                        if !burst.is_empty() {
+                            let _ = tx.send(Frame::Series(burst)).await;
+                        }
+                        let _ = tx
+                            .send(Frame::Error(format!(
+                                "endpoint {addr}: {}",
+                                status_text(&s)
+                            )))
+                            .await;
+                        return;
+                    }
+                    // Not ready: the outer loop waits for it.
+                    None => {}
+                }
+            }
         }
         if !strip.is_empty() {
-            for i in 0..frame.len() {
-                let mut s = RawSeries::new(frame.clone(), i).to_series();
-                s.labels.retain(|l| !strip.contains(&l.name));
-                buffered.push(s);
+            for frame in burst {
+                for i in 0..frame.len() {
+                    let mut s = SeriesView::new(&frame, i).to_series();
+                    s.labels.retain(|l| !strip.contains(&l.name));
+                    buffered.push(s);
+                }
             }
-            continue;
-        }
-        if tx.send(Frame::Series(frame)).await.is_err() {
+        } else if !burst.is_empty() && tx.send(Frame::Series(burst)).await.is_err() {
             return;
+        }
+        if ended {
+            break;
         }
     }
     if !strip.is_empty() {
         buffered.sort_by(|a, b| compare_pb_labels(&a.labels, &b.labels));
         for frame in reencode(buffered) {
-            if tx.send(Frame::Series(frame)).await.is_err() {
+            if tx.send(Frame::Series(vec![frame])).await.is_err() {
                 return;
             }
         }
@@ -254,6 +301,10 @@ struct Source {
     rx: Option<mpsc::Receiver<Frame>>,
     frame: Arc<RawFrame>,
     pos: usize,
+    /// Frames received after `frame`, in order.
+    queued: std::collections::VecDeque<Arc<RawFrame>>,
+    /// Slot of `frame` in the run being built, once added.
+    slot: Option<u32>,
 }
 
 impl Source {
@@ -262,13 +313,23 @@ impl Source {
     }
 }
 
+/// The merged series being assembled: where its first part is (a slot of
+/// the run being built) and, if other parts were merged in, its chunks.
+struct Cur {
+    slot: u32,
+    idx: usize,
+    merged: Option<Vec<ChunkRef>>,
+}
+
 /// The merge's state: sources, a binary min-heap of the indexes of the
 /// sources that have a head series (ordered by that series' labels, ties by
-/// index), and the run of merged series not sent yet.
+/// index), the run of merged series not sent yet, and the series being
+/// assembled.
 struct Merge<'a> {
     src: Vec<Source>,
     heap: Vec<usize>,
-    pending: Vec<RawSeries>,
+    run: SeriesRun,
+    cur: Option<Cur>,
     partial: bool,
     out: &'a mpsc::Sender<Result<FanoutItem, Status>>,
 }
@@ -313,12 +374,32 @@ impl Merge<'_> {
         }
     }
 
-    /// Sends the pending run.
+    /// The run slot of source `i`'s current frame, adding it if needed.
+    fn slot(&mut self, i: usize) -> u32 {
+        match self.src[i].slot {
+            Some(s) => s,
+            None => {
+                let s = self.run.add_frame(self.src[i].frame.clone());
+                self.src[i].slot = Some(s);
+                s
+            }
+        }
+    }
+
+    /// Sends the finished series of the run. A series being assembled moves
+    /// to the next run.
     async fn flush(&mut self) -> Result<(), ()> {
-        if self.pending.is_empty() {
+        if self.run.is_empty() {
             return Ok(());
         }
-        let run = std::mem::replace(&mut self.pending, Vec::with_capacity(OUT_BATCH));
+        let keep = self.cur.as_ref().map(|c| self.run.frame(c.slot).clone());
+        let run = std::mem::replace(&mut self.run, SeriesRun::with_capacity(OUT_BATCH));
+        for s in &mut self.src {
+            s.slot = None;
+        }
+        if let (Some(c), Some(f)) = (self.cur.as_mut(), keep) {
+            c.slot = self.run.add_frame(f);
+        }
         self.out
             .send(Ok(FanoutItem::Series(run)))
             .await
@@ -332,6 +413,11 @@ impl Merge<'_> {
         loop {
             if self.src[i].has_head() {
                 return Ok(());
+            }
+            if let Some(f) = self.src[i].queued.pop_front() {
+                let s = &mut self.src[i];
+                (s.frame, s.pos, s.slot) = (f, 0, None);
+                continue;
             }
             let Some(rx) = self.src[i].rx.as_mut() else {
                 return Ok(());
@@ -354,10 +440,7 @@ impl Merge<'_> {
                 }
             };
             match frame {
-                Some(Frame::Series(f)) => {
-                    self.src[i].frame = f;
-                    self.src[i].pos = 0;
-                }
+                Some(Frame::Series(frames)) => self.src[i].queued.extend(frames),
                 Some(Frame::Warning(w)) | Some(Frame::Error(w)) if self.partial => {
                     self.flush().await?;
                     if self.out.send(Ok(FanoutItem::Warning(w))).await.is_err() {
@@ -376,25 +459,33 @@ impl Merge<'_> {
         }
     }
 
-    /// Takes source `i`'s head into `cur` (or starts `cur` with it), and
-    /// every following series of the same source with the same labels (a
-    /// series may continue in the next frames).
-    async fn take_run(&mut self, i: usize, cur: &mut Option<RawSeries>) -> Result<(), ()> {
-        loop {
-            let s = &self.src[i];
-            match cur {
-                None => *cur = Some(RawSeries::new(s.frame.clone(), s.pos)),
-                Some(c) if c.same_at(&s.frame, s.pos) => {
-                    c.absorb(&RawSeries::new(s.frame.clone(), s.pos));
-                }
-                Some(_) => return Ok(()),
+    /// Takes source `i`'s head into the series being assembled (starting
+    /// it, or merging into it when the labels are the same) and moves the
+    /// source on.
+    async fn take(&mut self, i: usize) -> Result<(), ()> {
+        match &self.cur {
+            None => {
+                let slot = self.slot(i);
+                self.cur = Some(Cur {
+                    slot,
+                    idx: self.src[i].pos,
+                    merged: None,
+                });
             }
-            self.src[i].pos += 1;
-            self.refill(i).await?;
-            if !self.src[i].has_head() {
-                return Ok(());
+            Some(c) => {
+                let first = self.run.frame(c.slot).clone();
+                let s = &self.src[i];
+                let (frame, pos) = (s.frame.clone(), s.pos);
+                if let Some(c) = self.cur.as_mut() {
+                    let chunks = c
+                        .merged
+                        .get_or_insert_with(|| raw::chunk_refs(&first, c.idx));
+                    raw::absorb(chunks, &frame, pos);
+                }
             }
         }
+        self.src[i].pos += 1;
+        self.refill(i).await
     }
 
     async fn run(mut self) {
@@ -409,12 +500,14 @@ impl Merge<'_> {
             }
         }
         while let Some(&top) = self.heap.first() {
-            let mut cur = None;
-            // The smallest head, then every other source's head with the
-            // same labels: one merged series.
+            // The smallest head, then whatever has the same labels: the same
+            // series continuing in the source's next frame, or another
+            // source's copy. Either sorts first among the heads then (equal
+            // to the series taken, which was the smallest), so one look at
+            // the heap's top finds them all.
             let mut from = top;
             loop {
-                if self.take_run(from, &mut cur).await.is_err() {
+                if self.take(from).await.is_err() {
                     return;
                 }
                 if self.src[from].has_head() {
@@ -430,17 +523,18 @@ impl Merge<'_> {
                 let Some(&next) = self.heap.first() else {
                     break;
                 };
-                let s = &self.src[next];
-                let same = cur.as_ref().is_some_and(|c| c.same_at(&s.frame, s.pos));
+                let (s, c) = (&self.src[next], self.cur.as_ref());
+                let same =
+                    c.is_some_and(|c| raw::eq_at(self.run.frame(c.slot), c.idx, &s.frame, s.pos));
                 if !same {
                     break;
                 }
                 from = next;
             }
-            if let Some(c) = cur {
-                self.pending.push(c);
+            if let Some(c) = self.cur.take() {
+                self.run.push(c.slot, c.idx, c.merged);
             }
-            if self.pending.len() >= OUT_BATCH && self.flush().await.is_err() {
+            if self.run.len() >= OUT_BATCH && self.flush().await.is_err() {
                 return;
             }
         }
@@ -486,13 +580,16 @@ pub async fn series(
             rx: Some(rx),
             frame: Arc::new(RawFrame::default()),
             pos: 0,
+            queued: Default::default(),
+            slot: None,
         });
     }
     let heap = Vec::with_capacity(src.len());
     Merge {
         src,
         heap,
-        pending: Vec::with_capacity(OUT_BATCH),
+        run: SeriesRun::with_capacity(OUT_BATCH),
+        cur: None,
         partial: req.partial_response,
         out: &out,
     }
@@ -814,7 +911,7 @@ mod tests {
         while let Some(item) = rx.recv().await {
             match item.expect("no error") {
                 FanoutItem::Series(run) => {
-                    for s in run {
+                    for s in run.iter() {
                         let s = s.to_series();
                         got.push((
                             s.labels[1].value.clone(),
@@ -837,6 +934,98 @@ mod tests {
         ];
         assert_eq!(got, want);
         assert_eq!(set.open_streams(), 0);
+    }
+
+    fn raw_frame(msg: SeriesResponse) -> Arc<RawFrame> {
+        let bytes = bytes::Bytes::from(prost::Message::encode_to_vec(&msg));
+        Arc::new(RawFrame::parse(bytes).expect("parse").frame)
+    }
+
+    /// A series that continues in a frame that has not arrived yet: the
+    /// merge sends what it has before it waits, and the series being
+    /// assembled moves to the next run intact.
+    #[tokio::test]
+    async fn a_series_split_across_a_wait_stays_whole() {
+        let (tx0, rx0) = mpsc::channel(4);
+        let (tx1, rx1) = mpsc::channel(4);
+        let (out, mut got) = mpsc::channel(16);
+        let src = [rx0, rx1]
+            .into_iter()
+            .map(|rx| Source {
+                rx: Some(rx),
+                frame: Arc::new(RawFrame::default()),
+                pos: 0,
+                queued: Default::default(),
+                slot: None,
+            })
+            .collect();
+        let merge = tokio::spawn(async move {
+            Merge {
+                src,
+                heap: Vec::new(),
+                run: SeriesRun::default(),
+                cur: None,
+                partial: true,
+                out: &out,
+            }
+            .run()
+            .await;
+        });
+        let f = |s: Vec<Series>| Frame::Series(vec![raw_frame(batch(s))]);
+        tx0.send(f(vec![
+            series("a", &[(0, 1, 1)]),
+            series("b", &[(0, 9, 2)]),
+        ]))
+        .await
+        .expect("send");
+        tx1.send(f(vec![
+            series("b", &[(0, 9, 2)]),
+            series("c", &[(0, 1, 3)]),
+        ]))
+        .await
+        .expect("send");
+        // "a" comes out before the merge waits for endpoint 0's next frame.
+        let first = got.recv().await.expect("a run").expect("no error");
+        let FanoutItem::Series(run) = first else {
+            panic!("expected series")
+        };
+        let names: Vec<String> = run
+            .iter()
+            .map(|s| {
+                s.labels()
+                    .nth(1)
+                    .map(|l| l.1.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(names, ["a"]);
+        tx0.send(f(vec![
+            series("b", &[(10, 19, 4)]),
+            series("d", &[(0, 1, 5)]),
+        ]))
+        .await
+        .expect("send");
+        drop((tx0, tx1));
+        let mut rest = Vec::new();
+        while let Some(item) = got.recv().await {
+            if let Ok(FanoutItem::Series(run)) = item {
+                for s in run.iter() {
+                    let s = s.to_series();
+                    let ranges: Vec<(i64, i64)> =
+                        s.chunks.iter().map(|c| (c.min_time, c.max_time)).collect();
+                    rest.push((s.labels[1].value.clone(), ranges));
+                }
+            }
+        }
+        merge.await.expect("merge task");
+        assert_eq!(
+            rest,
+            [
+                ("b".to_string(), vec![(0, 9), (10, 19)]),
+                ("c".to_string(), vec![(0, 1)]),
+                ("d".to_string(), vec![(0, 1)]),
+            ]
+        );
     }
 
     proptest! {

@@ -4,7 +4,7 @@
 //! indexes them in one pass ([`RawFrame::parse`]): where each series, label
 //! name, label value and chunk lies in the buffer. The merge then compares
 //! label bytes in place, and a series is only turned into owned protobuf
-//! types ([`RawSeries::to_series`]) by a consumer that needs them. Decoding
+//! types ([`SeriesView::to_series`]) by a consumer that needs them. Decoding
 //! every series into a `Series` with a `String` per label costs several
 //! allocations a series, which capped the merge at about 1 M series/s.
 //!
@@ -110,6 +110,20 @@ impl<'a> Reader<'a> {
         Err("varint longer than 10 bytes".into())
     }
 
+    /// Skips a varint without decoding it.
+    #[inline(always)]
+    fn skip_varint(&mut self) -> Result<(), String> {
+        let rest = &self.buf[self.pos.min(self.end)..self.end];
+        match rest.iter().take(10).position(|&b| b < 0x80) {
+            Some(i) => {
+                self.pos += i + 1;
+                Ok(())
+            }
+            None if rest.len() < 10 => Err("truncated varint".into()),
+            None => Err("varint longer than 10 bytes".into()),
+        }
+    }
+
     /// The next field: (number, wire type).
     #[inline]
     fn key(&mut self) -> Result<(u64, u64), String> {
@@ -134,7 +148,7 @@ impl<'a> Reader<'a> {
     /// Skips a field of wire type `wire` whose key was read.
     fn skip(&mut self, wire: u64) -> Result<(), String> {
         match wire {
-            VARINT => self.varint().map(drop),
+            VARINT => self.skip_varint(),
             I64 => self.advance(8),
             LEN => self.len().map(drop),
             I32 => self.advance(4),
@@ -275,15 +289,18 @@ impl RawFrame {
         self.series.is_empty()
     }
 
+    #[inline(always)]
     fn bytes(&self, s: Span) -> &[u8] {
         &self.buf[s[0] as usize..s[1] as usize]
     }
 
+    #[inline(always)]
     fn label_spans(&self, i: usize) -> &[[Span; 2]] {
         let [a, b] = self.series[i].labels;
         &self.labels[a as usize..b as usize]
     }
 
+    #[inline(always)]
     fn chunk_spans(&self, i: usize) -> &[Span] {
         let [a, b] = self.series[i].chunks;
         &self.chunks[a as usize..b as usize]
@@ -298,7 +315,7 @@ fn check_chunk(buf: &[u8], span: Span) -> Result<(), String> {
         match r.key()? {
             (1 | 2, w) => {
                 expect(w, VARINT, "AggrChunk time")?;
-                r.varint()?;
+                r.skip_varint()?;
             }
             (3..=8, w) => {
                 expect(w, LEN, "AggrChunk sub-chunk")?;
@@ -308,7 +325,7 @@ fn check_chunk(buf: &[u8], span: Span) -> Result<(), String> {
                     match cr.key()? {
                         (1 | 3, w) => {
                             expect(w, VARINT, "Chunk type/hash")?;
-                            cr.varint()?;
+                            cr.skip_varint()?;
                         }
                         (2, w) => {
                             expect(w, LEN, "Chunk.data")?;
@@ -366,44 +383,150 @@ fn chunk_key(buf: &[u8], span: Span) -> ChunkKey {
 
 /// A chunk of a merged series: which frame, where.
 #[derive(Debug, Clone)]
-struct ChunkRef {
+pub struct ChunkRef {
     frame: Arc<RawFrame>,
     span: Span,
     min: i64,
     max: i64,
 }
 
-/// One series of the merged stream, still encoded in its endpoint's frame.
-/// Series with the same labels from several endpoints (or split across
-/// frames) are merged: then the chunks come from several frames, identical
-/// ones dropped, sorted by time.
-#[derive(Debug, Clone)]
-pub struct RawSeries {
-    frame: Arc<RawFrame>,
-    idx: u32,
-    merged: Option<Box<Vec<ChunkRef>>>,
+/// The chunks of series `idx` of `frame` as references.
+pub fn chunk_refs(frame: &Arc<RawFrame>, idx: usize) -> Vec<ChunkRef> {
+    frame
+        .chunk_spans(idx)
+        .iter()
+        .map(|&span| {
+            let (min, max, _) = chunk_key(&frame.buf, span);
+            ChunkRef {
+                frame: frame.clone(),
+                span,
+                min,
+                max,
+            }
+        })
+        .collect()
 }
 
-impl RawSeries {
-    /// Series `idx` of `frame`.
-    pub fn new(frame: Arc<RawFrame>, idx: usize) -> Self {
-        RawSeries {
-            frame,
+/// Adds the chunks of series `idx` of `frame` (same labels) to `chunks`,
+/// dropping chunks already present (same range and sub-chunk hashes, the
+/// proxy's rule), and sorts them by (min time, max time).
+pub fn absorb(chunks: &mut Vec<ChunkRef>, frame: &Arc<RawFrame>, idx: usize) {
+    let mut seen: std::collections::HashSet<ChunkKey> = chunks
+        .iter()
+        .map(|c| chunk_key(&c.frame.buf, c.span))
+        .collect();
+    for c in chunk_refs(frame, idx) {
+        if seen.insert(chunk_key(&c.frame.buf, c.span)) {
+            chunks.push(c);
+        }
+    }
+    chunks.sort_by_key(|c| (c.min, c.max));
+}
+
+/// A run of merged series, in label order, still encoded in their
+/// endpoints' frames. The run holds each frame once, so passing series on
+/// costs no reference counting per series.
+#[derive(Debug, Default)]
+pub struct SeriesRun {
+    frames: Vec<Arc<RawFrame>>,
+    items: Vec<RunItem>,
+}
+
+#[derive(Debug)]
+struct RunItem {
+    frame: u32,
+    idx: u32,
+    /// Chunks gathered from several frames (same labels from several
+    /// endpoints, or a series split across frames); None: the series' own.
+    merged: Option<Box<[ChunkRef]>>,
+}
+
+impl SeriesRun {
+    pub fn with_capacity(n: usize) -> Self {
+        SeriesRun {
+            frames: Vec::with_capacity(64),
+            items: Vec::with_capacity(n),
+        }
+    }
+
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Adds a frame the run's series will point into; returns its slot.
+    pub fn add_frame(&mut self, frame: Arc<RawFrame>) -> u32 {
+        self.frames.push(frame);
+        (self.frames.len() - 1) as u32
+    }
+
+    /// The frame in `slot`.
+    pub fn frame(&self, slot: u32) -> &Arc<RawFrame> {
+        &self.frames[slot as usize]
+    }
+
+    /// Appends series `idx` of the frame in `slot` (`idx` < that frame's
+    /// length), with `merged` chunks if it was merged.
+    pub fn push(&mut self, slot: u32, idx: usize, merged: Option<Vec<ChunkRef>>) {
+        self.items.push(RunItem {
+            frame: slot,
             idx: idx as u32,
+            merged: merged.map(Vec::into_boxed_slice),
+        });
+    }
+
+    /// Series `i`.
+    pub fn get(&self, i: usize) -> Option<SeriesView<'_>> {
+        let it = self.items.get(i)?;
+        Some(SeriesView {
+            frame: &self.frames[it.frame as usize],
+            idx: it.idx as usize,
+            merged: it.merged.as_deref(),
+        })
+    }
+
+    /// The series, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = SeriesView<'_>> + '_ {
+        self.items.iter().map(|it| SeriesView {
+            frame: &self.frames[it.frame as usize],
+            idx: it.idx as usize,
+            merged: it.merged.as_deref(),
+        })
+    }
+}
+
+/// One series of a [`SeriesRun`] (or of a frame), read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesView<'a> {
+    frame: &'a RawFrame,
+    idx: usize,
+    merged: Option<&'a [ChunkRef]>,
+}
+
+impl<'a> SeriesView<'a> {
+    /// Series `idx` (< `frame.len()`) of `frame`, as its endpoint sent it.
+    pub fn new(frame: &'a RawFrame, idx: usize) -> Self {
+        SeriesView {
+            frame,
+            idx,
             merged: None,
         }
     }
 
     /// The labels as bytes, in the order the endpoint sent them.
-    pub fn label_bytes(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
-        let f = &*self.frame;
-        f.label_spans(self.idx as usize)
+    pub fn label_bytes(&self) -> impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let f = self.frame;
+        f.label_spans(self.idx)
             .iter()
             .map(move |[n, v]| (f.bytes(*n), f.bytes(*v)))
     }
 
     /// The labels (checked to be UTF-8 when the frame was parsed).
-    pub fn labels(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+    pub fn labels(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + 'a {
         self.label_bytes().map(|(n, v)| {
             (
                 std::str::from_utf8(n).unwrap_or_default(),
@@ -414,85 +537,35 @@ impl RawSeries {
 
     /// Number of labels.
     pub fn label_count(&self) -> usize {
-        self.frame.label_spans(self.idx as usize).len()
+        self.frame.label_spans(self.idx).len()
     }
 
     /// Number of chunks (after merging).
     pub fn chunk_count(&self) -> usize {
-        match &self.merged {
+        match self.merged {
             Some(m) => m.len(),
-            None => self.frame.chunk_spans(self.idx as usize).len(),
+            None => self.frame.chunk_spans(self.idx).len(),
         }
     }
 
     /// Prometheus `labels.Compare` of the two label sets.
     #[inline]
-    pub fn cmp_labels(&self, other: &RawSeries) -> Ordering {
-        cmp_at(
-            &self.frame,
-            self.idx as usize,
-            &other.frame,
-            other.idx as usize,
-        )
+    pub fn cmp_labels(&self, other: &SeriesView<'_>) -> Ordering {
+        cmp_at(self.frame, self.idx, other.frame, other.idx)
     }
 
     /// Equal label sets.
     #[inline]
-    pub fn same_labels(&self, other: &RawSeries) -> bool {
-        self.same_at(&other.frame, other.idx as usize)
-    }
-
-    /// Whether series `idx` of `frame` has this series' labels.
-    #[inline]
-    pub fn same_at(&self, frame: &RawFrame, idx: usize) -> bool {
-        eq_at(&self.frame, self.idx as usize, frame, idx)
-    }
-
-    fn chunk_refs(&self) -> Vec<ChunkRef> {
-        match &self.merged {
-            Some(m) => m.to_vec(),
-            None => {
-                let f = &self.frame;
-                f.chunk_spans(self.idx as usize)
-                    .iter()
-                    .map(|&span| {
-                        let (min, max, _) = chunk_key(&f.buf, span);
-                        ChunkRef {
-                            frame: f.clone(),
-                            span,
-                            min,
-                            max,
-                        }
-                    })
-                    .collect()
-            }
-        }
-    }
-
-    /// Adds `other`'s chunks (same labels) to this series, dropping chunks
-    /// already present (same range and sub-chunk hashes, the proxy's rule),
-    /// and keeps the chunks sorted by (min time, max time).
-    pub fn absorb(&mut self, other: &RawSeries) {
-        let mut chunks = self.chunk_refs();
-        let mut seen: std::collections::HashSet<ChunkKey> = chunks
-            .iter()
-            .map(|c| chunk_key(&c.frame.buf, c.span))
-            .collect();
-        for c in other.chunk_refs() {
-            if seen.insert(chunk_key(&c.frame.buf, c.span)) {
-                chunks.push(c);
-            }
-        }
-        chunks.sort_by_key(|c| (c.min, c.max));
-        self.merged = Some(Box::new(chunks));
+    pub fn same_labels(&self, other: &SeriesView<'_>) -> bool {
+        eq_at(self.frame, self.idx, other.frame, other.idx)
     }
 
     /// The encoded `Series` message, when this series is exactly what its
     /// endpoint sent (not merged with another).
-    pub fn encoded(&self) -> Option<&[u8]> {
+    pub fn encoded(&self) -> Option<&'a [u8]> {
         match self.merged {
             Some(_) => None,
-            None => Some(self.frame.bytes(self.frame.series[self.idx as usize].msg)),
+            None => Some(self.frame.bytes(self.frame.series[self.idx].msg)),
         }
     }
 
@@ -502,23 +575,22 @@ impl RawSeries {
         let decode = |f: &RawFrame, s: Span| {
             AggrChunk::decode(f.buf.slice(s[0] as usize..s[1] as usize)).ok()
         };
-        match &self.merged {
+        match self.merged {
             Some(m) => m.iter().filter_map(|c| decode(&c.frame, c.span)).collect(),
             None => self
                 .frame
-                .chunk_spans(self.idx as usize)
+                .chunk_spans(self.idx)
                 .iter()
-                .filter_map(|&s| decode(&self.frame, s))
+                .filter_map(|&s| decode(self.frame, s))
                 .collect(),
         }
     }
 
     /// The series as protobuf types; chunk data shares the frame's buffer.
     pub fn to_series(&self) -> Series {
-        let f = &self.frame;
         if self.merged.is_none() {
-            let s = f.series[self.idx as usize].msg;
-            let bytes = f.buf.slice(s[0] as usize..s[1] as usize);
+            let s = self.frame.series[self.idx].msg;
+            let bytes = self.frame.buf.slice(s[0] as usize..s[1] as usize);
             // Checked at parse time; an error cannot happen.
             if let Ok(series) = Series::decode(bytes) {
                 return series;
@@ -532,14 +604,7 @@ impl RawSeries {
                     value: v.to_string(),
                 })
                 .collect(),
-            chunks: self
-                .chunk_refs()
-                .iter()
-                .filter_map(|c| {
-                    AggrChunk::decode(c.frame.buf.slice(c.span[0] as usize..c.span[1] as usize))
-                        .ok()
-                })
-                .collect(),
+            chunks: self.chunks(),
         }
     }
 }
@@ -560,15 +625,21 @@ pub fn cmp_at(a: &RawFrame, i: usize, b: &RawFrame, j: usize) -> Ordering {
 }
 
 /// Whether series `i` of `a` and series `j` of `b` have equal label sets
-/// (counts first, then bytes).
+/// (counts first, then bytes, last label first: neighbours in label order
+/// usually differ late).
 #[inline]
 pub fn eq_at(a: &RawFrame, i: usize, b: &RawFrame, j: usize) -> bool {
     let (la, lb) = (a.label_spans(i), b.label_spans(j));
     la.len() == lb.len()
-        && la
-            .iter()
-            .zip(lb)
-            .all(|(x, y)| a.bytes(x[0]) == b.bytes(y[0]) && a.bytes(x[1]) == b.bytes(y[1]))
+        && la.iter().rev().zip(lb.iter().rev()).all(|(x, y)| {
+            eq_bytes(a.bytes(x[0]), b.bytes(y[0])) && eq_bytes(a.bytes(x[1]), b.bytes(y[1]))
+        })
+}
+
+/// Byte equality for short strings, inlined (no call into `memcmp`).
+#[inline]
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && cmp_bytes(a, b) == Ordering::Equal
 }
 
 /// Byte-wise lexicographic order (what `str::cmp` gives), eight bytes at a
@@ -699,7 +770,7 @@ mod tests {
         };
         let f = frame(&batch);
         assert_eq!(f.len(), 2);
-        let (ra, rb) = (RawSeries::new(f.clone(), 0), RawSeries::new(f, 1));
+        let (ra, rb) = (SeriesView::new(&f, 0), SeriesView::new(&f, 1));
         assert_eq!(ra.to_series(), a);
         assert_eq!(rb.to_series(), b);
         assert_eq!(rb.chunk_count(), 2);
@@ -714,7 +785,7 @@ mod tests {
         let single = SeriesResponse {
             result: Some(series_response::Result::Series(b.clone())),
         };
-        assert_eq!(RawSeries::new(frame(&single), 0).to_series(), b);
+        assert_eq!(SeriesView::new(&frame(&single), 0).to_series(), b);
         let warn = SeriesResponse {
             result: Some(series_response::Result::Warning("careful".into())),
         };
@@ -725,18 +796,20 @@ mod tests {
     #[test]
     fn label_order_is_prometheus_compare() {
         let mk = |l: &[(&str, &str)]| {
-            RawSeries::new(
-                frame(&SeriesResponse {
-                    result: Some(series_response::Result::Series(series(l, &[]))),
-                }),
-                0,
-            )
+            frame(&SeriesResponse {
+                result: Some(series_response::Result::Series(series(l, &[]))),
+            })
         };
-        let a = mk(&[("a", "1")]);
-        let ab = mk(&[("a", "1"), ("b", "1")]);
-        let a2 = mk(&[("a", "2")]);
-        let long = mk(&[("a", "1234567890abcdef")]);
-        let long2 = mk(&[("a", "1234567890abcdeg")]);
+        let frames = [
+            mk(&[("a", "1")]),
+            mk(&[("a", "1"), ("b", "1")]),
+            mk(&[("a", "2")]),
+            mk(&[("a", "1234567890abcdef")]),
+            mk(&[("a", "1234567890abcdeg")]),
+            mk(&[("a", "1")]),
+        ];
+        let v: Vec<SeriesView<'_>> = frames.iter().map(|f| SeriesView::new(f, 0)).collect();
+        let (a, ab, a2, long, long2) = (v[0], v[1], v[2], v[3], v[4]);
         assert_eq!(
             a.cmp_labels(&ab),
             Ordering::Less,
@@ -745,36 +818,39 @@ mod tests {
         assert_eq!(ab.cmp_labels(&a2), Ordering::Less);
         assert_eq!(long.cmp_labels(&long2), Ordering::Less);
         assert_eq!(a.cmp_labels(&a), Ordering::Equal);
-        assert!(a.same_labels(&mk(&[("a", "1")])));
+        assert!(a.same_labels(&v[5]));
+        assert!(!a.same_labels(&ab));
     }
 
     #[test]
     fn absorb_drops_identical_chunks_and_sorts() {
         let l = [("__name__", "up")];
-        let mut x = RawSeries::new(
-            frame(&SeriesResponse {
-                result: Some(series_response::Result::Series(series(
-                    &l,
-                    &[(10, 20, b"b"), (0, 9, b"a")],
-                ))),
-            }),
-            0,
-        );
-        let y = RawSeries::new(
-            frame(&SeriesResponse {
-                result: Some(series_response::Result::Series(series(
-                    &l,
-                    &[(0, 9, b"a"), (30, 40, b"c")],
-                ))),
-            }),
-            0,
-        );
-        x.absorb(&y);
+        let fx = frame(&SeriesResponse {
+            result: Some(series_response::Result::Series(series(
+                &l,
+                &[(10, 20, b"b"), (0, 9, b"a")],
+            ))),
+        });
+        let fy = frame(&SeriesResponse {
+            result: Some(series_response::Result::Series(series(
+                &l,
+                &[(0, 9, b"a"), (30, 40, b"c")],
+            ))),
+        });
+        let mut chunks = chunk_refs(&fx, 0);
+        absorb(&mut chunks, &fy, 0);
+        let mut run = SeriesRun::default();
+        let slot = run.add_frame(fx.clone());
+        run.push(slot, 0, Some(chunks));
+        run.push(slot, 0, None);
+        let x = run.get(0).expect("series 0");
         assert!(x.encoded().is_none());
         let s = x.to_series();
         let ranges: Vec<(i64, i64)> = s.chunks.iter().map(|c| (c.min_time, c.max_time)).collect();
         assert_eq!(ranges, [(0, 9), (10, 20), (30, 40)]);
         assert_eq!(s.labels.len(), 1);
+        assert_eq!(run.get(1).map(|v| v.chunk_count()), Some(2));
+        assert_eq!(run.iter().count(), 2);
     }
 
     #[test]
@@ -798,9 +874,9 @@ mod tests {
         }
         for v in variants {
             if let Ok(p) = RawFrame::parse(Bytes::from(v)) {
-                let f = Arc::new(p.frame);
+                let f = p.frame;
                 for k in 0..f.len() {
-                    let s = RawSeries::new(f.clone(), k);
+                    let s = SeriesView::new(&f, k);
                     let _ = (s.to_series(), s.labels().count(), s.chunk_count());
                     let _ = s.cmp_labels(&s);
                 }

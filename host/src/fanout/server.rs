@@ -127,7 +127,7 @@ impl Store for ProxyStore {
                 let frames: Vec<Result<SeriesResponse, Status>> = match item {
                     Ok(FanoutItem::Series(run)) if batch > 1 => {
                         let mut full = Vec::new();
-                        for s in run {
+                        for s in run.iter() {
                             pending.push(s.to_series());
                             if pending.len() >= batch {
                                 full.push(Ok(flush(&mut pending)));
@@ -136,7 +136,7 @@ impl Store for ProxyStore {
                         full
                     }
                     Ok(FanoutItem::Series(run)) => run
-                        .into_iter()
+                        .iter()
                         .map(|s| {
                             Ok(SeriesResponse {
                                 result: Some(series_response::Result::Series(s.to_series())),

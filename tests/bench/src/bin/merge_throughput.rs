@@ -17,10 +17,12 @@
 //! before timing and written to the wire as they are (a raw-bytes codec),
 //! so the fake servers cost little CPU; `--prost-server` instead serves them
 //! through the generated `Store` trait (decoded and re-encoded per call).
-//! The client side consumes the merged channel, checks every series is
-//! strictly after the previous one and that all arrive, and is timed end to
+//! The client side consumes the merged channel (`SeriesRun`s, the
+//! frames kept encoded), checks every series is strictly after the previous
+//! one with 3 labels and 1 chunk and that all arrive, and is timed end to
 //! end. The peer is the same streams read directly (one task per endpoint,
-//! decode and count, no merge), in interleaved rounds.
+//! the same frame codec and `RawFrame::parse` indexing, count, no merge), in
+//! interleaved rounds.
 //!
 //! Dedup part: two `sluice store`s (in-process, filesystem buckets) hold
 //! the two replicas of an HA pair; a `Querier` with `--query.replica-label
@@ -52,7 +54,7 @@ use prost::Message;
 use sluice::discovery::{Discovery, EndpointSpec, Source};
 use sluice::fanout::raw::FrameCodec;
 use sluice::fanout::{
-    EndpointSet, EndpointSetOptions, FanoutItem, ProxyRequest, RawFrame, RawSeries,
+    EndpointSet, EndpointSetOptions, FanoutItem, ProxyRequest, RawFrame, SeriesRun,
 };
 use sluice::metrics::Metrics;
 use sluice::model::{MatchOp, Matcher};
@@ -521,12 +523,17 @@ async fn merge_round(set: Arc<EndpointSet>, req: ProxyRequest, expect: u64) -> a
     let t = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let fan = tokio::spawn(async move { sluice::fanout::series(&set, req, tx).await });
-    let mut prev: Option<RawSeries> = None;
+    // The previous run stays alive so its last series can be compared
+    // with the next run's first.
+    let mut prev_run: Option<SeriesRun> = None;
     let mut n = 0u64;
     while let Some(item) = rx.recv().await {
         match item {
             Ok(FanoutItem::Series(run)) => {
-                for s in run {
+                let mut prev = prev_run
+                    .as_ref()
+                    .and_then(|r| r.get(r.len().wrapping_sub(1)));
+                for s in run.iter() {
                     ensure!(
                         s.chunk_count() == 1 && s.label_count() == 3,
                         "series {n}: {} labels, {} chunks; expected 3 and 1",
@@ -544,6 +551,7 @@ async fn merge_round(set: Arc<EndpointSet>, req: ProxyRequest, expect: u64) -> a
                     prev = Some(s);
                     n += 1;
                 }
+                prev_run = Some(run);
             }
             Ok(FanoutItem::Warning(w)) => bail!("fan-out warning: {w}"),
             Err(s) => bail!("fan-out failed: {}: {}", s.code(), s.message()),
