@@ -244,21 +244,10 @@ impl RawFrame {
                 (1, w) => {
                     expect(w, LEN, "Series.labels")?;
                     let l = r.len()?;
-                    let (mut name, mut value) = ([l[0], l[0]], [l[0], l[0]]);
-                    let mut lr = Reader::new(buf, l);
-                    while !lr.done() {
-                        match lr.key()? {
-                            (1, w) => {
-                                expect(w, LEN, "Label.name")?;
-                                name = lr.len()?;
-                            }
-                            (2, w) => {
-                                expect(w, LEN, "Label.value")?;
-                                value = lr.len()?;
-                            }
-                            (_, w) => lr.skip(w)?,
-                        }
-                    }
+                    let (name, value) = match label_fast(buf, l) {
+                        Some(nv) => nv,
+                        None => label_general(buf, l)?,
+                    };
                     utf8(buf, name, "label name")?;
                     utf8(buf, value, "label value")?;
                     self.labels.push([name, value]);
@@ -305,6 +294,49 @@ impl RawFrame {
         let [a, b] = self.series[i].chunks;
         &self.chunks[a as usize..b as usize]
     }
+}
+
+/// The usual encoding of a `Label`: tag 1, a short name, tag 2, a short
+/// value, nothing else (what every Thanos store writes).
+#[inline(always)]
+fn label_fast(buf: &[u8], l: Span) -> Option<(Span, Span)> {
+    let (start, end) = (l[0] as usize, l[1] as usize);
+    let b = buf.get(start..end)?;
+    if b.len() < 4 || b[0] != 0x0a || b[1] >= 0x80 {
+        return None;
+    }
+    let n = b[1] as usize;
+    let v_tag = 2 + n;
+    if b.len() < v_tag + 2 || b[v_tag] != 0x12 || b[v_tag + 1] >= 0x80 {
+        return None;
+    }
+    let v = b[v_tag + 1] as usize;
+    if v_tag + 2 + v != b.len() {
+        return None;
+    }
+    let s = start as u32;
+    Some(([s + 2, s + 2 + n as u32], [s + v_tag as u32 + 2, l[1]]))
+}
+
+/// Any other encoding of a `Label` (fields in another order, unknown
+/// fields, long strings).
+fn label_general(buf: &[u8], l: Span) -> Result<(Span, Span), String> {
+    let (mut name, mut value) = ([l[0], l[0]], [l[0], l[0]]);
+    let mut lr = Reader::new(buf, l);
+    while !lr.done() {
+        match lr.key()? {
+            (1, w) => {
+                expect(w, LEN, "Label.name")?;
+                name = lr.len()?;
+            }
+            (2, w) => {
+                expect(w, LEN, "Label.value")?;
+                value = lr.len()?;
+            }
+            (_, w) => lr.skip(w)?,
+        }
+    }
+    Ok((name, value))
 }
 
 /// Checks the layout of an `AggrChunk` (and of its sub-chunks), so decoding
@@ -791,6 +823,26 @@ mod tests {
         };
         let p = RawFrame::parse(Bytes::from(warn.encode_to_vec())).expect("parse");
         assert_eq!((p.frame.len(), p.warning.as_deref()), (0, Some("careful")));
+    }
+
+    #[test]
+    fn labels_in_any_field_order_and_empty_values() {
+        // series { labels { value: "v", name: "n" } labels { name: "e" } }:
+        // fields reversed, and an empty value (which protobuf omits).
+        let bytes: &[u8] = &[
+            0x0a, 0x0d, 0x0a, 0x06, 0x12, 0x01, b'v', 0x0a, 0x01, b'n', 0x0a, 0x03, 0x0a, 0x01,
+            b'e',
+        ];
+        let f = RawFrame::parse(Bytes::from_static(bytes))
+            .expect("parse")
+            .frame;
+        let v = SeriesView::new(&f, 0);
+        assert_eq!(v.labels().collect::<Vec<_>>(), [("n", "v"), ("e", "")]);
+        let s = v.to_series();
+        assert_eq!(
+            (s.labels[0].name.as_str(), s.labels[1].value.as_str()),
+            ("n", "")
+        );
     }
 
     #[test]
