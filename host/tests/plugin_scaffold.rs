@@ -175,6 +175,7 @@ fn scaffolded_plugins_of_every_kind_build_load_and_answer() {
             limits: Limits::default(),
             func: None,
             repeat: 1,
+            grants: Default::default(),
         })
         .unwrap_or_else(|e| panic!("sluice plugin test on the scaffolded {kind} plugin: {e}"));
         assert_eq!(report["plugin"]["name"], name.as_str());

@@ -475,6 +475,7 @@ fn plugin_inspect_and_test_report_hostile_modules() {
         },
         func: None,
         repeat: 1,
+        grants: Default::default(),
     })
     .expect_err("spins");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -482,6 +483,45 @@ fn plugin_inspect_and_test_report_hostile_modules() {
         sluice::cli::plugin::PluginToolError::Call(c) => assert_eq!(c.kind, FailureKind::Timeout),
         other => panic!("expected a timeout, got {other}"),
     }
+
+    // `plugin test --grants`: the capability guest runs with the grants a
+    // slot would give it (it reads the clock and the random source here),
+    // and is refused without them.
+    let grants_file = tmp.path().join("grants.yaml");
+    std::fs::write(
+        &grants_file,
+        "clock: true\nrandom: true\nfilesystem: [{host: ., guest: /data}]\nnetwork: [\"127.0.0.1:9\"]\n",
+    )
+    .expect("write");
+    let opts = |grants| TestOptions {
+        module: guest("capability"),
+        kind: None,
+        config: None,
+        input: None,
+        limits: Limits::default(),
+        func: None,
+        repeat: 1,
+        grants,
+    };
+    let e = test_plugin(&opts(Default::default())).expect_err("refused without grants");
+    assert!(e.to_string().contains("grants:"), "{e}");
+    let grants = sluice::policy::config::parse_policies(
+        &format!(
+            "slots:\n  dedup:\n    builtin: dedup-penalty\n    grants: {{clock: true, random: true, filesystem: [{{host: {}, guest: /data}}], network: [\"127.0.0.1:9\"]}}\n",
+            tmp.path().display()
+        ),
+        tmp.path(),
+    )
+    .expect("valid")[0]
+        .grants
+        .clone();
+    let report = test_plugin(&opts(grants)).expect("runs with its grants");
+    let values = &report["output"][0]["values"];
+    assert_eq!(values[4], 1.0, "random draws differ: {report}");
+    assert!(
+        values[3].as_f64().is_some_and(|t| t > 1.7e12),
+        "wall clock: {report}"
+    );
 }
 
 /// The real binary: exit status and output of `sluice plugin inspect|test`.

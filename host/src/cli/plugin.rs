@@ -114,6 +114,10 @@ pub struct TestArgs {
     /// Dedup only: the enclosing PromQL function (overrides the input's `hints.func`).
     #[arg(long)]
     pub func: Option<String>,
+    /// The slot's `grants:` (capabilities the plugin may use) as a YAML or
+    /// JSON file, e.g. `{clock: true, environment: {REGION: eu}}`. Default: none.
+    #[arg(long)]
+    pub grants: Option<PathBuf>,
     /// Run the call this many times, each on a fresh instance, and report the
     /// median and fastest time.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -211,6 +215,10 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
                 },
                 func: a.func,
                 repeat: a.repeat,
+                grants: match &a.grants {
+                    Some(p) => read_grants(p)?,
+                    None => Default::default(),
+                },
             };
             let report = tokio::task::spawn_blocking(move || test_plugin(&opts)).await?;
             match report {
@@ -470,6 +478,8 @@ pub struct TestOptions {
     pub limits: Limits,
     pub func: Option<String>,
     pub repeat: u32,
+    /// Capabilities granted to the plugin, as a slot's `grants:`.
+    pub grants: crate::policy::config::Grants,
 }
 
 /// A float in input files: a number, or "NaN", "+Inf", "-Inf" (JSON has no
@@ -788,6 +798,26 @@ fn call_once(
     })
 }
 
+/// A `grants:` file for `sluice plugin test`, validated like policies.yml
+/// (relative directories are relative to the file).
+fn read_grants(path: &Path) -> Result<crate::policy::config::Grants, PluginToolError> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let input_err = |message: String| PluginToolError::Input {
+        path: path.display().to_string(),
+        message,
+    };
+    let spec: crate::policy::config::GrantsSpec =
+        serde_saphyr::from_str(&text).map_err(|e| input_err(format!("grants: {e}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut problems = Vec::new();
+    let grants = crate::policy::config::validate_grants("grants", &spec, base, &mut problems);
+    if problems.is_empty() {
+        Ok(grants)
+    } else {
+        Err(input_err(problems.join("; ")))
+    }
+}
+
 fn read_config(path: &Path) -> Result<Value, PluginToolError> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
     let v: Value = match serde_json::from_str(&text) {
@@ -855,7 +885,7 @@ pub fn test_plugin(opts: &TestOptions) -> Result<Value, PluginToolError> {
         config,
         limits: opts.limits,
         failure_policy: FailurePolicy::FailClosed,
-        grants: Default::default(),
+        grants: opts.grants.clone(),
     };
     let load_start = Instant::now();
     let set = registry
@@ -1222,6 +1252,7 @@ mod tests {
             limits: Limits::default(),
             func: None,
             repeat: 2,
+            grants: Default::default(),
         })
         .expect("test runs");
         assert_eq!(report["plugin"]["name"], "dedup-penalty");
@@ -1240,6 +1271,7 @@ mod tests {
             limits: Limits::default(),
             func: None,
             repeat: 1,
+            grants: Default::default(),
         })
         .expect_err("must be refused");
         assert!(e.to_string().contains("dedup plugin"), "{e}");

@@ -186,7 +186,12 @@ impl Grants {
 }
 
 /// Validates `grants:`; `base` resolves relative host paths.
-fn validate_grants(at: &str, spec: &GrantsSpec, base: &Path, problems: &mut Vec<String>) -> Grants {
+pub fn validate_grants(
+    at: &str,
+    spec: &GrantsSpec,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> Grants {
     let mut g = Grants {
         clock: spec.clock,
         random: spec.random,
@@ -208,13 +213,13 @@ fn validate_grants(at: &str, spec: &GrantsSpec, base: &Path, problems: &mut Vec<
         };
         if !host.is_dir() {
             problems.push(format!(
-                "{at}.grants.filesystem[{i}].host: {} is not a directory",
+                "{at}: filesystem[{i}].host: {} is not a directory",
                 host.display()
             ));
         }
         if !m.guest.starts_with('/') {
             problems.push(format!(
-                "{at}.grants.filesystem[{i}].guest: {:?} must be an absolute path such as /data",
+                "{at}: filesystem[{i}].guest: {:?} must be an absolute path such as /data",
                 m.guest
             ));
         }
@@ -224,7 +229,7 @@ fn validate_grants(at: &str, spec: &GrantsSpec, base: &Path, problems: &mut Vec<
         match a.parse::<std::net::SocketAddr>() {
             Ok(addr) => g.network.push(addr),
             Err(_) => problems.push(format!(
-                "{at}.grants.network[{i}]: {a:?} is not an ip:port address (names are not resolved)"
+                "{at}: network[{i}]: {a:?} is not an ip:port address (names are not resolved)"
             )),
         }
     }
@@ -400,7 +405,7 @@ pub fn validate_slot(
             }
         }
     }
-    let grants = validate_grants(&at, &spec.grants, base, problems);
+    let grants = validate_grants(&format!("{at}.grants"), &spec.grants, base, problems);
     let kind = kind?;
     if problems.len() > before {
         return None;
