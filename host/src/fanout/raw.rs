@@ -748,6 +748,60 @@ impl tonic::codec::Decoder for FrameDecoder {
     }
 }
 
+/// The server side of [`FrameCodec`]: requests decoded, responses written
+/// as the encoded frames they already are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerFrameCodec;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameEncoder;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestDecoder;
+
+impl tonic::codec::Codec for ServerFrameCodec {
+    type Encode = Bytes;
+    type Decode = sluice_proto::thanos::SeriesRequest;
+    type Encoder = FrameEncoder;
+    type Decoder = RequestDecoder;
+
+    fn encoder(&mut self) -> FrameEncoder {
+        FrameEncoder
+    }
+
+    fn decoder(&mut self) -> RequestDecoder {
+        RequestDecoder
+    }
+}
+
+impl tonic::codec::Encoder for FrameEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RequestDecoder {
+    type Item = sluice_proto::thanos::SeriesRequest;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Self::Item>, tonic::Status> {
+        sluice_proto::thanos::SeriesRequest::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::invalid_argument(format!("decoding SeriesRequest: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
