@@ -743,8 +743,18 @@ impl tonic::codec::Decoder for FrameDecoder {
         &mut self,
         src: &mut tonic::codec::DecodeBuf<'_>,
     ) -> Result<Option<Bytes>, tonic::Status> {
+        // A copy of its own: slicing tonic's receive buffer instead would
+        // keep that whole buffer alive for as long as any series of the
+        // frame is, and make tonic allocate a new one meanwhile.
         let n = src.remaining();
-        Ok(Some(src.copy_to_bytes(n)))
+        let mut frame = Vec::with_capacity(n);
+        while src.has_remaining() {
+            let chunk = src.chunk();
+            frame.extend_from_slice(chunk);
+            let k = chunk.len();
+            src.advance(k);
+        }
+        Ok(Some(Bytes::from(frame)))
     }
 }
 
