@@ -128,7 +128,16 @@ fn reencode(series: Vec<Series>) -> Vec<Arc<RawFrame>> {
     }
 }
 
-/// Reads one endpoint's Series stream into `tx`, one message per response frame.
+/// Ends a pump: sends the frames it still holds, then the error.
+async fn fail(tx: &mpsc::Sender<Frame>, held: Vec<Arc<RawFrame>>, error: String) {
+    if !held.is_empty() && tx.send(Frame::Series(held)).await.is_err() {
+        return;
+    }
+    let _ = tx.send(Frame::Error(error)).await;
+}
+
+/// Reads one endpoint's Series stream into `tx`, one message per burst of
+/// response frames.
 async fn pump(
     ep: Arc<Endpoint>,
     mut req: SeriesRequest,
@@ -161,21 +170,16 @@ async fn pump(
     let mut stream = match call {
         Ok(Ok(s)) => s,
         Ok(Err(s)) => {
-            let _ = tx
-                .send(Frame::Error(format!(
-                    "endpoint {addr}: {}",
-                    status_text(&s)
-                )))
-                .await;
-            return;
+            return fail(
+                &tx,
+                Vec::new(),
+                format!("endpoint {addr}: {}", status_text(&s)),
+            )
+            .await;
         }
         Err(_) => {
-            let _ = tx
-                .send(Frame::Error(format!(
-                    "endpoint {addr}: no response within {response_timeout:?}"
-                )))
-                .await;
-            return;
+            let e = format!("endpoint {addr}: no response within {response_timeout:?}");
+            return fail(&tx, Vec::new(), e).await;
         }
     };
     // Stores that cannot strip replica labels: buffer, strip, re-sort (Thanos does the same).
@@ -192,17 +196,18 @@ async fn pump(
             Ok(Ok(Some(m))) => m,
             Ok(Ok(None)) => break,
             Ok(Err(s)) => {
-                let _ = tx
-                    .send(Frame::Error(format!(
-                        "endpoint {addr}: {}",
-                        status_text(&s)
-                    )))
-                    .await;
-                return;
+                return fail(
+                    &tx,
+                    Vec::new(),
+                    format!("endpoint {addr}: {}", status_text(&s)),
+                )
+                .await;
             }
             Err(_) => {
-                let _ = tx.send(Frame::Error(format!("endpoint {addr}: no frame within {response_timeout:?} (--store.response-timeout)"))).await;
-                return;
+                let e = format!(
+                    "endpoint {addr}: no frame within {response_timeout:?} (--store.response-timeout)"
+                );
+                return fail(&tx, Vec::new(), e).await;
             }
         };
         // This message and whatever else the stream has ready, up to a burst.
@@ -213,15 +218,8 @@ async fn pump(
             let parsed = match RawFrame::parse(msg) {
                 Ok(p) => p,
                 Err(e) => {
-                    if !burst.is_empty() {
-                        let _ = tx.send(Frame::Series(burst)).await;
-                    }
-                    let _ = tx
-                        .send(Frame::Error(format!(
-                            "endpoint {addr}: cannot decode Series response: {e}"
-                        )))
-                        .await;
-                    return;
+                    let e = format!("endpoint {addr}: cannot decode Series response: {e}");
+                    return fail(&tx, burst, e).await;
                 }
             };
             if let Some(w) = parsed.warning {
@@ -250,16 +248,8 @@ async fn pump(
                     Some(Ok(Some(m))) => next = Some(m),
                     Some(Ok(None)) => ended = true,
                     Some(Err(s)) => {
-                        if !burst.is_empty() {
-                            let _ = tx.send(Frame::Series(burst)).await;
-                        }
-                        let _ = tx
-                            .send(Frame::Error(format!(
-                                "endpoint {addr}: {}",
-                                status_text(&s)
-                            )))
-                            .await;
-                        return;
+                        let e = format!("endpoint {addr}: {}", status_text(&s));
+                        return fail(&tx, burst, e).await;
                     }
                     // Not ready: the outer loop waits for it.
                     None => {}

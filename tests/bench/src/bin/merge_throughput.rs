@@ -48,11 +48,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use futures::Stream;
 use prost::Message;
 use sluice::discovery::{Discovery, EndpointSpec, Source};
-use sluice::fanout::raw::FrameCodec;
+use sluice::fanout::raw::{FrameCodec, ServerFrameCodec};
 use sluice::fanout::{
     EndpointSet, EndpointSetOptions, FanoutItem, ProxyRequest, RawFrame, SeriesRun,
 };
@@ -72,7 +72,6 @@ use sluice_proto::thanos::{
     StoreType, label_matcher, series_response,
 };
 use tokio::runtime::Runtime;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{BoxFuture, StdError, http};
 use tonic::server::{Grpc, NamedService, ServerStreamingService};
 use tonic::transport::server::TcpIncoming;
@@ -371,45 +370,6 @@ impl Info for FakeStore {
     }
 }
 
-/// Writes pre-encoded protobuf messages to the wire as they are; decodes
-/// the `SeriesRequest` normally.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-struct RawEncoder;
-struct RequestDecoder;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = SeriesRequest;
-    type Encoder = RawEncoder;
-    type Decoder = RequestDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RequestDecoder {
-        RequestDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RequestDecoder {
-    type Item = SeriesRequest;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<SeriesRequest>, Status> {
-        SeriesRequest::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("decoding SeriesRequest: {e}")))
-    }
-}
-
 /// `Series` streaming the pre-encoded frames.
 struct PreEncodedSeries(Arc<Vec<Bytes>>);
 
@@ -456,7 +416,9 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         if req.uri().path() == "/thanos.Store/Series" {
             let svc = PreEncodedSeries(self.frames.clone());
-            Box::pin(async move { Ok(Grpc::new(RawCodec).server_streaming(svc, req).await) })
+            Box::pin(
+                async move { Ok(Grpc::new(ServerFrameCodec).server_streaming(svc, req).await) },
+            )
         } else {
             self.inner.call(req)
         }
