@@ -280,6 +280,64 @@ pub fn start_sluice(
     Ok(SluiceProc { guard, grpc, http })
 }
 
+/// Polls `url` until it answers 200 OK, for at most `limit`; fails early if
+/// the process behind `guard` exits. Returns how long it took.
+pub async fn wait_ready(
+    http: &reqwest::Client,
+    url: &str,
+    guard: &mut ChildGuard,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        guard.check_alive()?;
+        if let Ok(r) = http.get(url).timeout(Duration::from_secs(2)).send().await
+            && r.status() == reqwest::StatusCode::OK
+        {
+            return Ok(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "{} not ready at {url} after {limit:?}; last log lines:\n{}",
+        guard.name,
+        tail(&guard.log, 20)
+    )
+}
+
+/// Prometheus on a free port over `data`, ready (within `limit`) and with
+/// all `blocks` loaded (its `prometheus_tsdb_blocks_loaded`). Returns the
+/// guard, its base URL and how long it took to get ready.
+pub async fn start_prometheus_ready(
+    http: &reqwest::Client,
+    work: &Path,
+    data: &Path,
+    blocks: usize,
+    limit: Duration,
+) -> anyhow::Result<(ChildGuard, String, Duration)> {
+    let port = free_port()?;
+    let mut prom = start_prometheus(work, data, port)?;
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = wait_ready(http, &format!("{base}/-/ready"), &mut prom, limit).await?;
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let loaded = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("prometheus_tsdb_blocks_loaded "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(-1.0);
+    anyhow::ensure!(
+        loaded as usize == blocks,
+        "prometheus loaded {loaded} blocks, expected {blocks}; log:\n{}",
+        tail(&prom.log, 20)
+    );
+    Ok((prom, base, ready))
+}
+
 /// Starts Prometheus over `data` (a TSDB directory of blocks) with no scraping,
 /// 100y retention and no compaction of 2 h blocks, on 127.0.0.1:`port`.
 pub fn start_prometheus(work: &Path, data: &Path, port: u16) -> anyhow::Result<ChildGuard> {

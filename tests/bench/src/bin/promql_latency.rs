@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use sluice_bench::paths;
-use sluice_bench::procs::{self, ChildGuard, Mem};
+use sluice_bench::procs::{self, Mem};
 use sluice_bench::stats::{median, percentile};
 
 const USAGE: &str = "\
@@ -553,30 +553,6 @@ fn fixture_blocks(shape: &Shape, no_cache: bool) -> anyhow::Result<(PathBuf, boo
     Ok((dir.join("blocks"), false))
 }
 
-/// Polls `url` until it answers 200, the child dies, or `limit` passes.
-async fn wait_ready(
-    http: &reqwest::Client,
-    url: &str,
-    guard: &mut ChildGuard,
-    limit: Duration,
-) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        guard.check_alive()?;
-        if let Ok(r) = http.get(url).timeout(Duration::from_secs(2)).send().await
-            && r.status() == reqwest::StatusCode::OK
-        {
-            return Ok(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "{} not ready at {url} after {limit:?}; last log lines:\n{}",
-        guard.name,
-        procs::tail(&guard.log, 20)
-    )
-}
-
 // ---------------------------------------------------------------------------
 // Queries and answers
 // ---------------------------------------------------------------------------
@@ -972,7 +948,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         ],
         work.join("sluice-store.log"),
     )?;
-    let ready = wait_ready(
+    let ready = procs::wait_ready(
         &http,
         &format!("http://{}/-/ready", store.http),
         &mut store.guard,
@@ -993,7 +969,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         work.join("sluice-query.log"),
     )?;
     let sluice_base = format!("http://{}", query.http);
-    wait_ready(
+    procs::wait_ready(
         &http,
         &format!("{sluice_base}/-/ready"),
         &mut query.guard,
@@ -1029,13 +1005,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     ));
 
     // 4. Prometheus on its copy.
-    let port = procs::free_port()?;
-    let mut prom = procs::start_prometheus(&work, &serve, port)?;
-    let prom_base = format!("http://127.0.0.1:{port}");
-    let ready = wait_ready(
+    let (mut prom, prom_base, ready) = procs::start_prometheus_ready(
         &http,
-        &format!("{prom_base}/-/ready"),
-        &mut prom,
+        &work,
+        &serve,
+        block_list.len(),
         Duration::from_secs(180),
     )
     .await?;
@@ -1044,23 +1018,6 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         ready.as_secs_f64(),
         prom.pid()
     ));
-    let metrics = http
-        .get(format!("{prom_base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let loaded = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("prometheus_tsdb_blocks_loaded "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(-1.0);
-    ensure!(
-        loaded as usize == block_list.len(),
-        "prometheus loaded {loaded} blocks, expected {}; log:\n{}",
-        block_list.len(),
-        procs::tail(&prom.log, 20)
-    );
 
     let tck = procs::clk_tck();
     let store_pid = store.guard.pid().to_string();

@@ -27,7 +27,7 @@ use prost::Message;
 use sluice_bench::fixture::{Fixture, METRIC};
 use sluice_bench::frames::FrameReader;
 use sluice_bench::paths;
-use sluice_bench::procs::{self, ChildGuard, Mem};
+use sluice_bench::procs::{self, Mem};
 use sluice_bench::stats::{best, median};
 use sluice_bench::xor_samples;
 use sluice_proto::prometheus::{self as prompb, ChunkedReadResponse, ReadRequest, read_request};
@@ -158,30 +158,6 @@ fn dir_size(dir: &Path, sub: &str) -> u64 {
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
         .sum()
-}
-
-/// Polls `url` until it answers 200, the child dies, or `limit` passes.
-async fn wait_ready(
-    http: &reqwest::Client,
-    url: &str,
-    guard: &mut ChildGuard,
-    limit: Duration,
-) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        guard.check_alive()?;
-        if let Ok(r) = http.get(url).timeout(Duration::from_secs(2)).send().await
-            && r.status() == reqwest::StatusCode::OK
-        {
-            return Ok(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "{} not ready at {url} after {limit:?}; last log lines:\n{}",
-        guard.name,
-        procs::tail(&guard.log, 20)
-    )
 }
 
 /// `sluice store` over a FILESYSTEM bucket, on ephemeral ports.
@@ -513,7 +489,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // 3. sluice store.
     let mut sluice = start_sluice(&sluice_bin, &work, &bucket)?;
-    let ready = wait_ready(
+    let ready = procs::wait_ready(
         &http,
         &format!("http://{}/-/ready", sluice.http),
         &mut sluice.guard,
@@ -528,13 +504,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
 
     // 4. Prometheus on its copy.
-    let port = procs::free_port()?;
-    let mut prom = procs::start_prometheus(&work, &serve, port)?;
-    let prom_base = format!("http://127.0.0.1:{port}");
-    let ready = wait_ready(
+    let (mut prom, prom_base, ready) = procs::start_prometheus_ready(
         &http,
-        &format!("{prom_base}/-/ready"),
-        &mut prom,
+        &work,
+        &serve,
+        block_list.len(),
         Duration::from_secs(120),
     )
     .await?;
@@ -543,23 +517,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ready.as_secs_f64(),
         prom.pid()
     ));
-    let metrics = http
-        .get(format!("{prom_base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let loaded = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("prometheus_tsdb_blocks_loaded "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(-1.0);
-    ensure!(
-        loaded as usize == block_list.len(),
-        "prometheus loaded {loaded} blocks, expected {}; log:\n{}",
-        block_list.len(),
-        procs::tail(&prom.log, 20)
-    );
 
     // 5. Clients.
     let mut endpoint = Endpoint::from_shared(format!("http://{}", sluice.grpc))?.tcp_nodelay(true);
