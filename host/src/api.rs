@@ -126,8 +126,8 @@ pub fn policy_admin_router(
                 async move {
                     let peer = req
                         .extensions()
-                        .get::<axum::extract::ConnectInfo<crate::tls::PeerInfo>>()
-                        .map(|c| &c.0);
+                        .get::<axum::extract::ConnectInfo<HttpPeer>>()
+                        .map(|c| &c.0.0);
                     match auth.authorize(req.headers(), peer) {
                         Some(who) => {
                             if req.method() != axum::http::Method::GET {
@@ -302,5 +302,43 @@ async fn policies_put(
         }
         Ok(Err(errors)) => api_error(StatusCode::BAD_REQUEST, "bad_data", errors.join("; ")),
         Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// The accepted connections of `sluice-tls` as axum's listener: the HTTP
+/// server gets plaintext or handshaken TLS streams with who is on the other
+/// end.
+#[derive(Debug)]
+pub struct HttpListener(pub crate::tls::Incoming);
+
+/// The peer of an HTTP connection (`ConnectInfo<HttpPeer>` in handlers).
+#[derive(Debug, Clone)]
+pub struct HttpPeer(pub crate::tls::PeerInfo);
+
+impl axum::serve::Listener for HttpListener {
+    type Io = crate::tls::ServerStream;
+    type Addr = HttpPeer;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.0.accept_next().await {
+            Some((io, peer)) => (io, HttpPeer(peer)),
+            // The accept loop stopped: the server is shutting down.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(HttpPeer(crate::tls::PeerInfo {
+            remote: self.0.local_addr(),
+            identity: None,
+        }))
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, HttpListener>>
+    for HttpPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, HttpListener>) -> Self {
+        stream.remote_addr().clone()
     }
 }

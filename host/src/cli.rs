@@ -221,7 +221,7 @@ impl ServerTlsArgs {
 
 /// Serves `router` on `listener` (TLS and basic auth per `--http.config`)
 /// until the stop flag is raised. Handlers can read the client's
-/// certificate identity from `ConnectInfo<tls::PeerInfo>`.
+/// certificate identity from `ConnectInfo<api::HttpPeer>`.
 pub(crate) fn spawn_http(
     listener: tokio::net::TcpListener,
     router: axum::Router,
@@ -232,8 +232,8 @@ pub(crate) fn spawn_http(
     let router = crate::api::with_web_config(router, &security.web);
     Ok(tokio::spawn(async move {
         axum::serve(
-            incoming,
-            router.into_make_service_with_connect_info::<crate::tls::PeerInfo>(),
+            crate::api::HttpListener(incoming),
+            router.into_make_service_with_connect_info::<crate::api::HttpPeer>(),
         )
         .with_graceful_shutdown(stopped(stop))
         .await

@@ -70,6 +70,7 @@ async fn store_for(
         ignore_deletion_marks_delay: Duration::from_secs(86_400),
         limit_series: 0,
         limit_samples: 0,
+        series_max_concurrency: 20,
         block_sync_concurrency: 2,
         tls: Default::default(),
     };

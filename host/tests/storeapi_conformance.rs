@@ -133,6 +133,7 @@ async fn fixture(limit_series: u64, limit_samples: u64) -> Fixture {
         ignore_deletion_marks_delay: Duration::from_secs(86_400),
         limit_series,
         limit_samples,
+        series_max_concurrency: 20,
         block_sync_concurrency: 4,
         tls: Default::default(),
     };
@@ -807,6 +808,7 @@ async fn resync(f: Fixture) -> Fixture {
         ignore_deletion_marks_delay: Duration::from_secs(86_400),
         limit_series: 0,
         limit_samples: 0,
+        series_max_concurrency: 20,
         block_sync_concurrency: 4,
         tls: Default::default(),
     };

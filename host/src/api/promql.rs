@@ -15,11 +15,9 @@ use axum::routing::get;
 
 use super::query::{ApiError, bad_data, get_all, get_one, params, parse_bool, parse_time, success};
 use crate::model::Labels;
-use crate::promql::storage::ReadOptions;
-use crate::promql::{
-    Engine, EngineOpts, PromqlError, QuerierStorage, QueryResult, Value, format_value,
-};
+use crate::promql::{Engine, EngineOpts, PromqlError, QueryResult, Value, format_value};
 use crate::querier::Querier;
+use sluice_query::{QuerierStorage, ReadOptions};
 
 /// Most points per series a range query may ask for (Prometheus' limit).
 const MAX_POINTS: i64 = 11_000;

@@ -11,13 +11,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use sluice_proto::thanos::{
-    LabelMatcher, LabelNamesRequest, LabelValuesRequest, SeriesRequest, label_matcher,
-};
+use sluice_proto::thanos::{LabelMatcher, SeriesRequest, label_matcher};
 
 use crate::fanout::{EndpointSet, FanoutItem, ProxyRequest};
 use crate::model::{Labels, MatchOp, Matcher};
 use crate::policy::{PolicyKind, PolicyRegistry};
+use crate::storeapi::{LabelsKind, LabelsQuery};
 
 /// Settings of the query API.
 #[derive(Clone, Debug, Default)]
@@ -489,40 +488,7 @@ async fn labels(
     body: axum::body::Bytes,
 ) -> Response {
     let p = params(q, &headers, &body);
-    let c = match common(&p, &s.cfg, false) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let selectors = if c.selectors.is_empty() {
-        vec![vec![]]
-    } else {
-        c.selectors.clone()
-    };
-    let mut all = std::collections::BTreeSet::new();
-    let mut warnings = Vec::new();
-    for ms in &selectors {
-        let req = LabelNamesRequest {
-            start: c.start,
-            end: c.end,
-            matchers: to_pb_matchers(ms),
-            without_replica_labels: c.replica_labels.clone(),
-            partial_response_strategy: i32::from(!c.partial),
-            ..Default::default()
-        };
-        match crate::fanout::label_names(&s.set, req, ms, c.partial).await {
-            Ok((names, w)) => {
-                all.extend(names.into_iter().filter(|n| !c.replica_labels.contains(n)));
-                warnings.extend(w);
-            }
-            Err(status) => {
-                return execution(status.message().to_string()).into_response();
-            }
-        }
-    }
-    success(
-        serde_json::json!(all.into_iter().collect::<Vec<_>>()),
-        warnings,
-    )
+    labels_answer(&s, &p, LabelsKind::Names).await
 }
 
 async fn label_values(
@@ -532,13 +498,26 @@ async fn label_values(
     headers: HeaderMap,
 ) -> Response {
     let p = params(q, &headers, &[]);
-    let c = match common(&p, &s.cfg, false) {
+    labels_answer(&s, &p, LabelsKind::Values(name)).await
+}
+
+/// `/api/v1/labels` and `/api/v1/label/<name>/values`: one label query per
+/// `match[]` (or one without matchers) through the fan-out, unioned, and
+/// Prometheus' `limit` with its warning when the answer was cut.
+async fn labels_answer(s: &QState, p: &[(String, String)], kind: LabelsKind) -> Response {
+    let c = match common(p, &s.cfg, false) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    if c.replica_labels.contains(&name) {
-        return success(serde_json::json!([]), vec![]);
-    }
+    let limit = match get_one(p, "limit").filter(|l| !l.is_empty()) {
+        None => 0,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) => n,
+            Err(_) => {
+                return bad_data(format!("cannot parse \"{l}\" to a valid limit")).into_response();
+            }
+        },
+    };
     let selectors = if c.selectors.is_empty() {
         vec![vec![]]
     } else {
@@ -546,30 +525,32 @@ async fn label_values(
     };
     let mut all = std::collections::BTreeSet::new();
     let mut warnings = Vec::new();
-    for ms in &selectors {
-        let req = LabelValuesRequest {
-            label: name.clone(),
+    for ms in selectors {
+        let q = LabelsQuery {
+            kind: kind.clone(),
             start: c.start,
             end: c.end,
-            matchers: to_pb_matchers(ms),
+            matchers: ms,
             without_replica_labels: c.replica_labels.clone(),
-            partial_response_strategy: i32::from(!c.partial),
-            ..Default::default()
+            limit: 0,
+            partial_response: c.partial,
         };
-        match crate::fanout::label_values(&s.set, req, ms, c.partial).await {
-            Ok((values, w)) => {
-                all.extend(values);
-                warnings.extend(w);
+        match crate::fanout::labels(&s.set, &q).await {
+            Ok(answer) => {
+                all.extend(answer.values);
+                warnings.extend(answer.warnings);
             }
             Err(status) => {
                 return execution(status.message().to_string()).into_response();
             }
         }
     }
-    success(
-        serde_json::json!(all.into_iter().collect::<Vec<_>>()),
-        warnings,
-    )
+    let mut values: Vec<String> = all.into_iter().collect();
+    if limit > 0 && values.len() > limit {
+        values.truncate(limit);
+        warnings.push("results truncated due to limit".into());
+    }
+    success(serde_json::json!(values), warnings)
 }
 
 async fn stores(State(s): State<QState>) -> Response {

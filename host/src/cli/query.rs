@@ -14,6 +14,7 @@ use crate::discovery::{Discovery, EndpointSpec, SdConfig, Source};
 use crate::fanout::{EndpointSet, EndpointSetOptions, ProxyStore};
 use crate::metrics::Metrics;
 use crate::policy::{PolicyEngine, PolicyRegistry};
+use crate::storeapi::{ServerOptions, StoreApi};
 
 #[derive(Debug, Args, Clone)]
 pub struct QueryArgs {
@@ -288,7 +289,14 @@ pub async fn start(
     set.refresh().await;
     set.spawn_refresh();
 
-    let proxy = ProxyStore::new(set.clone(), &metrics);
+    let proxy = StoreApi::new(
+        Arc::new(ProxyStore::new(set.clone())),
+        ServerOptions {
+            metrics_prefix: "thanos_proxy_store",
+            ..ServerOptions::default()
+        },
+        &metrics,
+    );
     // Ready once the first endpoint refresh (above) has run.
     let mut http = crate::api::ops_router(metrics.clone(), Arc::new(|| true)).merge(
         crate::api::query::router(

@@ -12,7 +12,7 @@ use crate::bucket::{BucketStore, StoreOptions};
 use crate::config::duration_arg;
 use crate::metrics::Metrics;
 use crate::objstore::BucketConfig;
-use crate::storeapi::StoreService;
+use crate::storeapi::{SeriesLimits, ServerOptions, StoreApi};
 
 /// Service name reported by the gRPC health service for the StoreAPI.
 const STORE_HEALTH_NAME: &str = "thanos.Store";
@@ -46,6 +46,9 @@ pub struct StoreArgs {
     /// Maximum samples a single Series call may return (0 = no limit).
     #[arg(long = "store.limits.request-samples", default_value_t = 0)]
     pub limit_samples: u64,
+    /// Most Series calls served at once; more wait their turn (0 = no bound).
+    #[arg(long = "store.grpc.series-max-concurrency", default_value_t = 20)]
+    pub series_max_concurrency: usize,
     /// Number of goroutines-equivalent tasks loading blocks concurrently during sync.
     #[arg(long = "block-sync-concurrency", default_value_t = 20)]
     pub block_sync_concurrency: usize,
@@ -92,13 +95,22 @@ pub async fn start(
         StoreOptions {
             data_dir: args.data_dir.clone(),
             ignore_deletion_marks_delay: args.ignore_deletion_marks_delay,
-            series_limit: args.limit_series,
-            samples_limit: args.limit_samples,
             sync_concurrency: args.block_sync_concurrency,
         },
         &metrics,
     );
-    let service = StoreService::new(store.clone(), &metrics);
+    let service = StoreApi::new(
+        store.clone(),
+        ServerOptions {
+            series_max_concurrency: args.series_max_concurrency,
+            limits: SeriesLimits {
+                series: args.limit_series,
+                samples: args.limit_samples,
+            },
+            metrics_prefix: "thanos_bucket_store",
+        },
+        &metrics,
+    );
 
     let listeners = super::bind_listeners(args.grpc_address, args.http_address).await?;
     let (grpc_addr, http_addr) = (listeners.grpc_addr, listeners.http_addr);

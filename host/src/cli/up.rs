@@ -241,6 +241,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ignore_deletion_marks_delay: Duration::from_secs(86_400),
         limit_series: 0,
         limit_samples: 0,
+        series_max_concurrency: 20,
         block_sync_concurrency: 4,
         tls: Default::default(),
     };

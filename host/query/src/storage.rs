@@ -1,0 +1,75 @@
+//! The querier as the PromQL engine's storage: fan-out, relabel and dedup
+//! behind `sluice_promql::Storage`.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sluice_policy::DedupHints;
+use sluice_promql::{SelectHints, SeriesSet, Storage};
+
+use crate::querier::{Aggregate, Querier, SelectParams, needs_two_samples};
+
+/// Per-request read options of the querier (the Thanos HTTP parameters).
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    pub dedup: bool,
+    pub dedup_slot: Option<String>,
+    pub replica_labels: Option<Vec<String>>,
+    pub partial_response: Option<bool>,
+    /// Coarsest downsampling resolution accepted (ms); 0 = raw only.
+    pub max_source_resolution: i64,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            dedup: true,
+            dedup_slot: None,
+            replica_labels: None,
+            partial_response: None,
+            max_source_resolution: 0,
+        }
+    }
+}
+
+/// The querier as the engine's storage: fan-out, relabel and dedup.
+#[derive(Debug, Clone)]
+pub struct QuerierStorage {
+    pub querier: Arc<Querier>,
+    pub opts: ReadOptions,
+}
+
+impl Storage for QuerierStorage {
+    fn select(&self, h: SelectHints) -> BoxFuture<'_, Result<SeriesSet, String>> {
+        Box::pin(async move {
+            let mut max_resolution_window = self.opts.max_source_resolution;
+            if h.range > 0 && needs_two_samples(&h.func) {
+                max_resolution_window = max_resolution_window.min(h.range / 2);
+            }
+            let aggregate = Aggregate::for_function(&h.func);
+            let p = SelectParams {
+                matchers: h.matchers,
+                start: h.start,
+                end: h.end,
+                hints: DedupHints {
+                    func: h.func,
+                    step_ms: h.step,
+                    range_ms: h.range,
+                    start_ms: h.start,
+                    end_ms: h.end,
+                },
+                dedup: self.opts.dedup,
+                dedup_slot: self.opts.dedup_slot.clone(),
+                replica_labels: self.opts.replica_labels.clone(),
+                partial_response: self.opts.partial_response,
+                max_resolution_window,
+                aggregate,
+            };
+            let r = self.querier.select(p).await.map_err(|e| e.to_string())?;
+            Ok(SeriesSet {
+                series: r.series,
+                warnings: r.warnings,
+            })
+        })
+    }
+}
