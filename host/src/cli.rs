@@ -272,3 +272,38 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+/// Every background task of a running process (block sync, endpoint
+/// refresh, policy file watch, …): spawned here or adopted, and all ended by
+/// [`Tasks::shutdown`] when the process's servers stop, so nothing outlives
+/// its process — in `sluice up` and in in-process tests alike.
+#[derive(Debug, Default)]
+pub(crate) struct Tasks {
+    set: tokio::task::JoinSet<()>,
+    adopted: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Tasks {
+    /// Runs `task` until it ends or the process shuts down.
+    pub(crate) fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.set.spawn(task);
+    }
+
+    /// Takes ownership of a task spawned by a library (it is aborted at
+    /// shutdown).
+    pub(crate) fn adopt(&mut self, handle: tokio::task::JoinHandle<()>) {
+        self.adopted.push(handle);
+    }
+
+    /// Ends every task and waits until they are gone.
+    pub(crate) async fn shutdown(mut self) {
+        self.set.abort_all();
+        for h in &self.adopted {
+            h.abort();
+        }
+        while self.set.join_next().await.is_some() {}
+        for h in self.adopted {
+            let _ = h.await;
+        }
+    }
+}

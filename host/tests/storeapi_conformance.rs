@@ -1,14 +1,30 @@
-//! StoreAPI conformance: runs `sluice store` in-process over a filesystem
-//! bucket holding blocks written by `sluice-tsdb`'s block writer, and checks
-//! every Series / LabelNames / LabelValues / Info answer against the data that
-//! was written. The same expectations apply to every StoreAPI implementation.
+//! StoreAPI conformance: one suite of expectations, run against every
+//! implementation of `sluice_storeapi::StoreSource` served by the generic
+//! server, each over the same fixture data:
+//! - `Bucket`: `sluice store` over blocks written by `sluice-tsdb`'s writer;
+//! - `Promtool`: `sluice store` over blocks written by the real `promtool`
+//!   (`tsdb create-blocks-from openmetrics`), with the Thanos section added to
+//!   their meta.json as a sidecar's shipper does;
+//! - `Proxy`: the querier's proxy source over a `sluice store`;
+//! - `Memory`: an in-memory reference source (below).
+//!
+//! Every Series / LabelNames / LabelValues / Info answer is checked against
+//! the data that was written.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use sluice::cli::store::{StoreArgs, start};
+use sluice::discovery::{Discovery, EndpointSpec, Source as EndpointSource};
+use sluice::fanout::{EndpointSet, EndpointSetOptions, ProxyStore};
 use sluice::metrics::Metrics;
+use sluice::model::Labels;
+use sluice::storeapi::{
+    Component, Flow, LabelsAnswer, LabelsKind, LabelsQuery, SeriesLimits, SeriesQuery, SeriesSink,
+    ServerOptions, SourceInfo, StoreApi, StoreError, StoreSource, TsdbInfo, into_pb_labels,
+};
+use sluice_proto::thanos::AggrChunk;
 use sluice_proto::thanos::info::InfoRequest as InfoReq;
 use sluice_proto::thanos::info::info_client::InfoClient;
 use sluice_proto::thanos::store_client::StoreClient;
@@ -110,16 +126,141 @@ struct Fixture {
     info: InfoClient<Channel>,
     http: std::net::SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
+    /// What Info must say.
+    component: &'static str,
+    sharding: bool,
+    /// Servers and stores this fixture's answers go through.
+    _keep: Vec<Box<dyn std::any::Any + Send>>,
 }
 
+/// The implementations the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Bucket,
+    Promtool,
+    Proxy,
+    Memory,
+}
+
+const SOURCES: [Source; 4] = [
+    Source::Bucket,
+    Source::Promtool,
+    Source::Proxy,
+    Source::Memory,
+];
+
 async fn fixture(limit_series: u64, limit_samples: u64) -> Fixture {
+    fixture_for(Source::Bucket, limit_series, limit_samples).await
+}
+
+async fn fixture_for(source: Source, limit_series: u64, limit_samples: u64) -> Fixture {
+    let limits = SeriesLimits {
+        series: limit_series,
+        samples: limit_samples,
+    };
+    match source {
+        Source::Bucket => bucket_fixture(false, limits).await.fixture,
+        Source::Promtool => bucket_fixture(true, limits).await.fixture,
+        Source::Proxy => {
+            let inner = bucket_fixture(false, SeriesLimits::default()).await;
+            let addr = inner.http_grpc.expect("bucket fixture has a gRPC address");
+            let set = EndpointSet::new(
+                Discovery::new(
+                    vec![EndpointSource {
+                        spec: EndpointSpec::parse(&addr.to_string()).expect("spec"),
+                        strict: false,
+                        client: None,
+                    }],
+                    vec![],
+                    None,
+                    None,
+                ),
+                EndpointSetOptions::default(),
+            );
+            set.refresh().await;
+            assert_eq!(set.queryable().len(), 1, "proxy sees the store");
+            let mut f = serve(ProxyStore::new(set), limits, inner.fixture._dir).await;
+            f.component = "query";
+            f.sharding = false;
+            f.http = inner.fixture.http;
+            f._keep.push(Box::new(inner.fixture._stop));
+            f._keep.extend(inner.fixture._keep);
+            f
+        }
+        Source::Memory => {
+            let mut mem = MemSource::default();
+            mem.add(Labels::from_pairs([("cluster", "a")]), fixture_series());
+            mem.add(Labels::from_pairs([("cluster", "b")]), fixture_series());
+            let dir = tempfile::tempdir().expect("tempdir");
+            serve(mem, limits, dir).await
+        }
+    }
+}
+
+/// Serves a source with the generic StoreAPI server on a loopback port.
+async fn serve<S: StoreSource>(source: S, limits: SeriesLimits, dir: tempfile::TempDir) -> Fixture {
+    let metrics = Metrics::new();
+    let api = StoreApi::new(
+        std::sync::Arc::new(source),
+        ServerOptions {
+            limits,
+            ..ServerOptions::default()
+        },
+        &metrics,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(api.info_server())
+            .add_service(api.store_server())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async move {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    let ch = Channel::from_shared(format!("http://{addr}"))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    Fixture {
+        _dir: dir,
+        store: StoreClient::new(ch.clone()).max_decoding_message_size(usize::MAX),
+        info: InfoClient::new(ch),
+        http: addr,
+        _stop: stop,
+        component: "debug",
+        sharding: true,
+        _keep: Vec::new(),
+    }
+}
+
+struct BucketFixture {
+    fixture: Fixture,
+    http_grpc: Option<std::net::SocketAddr>,
+}
+
+async fn bucket_fixture(promtool: bool, limits: SeriesLimits) -> BucketFixture {
+    let (limit_series, limit_samples) = (limits.series, limits.samples);
     let dir = tempfile::tempdir().expect("tempdir");
     let bucket = dir.path().join("bucket");
     std::fs::create_dir_all(&bucket).expect("mkdir");
-    // Cluster a: two consecutive 2h blocks; cluster b: one 4h block.
-    write_fixture(&bucket, &[("cluster", "a")], 0, 2 * HOUR);
-    write_fixture(&bucket, &[("cluster", "a")], 2 * HOUR, 4 * HOUR);
-    write_fixture(&bucket, &[("cluster", "b")], 0, 4 * HOUR);
+    if promtool {
+        // promtool cuts 2h blocks: cluster a and cluster b two each.
+        write_promtool_fixture(&dir.path().join("om-a"), &bucket, "a");
+        write_promtool_fixture(&dir.path().join("om-b"), &bucket, "b");
+    } else {
+        // Cluster a: two consecutive 2h blocks; cluster b: one 4h block.
+        write_fixture(&bucket, &[("cluster", "a")], 0, 2 * HOUR);
+        write_fixture(&bucket, &[("cluster", "a")], 2 * HOUR, 4 * HOUR);
+        write_fixture(&bucket, &[("cluster", "b")], 0, 4 * HOUR);
+    }
     let args = StoreArgs {
         objstore_config_file: None,
         objstore_config: Some(format!(
@@ -156,12 +297,218 @@ async fn fixture(limit_series: u64, limit_samples: u64) -> Fixture {
         .connect()
         .await
         .expect("connect");
-    Fixture {
-        _dir: dir,
-        store: StoreClient::new(ch.clone()).max_decoding_message_size(usize::MAX),
-        info: InfoClient::new(ch),
-        http: running.http_addr,
-        _stop: stop,
+    BucketFixture {
+        fixture: Fixture {
+            _dir: dir,
+            store: StoreClient::new(ch.clone()).max_decoding_message_size(usize::MAX),
+            info: InfoClient::new(ch),
+            http: running.http_addr,
+            _stop: stop,
+            component: "store",
+            sharding: true,
+            _keep: Vec::new(),
+        },
+        http_grpc: Some(running.grpc_addr),
+    }
+}
+
+/// Writes the fixture for one cluster as OpenMetrics text, has the real
+/// `promtool` cut blocks from it, and adds the Thanos section with the
+/// cluster's external label to their meta.json, as a shipper does.
+fn write_promtool_fixture(work: &Path, bucket: &Path, cluster: &str) {
+    use std::fmt::Write as _;
+    std::fs::create_dir_all(work).expect("mkdir");
+    let mut text = String::new();
+    let mut series = fixture_series();
+    series.sort_by(|a, b| a.0.cmp(&b.0));
+    for (labels, samples) in &series {
+        let name = &labels.iter().find(|l| l.0 == "__name__").expect("name").1;
+        let rest: Vec<String> = labels
+            .iter()
+            .filter(|l| l.0 != "__name__")
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect();
+        for (t, v) in samples {
+            let _ = writeln!(
+                text,
+                "{name}{{{}}} {v:?} {}.{:03}",
+                rest.join(","),
+                t / 1000,
+                t % 1000
+            );
+        }
+    }
+    text.push_str("# EOF\n");
+    let input = work.join("input.om");
+    std::fs::write(&input, text).expect("write openmetrics");
+    let out = work.join("blocks");
+    let status = std::process::Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&input)
+        .arg(&out)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "promtool not found ({e}): install the Debian package `prometheus` (.ci/run does)"
+            )
+        });
+    assert!(
+        status.status.success(),
+        "promtool failed: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    for e in std::fs::read_dir(&out).expect("blocks") {
+        let dir = e.expect("entry").path();
+        let meta_path = dir.join("meta.json");
+        let Ok(meta) = std::fs::read(&meta_path) else {
+            continue;
+        };
+        let mut meta: serde_json::Value = serde_json::from_slice(&meta).expect("meta.json");
+        meta["thanos"] = serde_json::json!({
+            "version": 1,
+            "labels": {"cluster": cluster},
+            "downsample": {"resolution": 0},
+            "source": "sidecar",
+        });
+        std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).expect("json"))
+            .expect("write meta");
+        let target = bucket.join(dir.file_name().expect("name"));
+        copy_dir(&dir, &target);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let p = e.expect("entry").path();
+        let t = to.join(p.file_name().expect("name"));
+        if p.is_dir() {
+            copy_dir(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).expect("copy");
+        }
+    }
+}
+
+/// A reference StoreAPI source over series held in memory: what the
+/// contract of `StoreSource` says, written as plainly as possible.
+#[derive(Default)]
+struct MemSource {
+    /// (external labels, series with their samples)
+    tsdbs: Vec<(Labels, Vec<(Labels, Samples)>)>,
+}
+
+impl MemSource {
+    fn add(&mut self, external: Labels, series: Vec<(LabelVec, Samples)>) {
+        let series = series
+            .into_iter()
+            .map(|(l, s)| (Labels::from_pairs(l), s))
+            .collect();
+        self.tsdbs.push((external, series));
+    }
+
+    /// Series with final labels and samples in `[mint, maxt]` whose final
+    /// labels match every matcher, merged by label set, in label order.
+    fn select(
+        &self,
+        q: &SeriesQuery,
+        matchers: &[sluice::model::Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(Labels, Vec<Samples>)> {
+        let mut out: BTreeMap<Labels, Vec<Samples>> = BTreeMap::new();
+        for (ext, series) in &self.tsdbs {
+            for (labels, samples) in series {
+                let Some(fin) = q.final_labels(labels.clone(), ext) else {
+                    continue;
+                };
+                let mut full = labels.clone();
+                full.extend_overriding(ext);
+                if !matchers.iter().all(|m| m.matches_labels(&full)) {
+                    continue;
+                }
+                let inside: Samples = samples
+                    .iter()
+                    .copied()
+                    .filter(|(t, _)| *t >= mint && *t <= maxt)
+                    .collect();
+                if !inside.is_empty() {
+                    out.entry(fin).or_default().push(inside);
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+}
+
+impl StoreSource for MemSource {
+    fn info(&self) -> Result<SourceInfo, StoreError> {
+        let mut info = SourceInfo::empty(Component::Debug);
+        for (ext, series) in &self.tsdbs {
+            let ts = series.iter().flat_map(|(_, s)| s.iter().map(|p| p.0));
+            let (min, max) = ts.fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t), b.max(t)));
+            // Block max times are exclusive: one past the last sample.
+            let max = max.saturating_add(1);
+            info.min_time = info.min_time.min(min);
+            info.max_time = info.max_time.max(max);
+            info.label_sets.push(ext.clone());
+            info.tsdb_infos.push(TsdbInfo {
+                labels: ext.clone(),
+                min_time: min,
+                max_time: max,
+            });
+        }
+        Ok(info)
+    }
+
+    async fn series(&self, q: SeriesQuery, sink: &mut SeriesSink) -> Result<(), StoreError> {
+        let selected = self.select(&q, &q.matchers, q.min_time, q.max_time);
+        for (labels, parts) in selected {
+            let mut chunks = Vec::new();
+            if !q.skip_chunks {
+                for samples in parts {
+                    for c in samples.chunks(120) {
+                        let data = sluice_tsdb::xor::encode(c)
+                            .map_err(|e| StoreError::Internal(e.to_string()))?;
+                        chunks.push(AggrChunk {
+                            min_time: c[0].0,
+                            max_time: c[c.len() - 1].0,
+                            raw: Some(sluice_proto::thanos::Chunk {
+                                r#type: 0,
+                                hash: xxhash(&data),
+                                data: data.into(),
+                            }),
+                            ..Default::default()
+                        });
+                    }
+                }
+                chunks.sort_by_key(|c| (c.min_time, c.max_time));
+            }
+            let s = Series {
+                labels: into_pb_labels(labels),
+                chunks,
+            };
+            if sink.send(&s).await? == Flow::Done {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn labels(&self, q: LabelsQuery) -> Result<LabelsAnswer, StoreError> {
+        let sq = SeriesQuery::default();
+        let selected = self.select(&sq, &q.matchers, q.start, q.end);
+        let values = selected
+            .into_iter()
+            .flat_map(|(labels, _)| match &q.kind {
+                LabelsKind::Names => labels.iter().map(|l| l.name.clone()).collect::<Vec<_>>(),
+                LabelsKind::Values(n) => labels.get(n).map(str::to_string).into_iter().collect(),
+            })
+            .collect();
+        Ok(LabelsAnswer {
+            values,
+            warnings: Vec::new(),
+        })
     }
 }
 
@@ -184,6 +531,9 @@ async fn series(f: &mut Fixture, req: SeriesRequest) -> Result<Vec<Series>, toni
         match frame.result {
             Some(series_response::Result::Series(s)) => out.push(s),
             Some(series_response::Result::Batch(b)) => out.extend(b.series),
+            // The proxy says when no endpoint covers the request (Thanos does too).
+            Some(series_response::Result::Warning(w))
+                if w == "No StoreAPIs matched for this query" => {}
             Some(series_response::Result::Warning(w)) => panic!("unexpected warning {w}"),
             _ => {}
         }
@@ -305,7 +655,13 @@ fn req(matchers: Vec<LabelMatcher>, min: i64, max: i64) -> SeriesRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn series_returns_exactly_what_the_blocks_hold() {
-    let mut f = fixture(0, 0).await;
+    for source in SOURCES {
+        series_returns_exactly_what_the_blocks_hold_on(source).await;
+    }
+}
+
+async fn series_returns_exactly_what_the_blocks_hold_on(source: Source) {
+    let mut f = fixture_for(source, 0, 0).await;
     let got = series(&mut f, req(all_matcher(), i64::MIN, i64::MAX))
         .await
         .expect("series");
@@ -343,8 +699,14 @@ fn cmp_labels(a: &LabelVec, b: &LabelVec) -> std::cmp::Ordering {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matchers_time_range_and_options() {
+    for source in SOURCES {
+        matchers_time_range_and_options_on(source).await;
+    }
+}
+
+async fn matchers_time_range_and_options_on(source: Source) {
     use label_matcher::Type::*;
-    let mut f = fixture(0, 0).await;
+    let mut f = fixture_for(source, 0, 0).await;
     let names = |v: &[Series]| v.iter().map(labels_of).collect::<Vec<_>>();
 
     // = and external-label matcher
@@ -490,7 +852,13 @@ async fn matchers_time_range_and_options() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_requests_and_limits() {
-    let mut f = fixture(0, 0).await;
+    for source in SOURCES {
+        invalid_requests_and_limits_on(source).await;
+    }
+}
+
+async fn invalid_requests_and_limits_on(source: Source) {
+    let mut f = fixture_for(source, 0, 0).await;
     let e = series(&mut f, req(vec![], 0, HOUR))
         .await
         .expect_err("no matchers");
@@ -508,7 +876,7 @@ async fn invalid_requests_and_limits() {
         e.message()
     );
 
-    let mut f = fixture(3, 0).await;
+    let mut f = fixture_for(source, 3, 0).await;
     let e = series(&mut f, req(all_matcher(), 0, 4 * HOUR))
         .await
         .expect_err("series limit");
@@ -525,7 +893,7 @@ async fn invalid_requests_and_limits() {
         2
     );
 
-    let mut f = fixture(0, 1000).await;
+    let mut f = fixture_for(source, 0, 1000).await;
     let e = series(&mut f, req(all_matcher(), 0, 4 * HOUR))
         .await
         .expect_err("samples limit");
@@ -535,8 +903,14 @@ async fn invalid_requests_and_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_apis_and_info() {
+    for source in SOURCES {
+        label_apis_and_info_on(source).await;
+    }
+}
+
+async fn label_apis_and_info_on(source: Source) {
     use label_matcher::Type::*;
-    let mut f = fixture(0, 0).await;
+    let mut f = fixture_for(source, 0, 0).await;
     let names = f
         .store
         .label_names(LabelNamesRequest {
@@ -634,11 +1008,12 @@ async fn label_apis_and_info() {
     );
 
     let info = f.info.info(InfoReq {}).await.expect("info").into_inner();
-    assert_eq!(info.component_type, "store");
+    assert_eq!(info.component_type, f.component, "{source:?}");
     let store = info.store.expect("store info");
     assert_eq!(store.min_time, 0);
     assert_eq!(store.max_time, 4 * HOUR - STEP + 1);
-    assert!(store.supports_without_replica_labels && store.supports_sharding);
+    assert!(store.supports_without_replica_labels);
+    assert_eq!(store.supports_sharding, f.sharding, "{source:?}");
     let sets: Vec<Vec<(String, String)>> = info
         .label_sets
         .iter()
@@ -651,6 +1026,9 @@ async fn label_apis_and_info() {
         .collect();
     assert_eq!(sets, vec![lv(&[("cluster", "a")]), lv(&[("cluster", "b")])]);
 
+    if source != Source::Bucket {
+        return;
+    }
     let body = http_get(f.http, "/metrics").await;
     assert!(
         body.contains("thanos_bucket_store_blocks_loaded 3"),
@@ -835,13 +1213,22 @@ async fn resync(f: Fixture) -> Fixture {
         info: InfoClient::new(ch),
         http: running.http_addr,
         _stop: stop,
+        component: "store",
+        sharding: true,
+        _keep: Vec::new(),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shard_info_partitions_the_series() {
+    for source in SOURCES {
+        shard_info_partitions_the_series_on(source).await;
+    }
+}
+
+async fn shard_info_partitions_the_series_on(source: Source) {
     use sluice_proto::thanos::ShardInfo;
-    let mut f = fixture(0, 0).await;
+    let mut f = fixture_for(source, 0, 0).await;
     let mut seen = Vec::new();
     for shard_index in 0..3 {
         let mut r = req(all_matcher(), 0, 4 * HOUR);

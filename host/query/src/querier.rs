@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use sluice_proto::thanos::{AggrChunk, LabelMatcher, SeriesRequest, label_matcher};
+use sluice_proto::thanos::{AggrChunk, SeriesRequest};
 
 use crate::fanout::{EndpointSet, FanoutItem, ProxyRequest};
 pub use sluice_model::SelectedSeries;
-use sluice_model::{Labels, MatchOp, Matcher};
+use sluice_model::{Labels, Matcher};
 use sluice_policy::{DedupBatch, DedupHints, PolicyKind, PolicyRegistry};
 use sluice_policy_abi::Series;
 
@@ -146,21 +146,6 @@ impl std::fmt::Debug for Querier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Querier").field("cfg", &self.cfg).finish()
     }
-}
-
-fn to_pb(ms: &[Matcher]) -> Vec<LabelMatcher> {
-    ms.iter()
-        .map(|m| LabelMatcher {
-            r#type: match m.op {
-                MatchOp::Eq => label_matcher::Type::Eq,
-                MatchOp::Neq => label_matcher::Type::Neq,
-                MatchOp::Re => label_matcher::Type::Re,
-                MatchOp::Nre => label_matcher::Type::Nre,
-            } as i32,
-            name: m.name.clone(),
-            value: m.value.clone(),
-        })
-        .collect()
 }
 
 /// Thanos' overlap split: chunks (sorted by time) go to the first virtual
@@ -317,7 +302,7 @@ impl Querier {
             request: SeriesRequest {
                 min_time: p.start,
                 max_time: p.end,
-                matchers: to_pb(&p.matchers),
+                matchers: sluice_storeapi::matchers_to_pb(&p.matchers),
                 without_replica_labels: strip.clone(),
                 max_resolution_window: p.max_resolution_window,
                 aggregates: p.aggregate.request(),

@@ -11,7 +11,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use sluice_proto::thanos::{LabelMatcher, SeriesRequest, label_matcher};
+use sluice_proto::thanos::SeriesRequest;
 
 use crate::fanout::{EndpointSet, FanoutItem, ProxyRequest};
 use crate::model::{Labels, MatchOp, Matcher};
@@ -298,21 +298,6 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
     Ok(alts)
 }
 
-fn to_pb_matchers(ms: &[Matcher]) -> Vec<LabelMatcher> {
-    ms.iter()
-        .map(|m| LabelMatcher {
-            r#type: match m.op {
-                MatchOp::Eq => label_matcher::Type::Eq,
-                MatchOp::Neq => label_matcher::Type::Neq,
-                MatchOp::Re => label_matcher::Type::Re,
-                MatchOp::Nre => label_matcher::Type::Nre,
-            } as i32,
-            name: m.name.clone(),
-            value: m.value.clone(),
-        })
-        .collect()
-}
-
 /// The request's common parameters.
 struct Common {
     selectors: Vec<Vec<Matcher>>,
@@ -398,7 +383,7 @@ async fn series(
             request: SeriesRequest {
                 min_time: c.start,
                 max_time: c.end,
-                matchers: to_pb_matchers(ms),
+                matchers: sluice_storeapi::matchers_to_pb(ms),
                 skip_chunks: true,
                 without_replica_labels: c.replica_labels.clone(),
                 ..Default::default()

@@ -277,17 +277,20 @@ pub async fn start(
     if let Err(e) = loaded {
         anyhow::bail!("policies: {}", e.join("; "));
     }
+    let mut tasks = super::Tasks::default();
     if let Some(p) = &args.policies_config_file {
-        policies
-            .watch_file(p.clone())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tasks.adopt(
+            policies
+                .watch_file(p.clone())
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
     }
 
     let listeners = super::bind_listeners(args.grpc_address, args.http_address).await?;
     let (grpc_addr, http_addr) = (listeners.grpc_addr, listeners.http_addr);
 
     set.refresh().await;
-    set.spawn_refresh();
+    tasks.adopt(set.spawn_refresh());
 
     let proxy = StoreApi::new(
         Arc::new(ProxyStore::new(set.clone())),
@@ -356,6 +359,7 @@ pub async fn start(
         );
     let handle = tokio::spawn(async move {
         let r = grpc.await;
+        tasks.shutdown().await;
         let _ = http_task.await;
         r.context("gRPC server")
     });

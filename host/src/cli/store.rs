@@ -138,7 +138,8 @@ pub async fn start(
 
     let sync_store = store.clone();
     let interval = args.sync_block_duration;
-    let sync_task = tokio::spawn(async move {
+    let mut tasks = super::Tasks::default();
+    tasks.spawn(async move {
         match sync_store.sync().await {
             Ok(r) => tracing::info!(
                 loaded = r.loaded.len(),
@@ -150,12 +151,12 @@ pub async fn start(
         health
             .set_service_status(STORE_HEALTH_NAME, tonic_health::ServingStatus::Serving)
             .await;
-        sync_store.spawn_sync_loop(interval).await
+        sync_store.run_sync_loop(interval).await
     });
 
     let handle = tokio::spawn(async move {
         let r = grpc.await;
-        sync_task.abort();
+        tasks.shutdown().await;
         let _ = http_task.await;
         r.context("gRPC server")
     });

@@ -331,20 +331,19 @@ impl BucketStore {
         Ok(report)
     }
 
-    /// Runs [`sync`](Self::sync) every `interval` until the task is dropped.
-    pub fn spawn_sync_loop(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let store = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Runs [`sync`](Self::sync) every `interval`, for as long as the
+    /// returned future is polled: the process's task set owns it, so
+    /// dropping or aborting that task ends the loop.
+    pub async fn run_sync_loop(&self, interval: Duration) {
+        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
             tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Err(e) = store.sync().await {
-                    tracing::warn!(error = %e, "block sync failed");
-                }
+            if let Err(e) = self.sync().await {
+                tracing::warn!(error = %e, "block sync failed");
             }
-        })
+        }
     }
 
     /// Time range and external label sets of the loaded blocks. With no blocks

@@ -99,6 +99,12 @@ impl SeriesSink {
         self.samples
     }
 
+    /// Whether samples are counted (a samples limit is set): a source that
+    /// forwards encoded series only needs to count them then.
+    pub fn counts_samples(&self) -> bool {
+        self.limits.samples > 0
+    }
+
     /// Whether the source may stop: limit reached or client gone.
     pub fn is_done(&self) -> bool {
         self.done || self.tx.is_closed()

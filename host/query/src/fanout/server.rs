@@ -35,7 +35,14 @@ impl ProxyStore {
 /// series, encoded anew.
 async fn send_view(sink: &mut SeriesSink, s: &SeriesView<'_>) -> Result<Flow, StoreError> {
     match s.encoded() {
-        Some(bytes) => sink.send_encoded(bytes, 0).await,
+        Some(bytes) => {
+            let samples = if sink.counts_samples() {
+                sluice_storeapi::series_samples(&s.to_series())
+            } else {
+                0
+            };
+            sink.send_encoded(bytes, samples).await
+        }
         None => sink.send(&s.to_series()).await,
     }
 }
