@@ -3,6 +3,7 @@
 
 pub mod plugin;
 pub mod query;
+mod runtime;
 pub mod store;
 pub mod up;
 

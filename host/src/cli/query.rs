@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use super::runtime::Process;
 use crate::api::query::QueryApiConfig;
 use crate::config::duration_arg;
 use crate::discovery::{Discovery, EndpointSpec, SdConfig, Source};
@@ -229,7 +230,14 @@ pub async fn start(
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(RunningQuery, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    let security = args.tls.load()?;
+    let mut process = Process::bind(
+        args.grpc_address,
+        args.http_address,
+        &args.tls,
+        metrics.clone(),
+        shutdown,
+    )
+    .await?;
     let client_tls = args.client_tls.options()?;
     let mut admin = crate::api::AdminAuth {
         token: None,
@@ -239,7 +247,8 @@ pub async fn start(
         admin.token = Some(crate::api::read_token_file(tf).map_err(|e| anyhow::anyhow!(e))?);
     }
     if !admin.identities.is_empty()
-        && !security
+        && !process
+            .security()
             .http
             .as_ref()
             .is_some_and(|t| t.current().verifies_clients)
@@ -277,20 +286,18 @@ pub async fn start(
     if let Err(e) = loaded {
         anyhow::bail!("policies: {}", e.join("; "));
     }
-    let mut tasks = super::Tasks::default();
     if let Some(p) = &args.policies_config_file {
-        tasks.adopt(
+        process.tasks().adopt(
             policies
                 .watch_file(p.clone())
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
     }
 
-    let listeners = super::bind_listeners(args.grpc_address, args.http_address).await?;
-    let (grpc_addr, http_addr) = (listeners.grpc_addr, listeners.http_addr);
+    let (grpc_addr, http_addr) = (process.grpc_addr(), process.http_addr());
 
     set.refresh().await;
-    tasks.adopt(set.spawn_refresh());
+    process.tasks().adopt(set.spawn_refresh());
 
     let proxy = StoreApi::new(
         Arc::new(ProxyStore::new(set.clone())),
@@ -300,18 +307,15 @@ pub async fn start(
         },
         &metrics,
     );
-    // Ready once the first endpoint refresh (above) has run.
-    let mut http = crate::api::ops_router(metrics.clone(), Arc::new(|| true)).merge(
-        crate::api::query::router(
-            set.clone(),
-            QueryApiConfig {
-                replica_labels: args.replica_labels.clone(),
-                partial_response: args.partial_response,
-                timeout: args.query_timeout,
-            },
-            Some(policies.clone()),
-        ),
-    );
+    let mut http = axum::Router::new().merge(crate::api::query::router(
+        set.clone(),
+        QueryApiConfig {
+            replica_labels: args.replica_labels.clone(),
+            partial_response: args.partial_response,
+            timeout: args.query_timeout,
+        },
+        Some(policies.clone()),
+    ));
     let querier = Arc::new(crate::querier::Querier::new(
         set.clone(),
         policies.clone(),
@@ -343,26 +347,11 @@ pub async fn start(
         policies: Some(policies.clone()),
         policy_admin_api: admin_api,
     }));
-    let stop_rx = super::stop_flag(shutdown);
-    let http_task = super::spawn_http(listeners.http, http, &security, stop_rx.clone())?;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
-    let grpc = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(proxy.info_server())
-        .add_service(proxy.store_server())
-        .serve_with_incoming_shutdown(
-            super::grpc_incoming(listeners.grpc, &security, stop_rx.clone())?,
-            super::stopped(stop_rx),
-        );
-    let handle = tokio::spawn(async move {
-        let r = grpc.await;
-        tasks.shutdown().await;
-        let _ = http_task.await;
-        r.context("gRPC server")
-    });
+    // Ready once the first endpoint refresh (above) has run.
+    let handle = process.serve(http, Arc::new(|| true), |r| {
+        r.add_service(proxy.info_server())
+            .add_service(proxy.store_server())
+    })?;
     Ok((
         RunningQuery {
             grpc_addr,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use super::runtime::Process;
 use crate::bucket::{BucketStore, StoreOptions};
 use crate::config::duration_arg;
 use crate::metrics::Metrics;
@@ -85,11 +86,18 @@ pub async fn start(
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(RunningStore, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    let security = args.tls.load()?;
     let cfg = args.bucket_config()?;
     let bucket = cfg.build()?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
+    let mut process = Process::bind(
+        args.grpc_address,
+        args.http_address,
+        &args.tls,
+        metrics.clone(),
+        shutdown,
+    )
+    .await?;
     let store = BucketStore::new(
         bucket,
         StoreOptions {
@@ -112,34 +120,14 @@ pub async fn start(
         &metrics,
     );
 
-    let listeners = super::bind_listeners(args.grpc_address, args.http_address).await?;
-    let (grpc_addr, http_addr) = (listeners.grpc_addr, listeners.http_addr);
-
-    let ready_store = store.clone();
-    let http = crate::api::ops_router(metrics.clone(), Arc::new(move || ready_store.is_ready()));
-    let stop_rx = super::stop_flag(shutdown);
-    let http_task = super::spawn_http(listeners.http, http, &security, stop_rx.clone())?;
-    // grpc.health.v1: the process is SERVING; `thanos.Store` once the first sync is done.
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    // grpc.health.v1: `thanos.Store` serves once the first sync is done.
+    let health = process.health();
     health
         .set_service_status(STORE_HEALTH_NAME, tonic_health::ServingStatus::NotServing)
         .await;
-    let grpc = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(service.info_server())
-        .add_service(service.store_server())
-        .serve_with_incoming_shutdown(
-            super::grpc_incoming(listeners.grpc, &security, stop_rx.clone())?,
-            super::stopped(stop_rx),
-        );
-
     let sync_store = store.clone();
     let interval = args.sync_block_duration;
-    let mut tasks = super::Tasks::default();
-    tasks.spawn(async move {
+    process.tasks().spawn(async move {
         match sync_store.sync().await {
             Ok(r) => tracing::info!(
                 loaded = r.loaded.len(),
@@ -154,12 +142,16 @@ pub async fn start(
         sync_store.run_sync_loop(interval).await
     });
 
-    let handle = tokio::spawn(async move {
-        let r = grpc.await;
-        tasks.shutdown().await;
-        let _ = http_task.await;
-        r.context("gRPC server")
-    });
+    let (grpc_addr, http_addr) = (process.grpc_addr(), process.http_addr());
+    let ready_store = store.clone();
+    let handle = process.serve(
+        axum::Router::new(),
+        Arc::new(move || ready_store.is_ready()),
+        |r| {
+            r.add_service(service.info_server())
+                .add_service(service.store_server())
+        },
+    )?;
     Ok((
         RunningStore {
             grpc_addr,
