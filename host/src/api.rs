@@ -18,8 +18,8 @@ pub mod ui;
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
 
-/// Answers whether the process is ready to serve queries.
-pub type ReadyFn = Arc<dyn Fn() -> bool + Send + Sync>;
+/// Answers whether the process is ready to serve queries, and if not, why.
+pub type ReadyFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 #[derive(Clone)]
 struct OpsState {
@@ -37,13 +37,12 @@ pub fn ops_router(metrics: Metrics, ready: ReadyFn) -> Router {
 }
 
 async fn ready_handler(State(s): State<OpsState>) -> impl IntoResponse {
-    if (s.ready)() {
-        (StatusCode::OK, "OK\n")
-    } else {
-        (
+    match (s.ready)() {
+        Ok(()) => (StatusCode::OK, "OK\n".to_string()),
+        Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: initial block sync in progress\n",
-        )
+            format!("not ready: {why}\n"),
+        ),
     }
 }
 

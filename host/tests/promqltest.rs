@@ -2143,6 +2143,7 @@ fn promqltest_corpus() {
             lookback_delta: 5 * 60_000,
             max_samples: 10_000,
             default_subquery_step: 60_000,
+            ..Default::default()
         }),
         runtime: runtime.handle().clone(),
         timeout: Duration::from_secs(timeout_secs),

@@ -1275,3 +1275,45 @@ async fn s3_block_sync() -> Result<()> {
     .await?;
     Ok(())
 }
+
+/// A store whose bucket cannot be listed (the S3 bucket does not exist yet) is not ready: `/-/ready` answers 503
+/// with the sync error, Info fails with Unavailable instead of advertising an empty store that queriers would take
+/// as "no data", and the process stays up. Once the bucket exists, the retried sync succeeds and it becomes ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_unlistable_bucket_is_never_ready_until_it_syncs() -> Result<()> {
+    let moto = Moto::start().await?;
+    let mut store = SluiceStore::start(&s3_objstore_yaml(&moto.endpoint(), "later", None), &[])?;
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut seen = 0;
+    while Instant::now() < until {
+        let (code, body) = store.http_get("/-/ready").await?;
+        ensure!(
+            code == 503,
+            "/-/ready answered {code} before any sync succeeded: {body}"
+        );
+        ensure!(
+            body.contains("not ready"),
+            "/-/ready gives no reason: {body}"
+        );
+        seen += 1;
+        sleep(Duration::from_millis(500)).await;
+    }
+    let (_, body) = store.http_get("/-/ready").await?;
+    ensure!(
+        body.contains("initial block sync failed"),
+        "/-/ready does not say why: {body}"
+    );
+    let st = store
+        .info_client()
+        .await?
+        .info(sluice_proto::thanos::info::InfoRequest {})
+        .await
+        .expect_err("Info of a store that never synced");
+    ensure!(st.code() == Code::Unavailable, "Info answered {st:?}");
+    ensure!(store.is_running(), "the store exited:\n{}", store.logs());
+    ensure!(seen >= 5, "checked /-/ready {seen} times");
+
+    moto.make_bucket("later")?;
+    store.wait_ready(Duration::from_secs(60)).await?;
+    Ok(())
+}

@@ -12,6 +12,8 @@ pub struct EngineOpts {
     pub max_samples: usize,
     /// Step of a subquery without one (Prometheus' global evaluation interval), ms.
     pub default_subquery_step: i64,
+    /// Stops the query: its client went away, or its timeout passed.
+    pub cancel: super::limits::Cancel,
 }
 
 impl Default for EngineOpts {
@@ -20,9 +22,14 @@ impl Default for EngineOpts {
             lookback_delta: 5 * 60_000,
             max_samples: 50_000_000,
             default_subquery_step: 60_000,
+            cancel: super::limits::Cancel::default(),
         }
     }
 }
+
+/// Prometheus' message when a query would hold more than `--query.max-samples` points.
+pub const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
 
 /// Why a query failed, by Prometheus API error type.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -117,6 +124,12 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
+        // Every step holds at least one point: a grid over the samples
+        // limit is refused before anything is allocated for it.
+        let steps = (i128::from(end) - i128::from(start)) / i128::from(step) + 1;
+        if steps > self.opts.max_samples as i128 {
+            return Err(PromqlError::Execution(TOO_MANY_SAMPLES.into()));
+        }
         self.run(storage, query, start, end, step).await
     }
 
@@ -128,19 +141,21 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<QueryResult, PromqlError> {
-        let expr =
-            std::sync::Arc::new(promql_parser::parser::parse(query).map_err(PromqlError::BadData)?);
+        super::limits::check_text(query)?;
+        let expr = promql_parser::parser::parse(query).map_err(PromqlError::BadData)?;
+        let expr = std::sync::Arc::new(super::limits::check_tree(expr)?);
         let mut plan = super::plan::Plan::new(&expr, start, end, step, &self.opts)?;
         plan.invalid_utf8 = invalid_utf8_literals(query);
         let fetched = plan.fetch(storage).await?;
-        // Evaluation is CPU-bound: off the async workers when there is a
-        // runtime that allows it. Selector identities are addresses inside
-        // the shared expression, which does not move.
+        self.opts.cancel.check("query execution")?;
+        // Evaluation is CPU-bound: always off the async workers when there
+        // is a runtime that allows it, so a timeout or a client going away
+        // is noticed (the evaluator checks `cancel`) and no worker is held.
+        // Selector identities are addresses inside the shared expression,
+        // which does not move.
         let opts = self.opts.clone();
-        let big = fetched.samples > 100_000;
-        if big
-            && tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        if tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
         {
             tokio::task::spawn_blocking(move || super::eval::evaluate(&expr, &plan, fetched, &opts))
                 .await

@@ -9,11 +9,15 @@ use std::borrow::Cow;
 
 use promql_parser::parser::{Expr, MatrixSelector, SubqueryExpr, VectorSelector};
 
-use super::engine::{EngineOpts, PromqlError, QueryResult, QueryStats};
+use super::engine::{EngineOpts, PromqlError, QueryResult, QueryStats, TOO_MANY_SAMPLES};
 use super::plan::{FetchResult, Fetched, Plan, at_ms, dur_ms, offset_ms, selector_id};
 use super::value::{RangeSeries, Sample, Value};
 use super::{aggr, binop, functions, is_stale};
 use sluice_model::Labels;
+
+/// How many dense cells (steps of an instant vector, present or not) one
+/// point of `--query.max-samples` allows.
+pub(crate) const CELLS_PER_SAMPLE: u64 = 4;
 
 /// The evaluation times: `start + i * step` for `i < n`.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +28,7 @@ pub(crate) struct Grid {
 }
 
 impl Grid {
+    /// The grid of a query; its size was checked by the engine.
     pub fn new(start: i64, end: i64, step: i64) -> Grid {
         if step <= 0 {
             return Grid {
@@ -35,7 +40,7 @@ impl Grid {
         Grid {
             start,
             step,
-            n: ((end - start) / step) as usize + 1,
+            n: ((i128::from(end) - i128::from(start)) / i128::from(step)).max(0) as usize + 1,
         }
     }
 
@@ -163,6 +168,7 @@ pub(crate) fn err<T>(msg: impl Into<String>) -> Result<T, PromqlError> {
 
 impl<'a> Ev<'a> {
     pub fn eval(&mut self, e: &'a Expr, g: Grid) -> Result<Val<'a>, PromqlError> {
+        self.opts.cancel.check("query execution")?;
         let v = match e {
             Expr::NumberLiteral(n) => Val::Scalar(vec![n.val; g.n]),
             Expr::StringLiteral(s) => Val::String(s.val.clone()),
@@ -181,7 +187,7 @@ impl<'a> Ev<'a> {
                 }
                 other => return err(format!("unary minus on {}", other.type_name())),
             },
-            Expr::VectorSelector(vs) => Val::Vector(self.vector_selector(vs, g, false)),
+            Expr::VectorSelector(vs) => Val::Vector(self.vector_selector(vs, g, false)?),
             Expr::MatrixSelector(ms) => Val::Range(self.matrix_selector(ms)),
             Expr::Subquery(sq) => Val::Range(self.subquery(sq, g)?),
             Expr::Call(c) => functions::call(self, c, g)?,
@@ -205,9 +211,21 @@ impl<'a> Ev<'a> {
         };
         self.peak_samples = self.peak_samples.max(n);
         if n > self.opts.max_samples as u64 {
-            return err(
-                "query processing would load too many samples into memory in query execution",
-            );
+            return err(TOO_MANY_SAMPLES);
+        }
+        Ok(())
+    }
+
+    /// Refuses to allocate `series × steps` cells for an instant vector
+    /// over the grid when that is more than [`CELLS_PER_SAMPLE`] times
+    /// `--query.max-samples`: the dense per-step columns also hold the steps
+    /// without a value, which Prometheus' count of points does not see, so
+    /// the bound is looser than the samples limit but still holds before
+    /// the allocation.
+    pub fn check_cells(&self, series: usize, g: Grid) -> Result<(), PromqlError> {
+        let max = (self.opts.max_samples as u64).saturating_mul(CELLS_PER_SAMPLE);
+        if (series as u64).saturating_mul(g.n as u64) > max {
+            return err(TOO_MANY_SAMPLES);
         }
         Ok(())
     }
@@ -256,12 +274,22 @@ impl<'a> Ev<'a> {
     /// An instant vector selector: the latest sample in `(te - lookback, te]`
     /// unless it is a staleness marker. With `want_ts` the value is the
     /// sample's timestamp in seconds (for `timestamp()`).
-    pub fn vector_selector(&self, vs: &VectorSelector, g: Grid, want_ts: bool) -> Vec<Series> {
+    pub fn vector_selector(
+        &self,
+        vs: &VectorSelector,
+        g: Grid,
+        want_ts: bool,
+    ) -> Result<Vec<Series>, PromqlError> {
         let o = offset_ms(&vs.offset);
         let at = at_ms(&vs.at, self.query_start, self.query_end);
         let lb = self.opts.lookback_delta;
+        let data = self.data(vs);
+        self.check_cells(data.len(), g)?;
         let mut out = Vec::new();
-        for s in self.data(vs) {
+        for (k, s) in data.iter().enumerate() {
+            if k % 1024 == 1023 {
+                self.opts.cancel.check("query execution")?;
+            }
             let (ts, xs) = (&s.timestamps, &s.values);
             let mut vals = vec![None; g.n];
             let mut any = false;
@@ -291,7 +319,7 @@ impl<'a> Ev<'a> {
                 });
             }
         }
-        out
+        Ok(out)
     }
 
     fn matrix_selector(&self, ms: &'a MatrixSelector) -> RangeVal<'a> {
@@ -343,16 +371,21 @@ impl<'a> Ev<'a> {
             Some(t) => (t, t),
             None => (g.t(0), g.t(g.n - 1)),
         };
-        let lo = s - o - r;
-        let inner_start =
-            lo.div_euclid(step) * step + if lo.rem_euclid(step) != 0 { step } else { 0 };
-        let inner_end = e - o;
+        let lo = s.saturating_sub(o).saturating_sub(r);
+        let inner_start = lo.div_euclid(step).saturating_mul(step)
+            + if lo.rem_euclid(step) != 0 { step } else { 0 };
+        let inner_end = e.saturating_sub(o);
         let mut series = Vec::new();
         if inner_start <= inner_end {
+            // The inner grid is checked before anything is allocated for it.
+            let n = (i128::from(inner_end) - i128::from(inner_start)) / i128::from(step) + 1;
+            if n > self.opts.max_samples as i128 {
+                return err(TOO_MANY_SAMPLES);
+            }
             let ig = Grid {
                 start: inner_start,
                 step,
-                n: ((inner_end - inner_start) / step) as usize + 1,
+                n: n as usize,
             };
             match self.eval(&sq.expr, ig)? {
                 Val::Vector(v) => {

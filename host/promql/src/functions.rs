@@ -281,7 +281,7 @@ pub(crate) fn call<'a>(ev: &mut Ev<'a>, c: &'a Call, g: Grid) -> Result<Val<'a>,
         }
         "timestamp" => {
             let v = match unparen(args[0]) {
-                Expr::VectorSelector(vs) => ev.vector_selector(vs, g, true),
+                Expr::VectorSelector(vs) => ev.vector_selector(vs, g, true)?,
                 _ => {
                     let mut v = ev.eval_vector(args[0], g)?;
                     for s in &mut v {

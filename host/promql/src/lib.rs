@@ -12,11 +12,13 @@ mod binop;
 mod engine;
 mod eval;
 mod functions;
+pub mod limits;
 mod plan;
 pub mod storage;
 pub mod value;
 
-pub use engine::{Engine, EngineOpts, PromqlError, QueryResult, QueryStats};
+pub use engine::{Engine, EngineOpts, PromqlError, QueryResult, QueryStats, TOO_MANY_SAMPLES};
+pub use limits::Cancel;
 pub use storage::{MemStorage, SelectHints, SeriesSet, Storage};
 pub use value::{RangeSeries, Sample, Value};
 

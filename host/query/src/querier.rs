@@ -176,7 +176,10 @@ fn decode_chunks(
     aggregate: Aggregate,
 ) -> Result<(Vec<i64>, Vec<f64>), String> {
     // Columns sized once from the chunk headers: no doubling while decoding,
-    // which would leave up to half of every column unused.
+    // which would leave up to half of every column unused. A header is the
+    // endpoint's word, so each count is capped by what the chunk's bytes can
+    // hold (after the first sample every XOR sample takes at least two
+    // bits): a 2-byte chunk claiming 65,535 samples reserves nothing.
     let upper: usize = chunks
         .iter()
         .map(|c| {
@@ -188,8 +191,12 @@ fn decode_chunks(
                 (None, Aggregate::Max) => c.max.as_ref().map(|x| &x.data),
                 (None, Aggregate::Counter) => c.counter.as_ref().map(|x| &x.data),
             };
-            data.and_then(|d| sluice_tsdb::xor::num_samples(d).ok())
-                .map_or(0, usize::from)
+            data.and_then(|d| {
+                sluice_tsdb::xor::num_samples(d)
+                    .ok()
+                    .map(|n| usize::from(n).min(4 * d.len().saturating_sub(2)))
+            })
+            .unwrap_or(0)
         })
         .sum();
     let (mut ts, mut vs) = (Vec::with_capacity(upper), Vec::with_capacity(upper));

@@ -15,7 +15,7 @@ use axum::routing::get;
 
 use super::query::{ApiError, bad_data, get_all, get_one, params, parse_bool, parse_time, success};
 use crate::model::Labels;
-use crate::promql::{Engine, EngineOpts, PromqlError, QueryResult, Value, format_value};
+use crate::promql::{Cancel, Engine, EngineOpts, PromqlError, QueryResult, Value, format_value};
 use crate::querier::Querier;
 use sluice_query::{QuerierStorage, ReadOptions};
 
@@ -256,7 +256,7 @@ async fn query_range(
     if step <= 0 {
         return bad_data("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer").into_response();
     }
-    if (end - start) / step > MAX_POINTS {
+    if (i128::from(end) - i128::from(start)) / i128::from(step) > i128::from(MAX_POINTS) {
         return bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)").into_response();
     }
     let req = match request(&p, &s, step) {
@@ -266,9 +266,22 @@ async fn query_range(
     run(s, req, start, end, step).await
 }
 
-async fn run(s: PState, req: Request, start: i64, end: i64, step: i64) -> Response {
+/// Raises the query's cancel flag when the request goes away (the client
+/// hung up and the handler's future was dropped), so evaluation running on
+/// a blocking thread stops too.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.raise();
+    }
+}
+
+async fn run(s: PState, mut req: Request, start: i64, end: i64, step: i64) -> Response {
     let began = Instant::now();
     let deadline = (!req.timeout.is_zero()).then(|| tokio::time::Instant::now() + req.timeout);
+    req.opts.cancel = Cancel::new(deadline.map(|d| d.into_std()));
+    let _cancel_on_drop = CancelOnDrop(req.opts.cancel.clone());
     let work = async {
         let _permit = s
             .gate

@@ -335,6 +335,7 @@ pub async fn start(
                 lookback_delta: args.lookback_delta.as_millis() as i64,
                 max_samples: args.max_samples,
                 default_subquery_step: args.default_evaluation_interval.as_millis() as i64,
+                ..Default::default()
             },
         },
     ));
@@ -348,7 +349,7 @@ pub async fn start(
         policy_admin_api: admin_api,
     }));
     // Ready once the first endpoint refresh (above) has run.
-    let handle = process.serve(http, Arc::new(|| true), |r| {
+    let handle = process.serve(http, Arc::new(|| Ok(())), |r| {
         r.add_service(proxy.info_server())
             .add_service(proxy.store_server())
     })?;

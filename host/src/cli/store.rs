@@ -15,6 +15,10 @@ use crate::metrics::Metrics;
 use crate::objstore::BucketConfig;
 use crate::storeapi::{SeriesLimits, ServerOptions, StoreApi};
 
+/// First and longest wait between failed initial block syncs.
+const INITIAL_SYNC_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_SYNC_BACKOFF: Duration = Duration::from_secs(30);
+
 /// Service name reported by the gRPC health service for the StoreAPI.
 const STORE_HEALTH_NAME: &str = "thanos.Store";
 
@@ -128,13 +132,26 @@ pub async fn start(
     let sync_store = store.clone();
     let interval = args.sync_block_duration;
     process.tasks().spawn(async move {
-        match sync_store.sync().await {
-            Ok(r) => tracing::info!(
-                loaded = r.loaded.len(),
-                failed = r.failed.len(),
-                "initial block sync done"
-            ),
-            Err(e) => tracing::error!(error = %e, "initial block sync failed"),
+        // Not ready until a sync succeeds: a store that cannot list its
+        // bucket (wrong credentials, no network) must not advertise an empty
+        // block set that queriers would take as "no data".
+        let mut backoff = INITIAL_SYNC_BACKOFF;
+        loop {
+            match sync_store.sync().await {
+                Ok(r) => {
+                    tracing::info!(
+                        loaded = r.loaded.len(),
+                        failed = r.failed.len(),
+                        "initial block sync done"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in = ?backoff, "initial block sync failed; not ready");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_SYNC_BACKOFF);
+                }
+            }
         }
         health
             .set_service_status(STORE_HEALTH_NAME, tonic_health::ServingStatus::Serving)
@@ -146,7 +163,7 @@ pub async fn start(
     let ready_store = store.clone();
     let handle = process.serve(
         axum::Router::new(),
-        Arc::new(move || ready_store.is_ready()),
+        Arc::new(move || ready_store.readiness()),
         |r| {
             r.add_service(service.info_server())
                 .add_service(service.store_server())

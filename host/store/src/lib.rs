@@ -164,6 +164,8 @@ pub struct BucketStore {
     /// are not downloaded again on every sync.
     corrupt: Mutex<HashMap<Ulid, String>>,
     ready: AtomicBool,
+    /// Why the last sync failed, while it stays failed.
+    sync_error: Mutex<Option<String>>,
     metrics: BucketMetrics,
 }
 
@@ -191,13 +193,26 @@ impl BucketStore {
             blocks: RwLock::new(Arc::new(BTreeMap::new())),
             corrupt: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
+            sync_error: Mutex::new(None),
             metrics: BucketMetrics::new(metrics),
         })
     }
 
-    /// Whether the first sync has completed.
+    /// Whether a sync has succeeded.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Ready, or why not: before the first successful sync, the last sync
+    /// error if there was one.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.is_ready() {
+            return Ok(());
+        }
+        match &*self.sync_error.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(format!("initial block sync failed (retrying): {e}")),
+            None => Err("initial block sync in progress".into()),
+        }
     }
 
     /// A snapshot of the loaded blocks.
@@ -218,12 +233,18 @@ impl BucketStore {
     pub async fn sync(&self) -> Result<SyncReport, BucketError> {
         self.metrics.syncs.inc();
         let res = self.sync_inner().await;
+        let mut last = self.sync_error.lock().unwrap_or_else(|p| p.into_inner());
         match &res {
-            Ok(_) => self.ready.store(true, Ordering::Release),
-            Err(_) => {
+            Ok(_) => {
+                *last = None;
+                self.ready.store(true, Ordering::Release);
+            }
+            Err(e) => {
+                *last = Some(e.to_string());
                 self.metrics.sync_failures.inc();
             }
         }
+        drop(last);
         res
     }
 
