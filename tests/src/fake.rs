@@ -112,6 +112,8 @@ struct Staller {
     cluster: String,
     metric: String,
     stall: Duration,
+    /// Instead of stalling: one series of this many 3-byte chunks whose headers each claim 65,535 samples.
+    lying_chunks: Option<usize>,
     calls: Arc<AtomicUsize>,
     active: Arc<AtomicUsize>,
 }
@@ -146,11 +148,30 @@ impl Store for Staller {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.active.fetch_add(1, Ordering::SeqCst);
         let live = Live(self.active.clone());
-        let first = fake_series(&self.metric, &self.cluster)
+        let mut first = fake_series(&self.metric, &self.cluster)
             .map_err(|e| Status::internal(e.to_string()))?;
         let frame = |s: Series| SeriesResponse {
             result: Some(series_response::Result::Series(s)),
         };
+        if let Some(n) = self.lying_chunks {
+            let data = Bytes::from_static(&[0xff, 0xff, 0x00]);
+            first.chunks = (0..n as i64)
+                .map(|i| AggrChunk {
+                    min_time: T0_MS + i,
+                    max_time: T0_MS + i,
+                    raw: Some(Chunk {
+                        r#type: chunk::Encoding::Xor as i32,
+                        hash: xxhash_rust::xxh64::xxh64(&data, 0),
+                        data: data.clone(),
+                    }),
+                    ..Default::default()
+                })
+                .collect();
+            drop(live);
+            return Ok(Response::new(Box::pin(futures::stream::iter([Ok(frame(
+                first,
+            ))]))));
+        }
         let stall = self.stall;
         let mut late = first.clone();
         late.labels[0].value.push_str("_late");
@@ -200,20 +221,37 @@ impl StallingStore {
     /// Serves on 127.0.0.1 (a free port); `Series` goes silent for `stall` after its first frame, which carries
     /// `{__name__="fake_stalled", cluster=<cluster>}`.
     pub async fn start(cluster: &str, stall: Duration) -> Result<StallingStore> {
+        Self::serve(cluster, "fake_stalled", stall, None).await
+    }
+
+    /// Serves on 127.0.0.1 a store whose `Series` answers `{__name__="fake_lying", cluster=<cluster>}` with
+    /// `chunks` chunks of three bytes, each header claiming 65,535 samples: a client that sizes buffers from
+    /// headers asks for ~1 MiB per chunk.
+    pub async fn start_lying(cluster: &str, chunks: usize) -> Result<StallingStore> {
+        Self::serve(cluster, "fake_lying", Duration::ZERO, Some(chunks)).await
+    }
+
+    async fn serve(
+        cluster: &str,
+        metric: &str,
+        stall: Duration,
+        lying_chunks: Option<usize>,
+    ) -> Result<StallingStore> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let calls = Arc::new(AtomicUsize::new(0));
         let active = Arc::new(AtomicUsize::new(0));
         let svc = Staller {
             cluster: cluster.to_owned(),
-            metric: "fake_stalled".into(),
+            metric: metric.into(),
             stall,
+            lying_chunks,
             calls: calls.clone(),
             active: active.clone(),
         };
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
         let server = tonic::transport::Server::builder()
-            .add_service(StoreServer::new(svc.clone()))
+            .add_service(StoreServer::new(svc.clone()).max_encoding_message_size(usize::MAX))
             .add_service(InfoServer::new(svc))
             .serve_with_incoming(incoming);
         let task = tokio::spawn(async move {

@@ -142,7 +142,7 @@ impl Engine {
         step: i64,
     ) -> Result<QueryResult, PromqlError> {
         super::limits::check_text(query)?;
-        let expr = promql_parser::parser::parse(query).map_err(PromqlError::BadData)?;
+        let expr = super::limits::parse(query)?;
         let expr = std::sync::Arc::new(super::limits::check_tree(expr)?);
         let mut plan = super::plan::Plan::new(&expr, start, end, step, &self.opts)?;
         plan.invalid_utf8 = invalid_utf8_literals(query);

@@ -12,6 +12,23 @@ use promql_parser::parser::Expr;
 
 use super::engine::PromqlError;
 
+/// Times and durations are clamped to ±this many ms (about 73 million
+/// years), so that sums of a time, an offset, a range and a lookback never
+/// overflow.
+pub const MAX_TIME_MS: i64 = 1 << 61;
+
+/// Parses a query, turning a panic of the parser on hostile input (it
+/// builds durations with `Duration::from_secs_f64`, which panics on NaN or
+/// overflow) into a parse error.
+pub fn parse(query: &str) -> Result<Expr, PromqlError> {
+    match std::panic::catch_unwind(|| promql_parser::parser::parse(query)) {
+        Ok(r) => r.map_err(PromqlError::BadData),
+        Err(_) => Err(PromqlError::BadData(
+            "parse error: the query holds a number or duration out of range".into(),
+        )),
+    }
+}
+
 /// Most brackets (`(`, `[`, `{`) open at once in a query.
 pub const MAX_BRACKET_DEPTH: usize = 256;
 

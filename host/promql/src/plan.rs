@@ -22,7 +22,8 @@ pub(crate) fn selector_id(vs: &VectorSelector) -> SelectorId {
 
 /// Milliseconds of a parser duration.
 pub(crate) fn dur_ms(d: &Duration) -> i64 {
-    d.as_millis() as i64
+    // Clamped so that time arithmetic on the results never overflows.
+    d.as_millis().min(crate::limits::MAX_TIME_MS as u128) as i64
 }
 
 /// Signed milliseconds of an `offset`.
@@ -37,8 +38,8 @@ pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
 /// Milliseconds since the epoch of a time (negative before it).
 pub(crate) fn system_time_ms(t: &SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Ok(d) => dur_ms(&d),
+        Err(e) => -dur_ms(&e.duration()),
     }
 }
 

@@ -19,6 +19,10 @@ use crate::promql::{Cancel, Engine, EngineOpts, PromqlError, QueryResult, Value,
 use crate::querier::Querier;
 use sluice_query::{QuerierStorage, ReadOptions};
 
+/// Largest form body of a query request: far above any real query, and the
+/// most a client can make the querier buffer (axum's default is 2 MiB).
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
 /// Most points per series a range query may ask for (Prometheus' limit).
 const MAX_POINTS: i64 = 11_000;
 
@@ -62,6 +66,7 @@ pub fn router(querier: Arc<Querier>, cfg: PromqlApiConfig) -> Router {
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(PState {
             querier,
             cfg: Arc::new(cfg),
@@ -95,7 +100,8 @@ async fn exemplars() -> Response {
 /// Parses a Prometheus API duration: float seconds or a duration string.
 fn parse_duration_param(name: &str, s: &str) -> Result<i64, ApiError> {
     if let Ok(f) = s.parse::<f64>() {
-        if !f.is_finite() || f * 1000.0 > i64::MAX as f64 {
+        let max = crate::promql::limits::MAX_TIME_MS as f64;
+        if !f.is_finite() || f * 1000.0 > max || f * 1000.0 < -max {
             return Err(bad_data(format!(
                 "invalid parameter \"{name}\": cannot parse {s:?} to a valid duration"
             )));
@@ -103,7 +109,10 @@ fn parse_duration_param(name: &str, s: &str) -> Result<i64, ApiError> {
         return Ok((f * 1000.0).round() as i64);
     }
     crate::config::parse_duration(s)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| {
+            d.as_millis()
+                .min(crate::promql::limits::MAX_TIME_MS as u128) as i64
+        })
         .map_err(|_| {
             bad_data(format!(
                 "invalid parameter \"{name}\": cannot parse {s:?} to a valid duration"
@@ -331,7 +340,7 @@ fn write_time(out: &mut String, t: i64) {
         let _ = write!(out, "{sec}");
     } else if sec < 0 && ms != 0 {
         // -0.5 s is written as -0.5, not -1.500.
-        let neg = -t;
+        let neg = t.unsigned_abs();
         let _ = write!(
             out,
             "-{}.{}",

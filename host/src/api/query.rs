@@ -190,7 +190,10 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
         if !f.is_finite() {
             return Err(format!("invalid time {s:?}"));
         }
-        return Ok((f * 1000.0).round() as i64);
+        // Far past and far future are clamped, as Prometheus treats them as
+        // its min and max time; arithmetic on them then cannot overflow.
+        let max = crate::promql::limits::MAX_TIME_MS as f64;
+        return Ok((f * 1000.0).round().clamp(-max, max) as i64);
     }
     parse_rfc3339(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
 }
