@@ -266,6 +266,9 @@ async fn policies_get(State(s): State<AdminState>) -> axum::response::Response {
 struct PutParams {
     sha256: Option<String>,
     kind: Option<crate::policy::PolicyKind>,
+    /// Capability grants for the uploaded module, as JSON in the `grants:`
+    /// shape of policies.yml; without it the module gets none.
+    grants: Option<String>,
 }
 
 async fn policies_put(
@@ -281,10 +284,32 @@ async fn policies_put(
             "the sha256 query parameter (hex digest of the module) is required".into(),
         );
     };
+    let grants = match params.grants.as_deref().filter(|g| !g.is_empty()) {
+        None => None,
+        Some(g) => {
+            let spec: crate::policy::config::GrantsSpec = match serde_json::from_str(g) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    return api_error(StatusCode::BAD_REQUEST, "bad_data", format!("grants: {e}"));
+                }
+            };
+            let mut problems = Vec::new();
+            let grants = crate::policy::config::validate_grants(
+                "grants",
+                &spec,
+                std::path::Path::new("."),
+                &mut problems,
+            );
+            if !problems.is_empty() {
+                return api_error(StatusCode::BAD_REQUEST, "bad_data", problems.join("; "));
+            }
+            Some(grants)
+        }
+    };
     let registry = s.registry.clone();
     let slot2 = slot.clone();
     let r = tokio::task::spawn_blocking(move || {
-        registry.put_module(&slot2, body.to_vec(), &sha, params.kind)
+        registry.put_module(&slot2, body.to_vec(), &sha, params.kind, grants)
     })
     .await;
     match r {

@@ -71,6 +71,8 @@ async fn store_for(
         limit_series: 0,
         limit_samples: 0,
         series_max_concurrency: 20,
+        touched_series_limit: 0,
+        downloaded_bytes_limit: 0,
         block_sync_concurrency: 2,
         tls: Default::default(),
     };

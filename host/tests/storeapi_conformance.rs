@@ -275,6 +275,8 @@ async fn bucket_fixture(promtool: bool, limits: SeriesLimits) -> BucketFixture {
         limit_series,
         limit_samples,
         series_max_concurrency: 20,
+        touched_series_limit: 0,
+        downloaded_bytes_limit: 0,
         block_sync_concurrency: 4,
         tls: Default::default(),
     };
@@ -1187,6 +1189,8 @@ async fn resync(f: Fixture) -> Fixture {
         limit_series: 0,
         limit_samples: 0,
         series_max_concurrency: 20,
+        touched_series_limit: 0,
+        downloaded_bytes_limit: 0,
         block_sync_concurrency: 4,
         tls: Default::default(),
     };

@@ -560,6 +560,44 @@ async fn hostile_http_and_grpc_requests_get_answers_and_nothing_dies() -> Result
         grpc_abuse(what, addr).await?;
     }
 
+    // The querier's own read limits, enforced while the merged stream arrives.
+    for (flag, word) in [
+        ("--store.limits.request-series=2", "request-series"),
+        ("--store.limits.request-samples=100", "request-samples"),
+    ] {
+        let q3 =
+            SluiceQuery::start(&[format!("--endpoint={}", store.grpc), flag.to_owned()]).await?;
+        let base3 = q3.http_base();
+        let mut seen = String::new();
+        for _ in 0..40 {
+            let (code, status, error) = send(
+                &http,
+                &base3,
+                &case(
+                    flag,
+                    "/api/v1/query_range",
+                    &[
+                        ("query", "demo_http_requests_total"),
+                        ("start", &(T0_MS / 1000).to_string()),
+                        ("end", &(END_MS / 1000).to_string()),
+                        ("step", "60"),
+                    ],
+                    Want::Answer,
+                ),
+            )
+            .await?;
+            seen = format!("{code} {status} {error}");
+            if status == "error" && error.contains(word) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        ensure!(
+            seen.contains(word),
+            "{flag}: the query was not refused naming the limit: {seen}"
+        );
+    }
+
     // An endpoint whose chunk headers lie: 200,000 chunks of 3 bytes each claiming 65,535 samples would ask for
     // ~200 GB if the querier sized its columns from them.
     let liar = StallingStore::start_lying("liar", 200_000).await?;
@@ -763,5 +801,33 @@ async fn grpc_abuse(what: &str, addr: std::net::SocketAddr) -> Result<()> {
     .map_err(|s| anyhow::anyhow!("{what}: a call during a slowloris connection failed: {s:?}"))?;
     ensure!(n >= 1, "{what}: no frames during a slowloris connection");
     drop(idle);
+    Ok(())
+}
+
+/// A bearer token for the policy admin API is refused over plaintext HTTP unless the operator says so: the
+/// querier does not start, and the error says why and what to do.
+#[test]
+fn admin_token_over_plaintext_needs_an_explicit_flag() -> Result<()> {
+    let bin = sluice_e2e::tools::sluice_bin()?;
+    let dir = tempfile::tempdir()?;
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n")?;
+    let out = std::process::Command::new(&bin)
+        .args([
+            "query",
+            "--grpc-address=127.0.0.1:0",
+            "--http-address=127.0.0.1:0",
+            &format!("--policies.admin-token-file={}", token.display()),
+        ])
+        .output()?;
+    ensure!(
+        !out.status.success(),
+        "the querier started with a plaintext admin token"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        err.contains("--policies.admin-allow-plaintext") && err.contains("in the clear"),
+        "the refusal does not say why: {err}"
+    );
     Ok(())
 }

@@ -1317,3 +1317,51 @@ async fn s3_unlistable_bucket_is_never_ready_until_it_syncs() -> Result<()> {
     store.wait_ready(Duration::from_secs(60)).await?;
     Ok(())
 }
+
+/// `--store.grpc.touched-series-limit` counts the series a call touches in the blocks' indexes (before merging
+/// across blocks), `--store.grpc.downloaded-bytes-limit` the chunk bytes it downloads; both fail the call with
+/// ResourceExhausted naming the flag, and a call under them is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_touched_series_and_downloaded_bytes_limits() -> Result<()> {
+    let fx = fixture();
+    let dir = main_fs_bucket(fx)?;
+    let (mint, maxt) = full_range();
+    let metric = vec![eq("__name__", "demo_http_requests_total")];
+    let one = vec![eq("instance", "host-2")];
+    for (flag, word) in [
+        (
+            "--store.grpc.touched-series-limit=3",
+            "touched-series-limit",
+        ),
+        (
+            "--store.grpc.downloaded-bytes-limit=2000",
+            "downloaded-bytes-limit",
+        ),
+    ] {
+        let (_store, mut client) = start_store(&fs_objstore_yaml(dir.path()), &[flag]).await?;
+        let st = expect_code(
+            grpc::series(&mut client, grpc::series_request(&metric, mint, maxt)).await,
+            Code::ResourceExhausted,
+            flag,
+        )?;
+        ensure!(
+            st.message().contains(word),
+            "{flag}: message does not name it: {:?}",
+            st.message()
+        );
+    }
+    // Under generous limits the same call is answered.
+    let (_store, mut client) = start_store(
+        &fs_objstore_yaml(dir.path()),
+        &[
+            "--store.grpc.touched-series-limit=100000",
+            "--store.grpc.downloaded-bytes-limit=1000000000",
+        ],
+    )
+    .await?;
+    let res = select(&mut client, grpc::series_request(&one, mint, maxt)).await?;
+    ensure!(!res.series.is_empty(), "nothing under generous limits");
+    let res = select(&mut client, grpc::series_request(&metric, mint, maxt)).await?;
+    ensure!(!res.series.is_empty(), "nothing under generous limits");
+    Ok(())
+}

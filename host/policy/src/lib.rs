@@ -127,6 +127,8 @@ pub struct PolicyRegistry {
     generation: AtomicU64,
     /// Serialises loads so two reloads never interleave.
     load_lock: Mutex<()>,
+    /// sha256 digests pinned by the configuration, per slot.
+    pins: Mutex<BTreeMap<String, String>>,
     last_error: Mutex<Option<String>>,
     /// Slot configs of the active set plus modules uploaded through the admin API.
     slot_configs: Mutex<Vec<SlotConfig>>,
@@ -157,6 +159,7 @@ impl PolicyRegistry {
             metrics: PolicyMetrics::new(metrics),
             generation: AtomicU64::new(0),
             load_lock: Mutex::new(()),
+            pins: Mutex::new(BTreeMap::new()),
             last_error: Mutex::new(None),
             slot_configs: Mutex::new(Vec::new()),
             uploaded: Mutex::new(HashMap::new()),
@@ -260,6 +263,12 @@ impl PolicyRegistry {
     /// Builds every slot and, only if all succeed, publishes them as the new set.
     pub fn apply(&self, slots: Vec<SlotConfig>) -> Result<Arc<PolicySet>, Vec<String>> {
         let _guard = self.load_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.apply_locked(slots)
+    }
+
+    /// [`apply`](Self::apply) with `load_lock` already held by the caller,
+    /// so that a read-modify-write of the set is one step.
+    fn apply_locked(&self, slots: Vec<SlotConfig>) -> Result<Arc<PolicySet>, Vec<String>> {
         let mut problems = Vec::new();
         let mut loaded = BTreeMap::new();
         for s in &slots {
@@ -293,6 +302,19 @@ impl PolicyRegistry {
         for s in set.slots.values() {
             self.metrics.set_info(&s.plugin, true);
         }
+        {
+            // Digests pinned by the configuration (not by an upload) bind
+            // every later upload to that slot.
+            let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+            for s in &slots {
+                if s.source != PluginSource::Bytes {
+                    match &s.sha256 {
+                        Some(d) => pins.insert(s.name.clone(), d.clone()),
+                        None => pins.remove(&s.name),
+                    };
+                }
+            }
+        }
         *self.slot_configs.lock().unwrap_or_else(|p| p.into_inner()) = slots;
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.metrics
@@ -318,17 +340,35 @@ impl PolicyRegistry {
 
     /// Replaces (or adds) one slot's module, as the admin API does. The other
     /// slots keep their modules; the new set is validated as a whole.
+    ///
+    /// The whole read-modify-write holds `load_lock`, so concurrent uploads
+    /// (and file reloads) land one after the other and none is lost. An
+    /// uploaded module gets no capability grants unless the request restates
+    /// them (`grants`), and a digest pinned by the configuration must match.
     pub fn put_module(
         &self,
         slot: &str,
         module: Vec<u8>,
         sha256: &str,
         kind: Option<PolicyKind>,
+        grants: Option<config::Grants>,
     ) -> Result<Arc<PolicySet>, Vec<String>> {
         let digest = sha256_hex(&module);
         if !digest.eq_ignore_ascii_case(sha256) {
             return Err(vec![format!(
                 "sha256 mismatch: request says {sha256}, module is {digest}"
+            )]);
+        }
+        let _guard = self.load_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pinned) = self
+            .pins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(slot)
+            && !pinned.eq_ignore_ascii_case(&digest)
+        {
+            return Err(vec![format!(
+                "slot {slot} pins sha256 {pinned} in its configuration; the uploaded module is {digest}"
             )]);
         }
         let mut slots = self
@@ -365,13 +405,16 @@ impl PolicyRegistry {
         };
         cfg.source = PluginSource::Bytes;
         cfg.sha256 = Some(digest);
+        // The slot's grants were given to the module its configuration
+        // named, not to whatever is uploaded next.
+        cfg.grants = grants.unwrap_or_default();
         slots.push(cfg);
         let previous = self
             .uploaded
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(slot.to_string(), Arc::new(module));
-        let r = self.apply(slots);
+        let r = self.apply_locked(slots);
         if r.is_err() {
             let mut up = self.uploaded.lock().unwrap_or_else(|p| p.into_inner());
             match previous {

@@ -23,6 +23,10 @@ pub struct QuerierConfig {
     pub partial_response: bool,
     /// Slot used for dedup unless a request names another.
     pub dedup_slot: String,
+    /// Series and samples one selection may read from the endpoints
+    /// (`--store.limits.request-series`, `--store.limits.request-samples`),
+    /// counted as the merged stream arrives.
+    pub limits: sluice_storeapi::SeriesLimits,
 }
 
 impl Default for QuerierConfig {
@@ -31,6 +35,7 @@ impl Default for QuerierConfig {
             replica_labels: vec![],
             partial_response: true,
             dedup_slot: "dedup".into(),
+            limits: sluice_storeapi::SeriesLimits::default(),
         }
     }
 }
@@ -133,6 +138,8 @@ pub enum QueryError {
     Policy(String),
     #[error("decoding chunks of {series}: {detail}")]
     Decode { series: String, detail: String },
+    #[error("{0}")]
+    Limit(String),
 }
 
 /// The read path.
@@ -323,6 +330,8 @@ impl Querier {
         tokio::spawn(async move { crate::fanout::series(&set, req, tx).await });
         let mut merged: Vec<(Labels, Vec<AggrChunk>)> = Vec::new();
         let mut warnings = Vec::new();
+        let limits = self.cfg.limits;
+        let mut samples = 0u64;
         while let Some(item) = rx.recv().await {
             match item {
                 Ok(FanoutItem::Series(run)) => {
@@ -331,7 +340,26 @@ impl Querier {
                             s.labels().map(|(n, v)| (n.to_string(), v.to_string())),
                         );
                         l.remove_names(&strip);
-                        merged.push((l, s.chunks()));
+                        let chunks = s.chunks();
+                        if limits.series > 0 && merged.len() as u64 >= limits.series {
+                            return Err(QueryError::Limit(format!(
+                                "exceeded series limit: the query selects more than --store.limits.request-series={} series",
+                                limits.series
+                            )));
+                        }
+                        if limits.samples > 0 {
+                            samples += chunks
+                                .iter()
+                                .map(sluice_storeapi::aggr_chunk_samples)
+                                .sum::<u64>();
+                            if samples > limits.samples {
+                                return Err(QueryError::Limit(format!(
+                                    "exceeded samples limit: the query reads more than --store.limits.request-samples={} samples",
+                                    limits.samples
+                                )));
+                            }
+                        }
+                        merged.push((l, chunks));
                     }
                 }
                 Ok(FanoutItem::Warning(w)) => warnings.push(w),

@@ -59,6 +59,12 @@ pub struct QueryArgs {
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     pub max_samples: usize,
     /// Most queries evaluated at once; more wait in a queue.
+    /// Most series one selection (and one Series call to this querier's StoreAPI) may read from the endpoints; 0 = no limit.
+    #[arg(long = "store.limits.request-series", default_value_t = 0)]
+    pub limit_series: u64,
+    /// Most samples (counted from chunk headers, not Thanos' chunks x 120) one selection may read; 0 = no limit.
+    #[arg(long = "store.limits.request-samples", default_value_t = 0)]
+    pub limit_samples: u64,
     #[arg(long = "query.max-concurrent", default_value_t = 20)]
     pub max_concurrent: usize,
     /// Step of subqueries that do not name one.
@@ -76,6 +82,10 @@ pub struct QueryArgs {
     /// File holding the bearer token of the policy admin API; the API is off without it.
     #[arg(long = "policies.admin-token-file")]
     pub policies_admin_token_file: Option<PathBuf>,
+    /// Serve the policy admin API's bearer token over plaintext HTTP (the token then crosses the network in the
+    /// clear). Without it, --policies.admin-token-file needs HTTPS (--http.config with tls_server_config).
+    #[arg(long = "policies.admin-allow-plaintext")]
+    pub policies_admin_allow_plaintext: bool,
     /// Directory for compiled plugin artifacts.
     #[arg(long = "policies.cache-dir")]
     pub policies_cache_dir: Option<PathBuf>,
@@ -141,6 +151,13 @@ impl ClientTlsArgs {
 }
 
 impl QueryArgs {
+    fn limits(&self) -> crate::storeapi::SeriesLimits {
+        crate::storeapi::SeriesLimits {
+            series: self.limit_series,
+            samples: self.limit_samples,
+        }
+    }
+
     /// Defaults for an in-process querier (used by `sluice up`).
     pub fn local(endpoints: Vec<String>, grpc: SocketAddr, http: SocketAddr) -> Self {
         QueryArgs {
@@ -157,12 +174,15 @@ impl QueryArgs {
             query_timeout: Duration::from_secs(120),
             lookback_delta: Duration::from_secs(300),
             max_samples: 50_000_000,
+            limit_series: 0,
+            limit_samples: 0,
             max_concurrent: 20,
             default_evaluation_interval: Duration::from_secs(60),
             grpc_address: grpc,
             http_address: http,
             policies_config_file: None,
             policies_admin_token_file: None,
+            policies_admin_allow_plaintext: false,
             policies_cache_dir: None,
             policies_admin_client_identity: vec![],
             dns_nameserver: None,
@@ -245,6 +265,12 @@ pub async fn start(
     };
     if let Some(tf) = &args.policies_admin_token_file {
         admin.token = Some(crate::api::read_token_file(tf).map_err(|e| anyhow::anyhow!(e))?);
+        if process.security().http.is_none() && !args.policies_admin_allow_plaintext {
+            anyhow::bail!(
+                "--policies.admin-token-file over plaintext HTTP would send the token in the clear: serve HTTPS \
+                 (--http.config with tls_server_config) or pass --policies.admin-allow-plaintext"
+            );
+        }
     }
     if !admin.identities.is_empty()
         && !process
@@ -303,6 +329,7 @@ pub async fn start(
         Arc::new(ProxyStore::new(set.clone())),
         ServerOptions {
             metrics_prefix: "thanos_proxy_store",
+            limits: args.limits(),
             ..ServerOptions::default()
         },
         &metrics,
@@ -322,6 +349,7 @@ pub async fn start(
         crate::querier::QuerierConfig {
             replica_labels: args.replica_labels.clone(),
             partial_response: args.partial_response,
+            limits: args.limits(),
             ..Default::default()
         },
     ));

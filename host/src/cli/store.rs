@@ -51,6 +51,12 @@ pub struct StoreArgs {
     /// Maximum samples a single Series call may return (0 = no limit).
     #[arg(long = "store.limits.request-samples", default_value_t = 0)]
     pub limit_samples: u64,
+    /// Most series one Series call may touch in the blocks' indexes, before merging (0 = no limit).
+    #[arg(long = "store.grpc.touched-series-limit", default_value_t = 0)]
+    pub touched_series_limit: u64,
+    /// Most bytes of chunks one Series call may download from the bucket (0 = no limit).
+    #[arg(long = "store.grpc.downloaded-bytes-limit", default_value_t = 0)]
+    pub downloaded_bytes_limit: u64,
     /// Most Series calls served at once; more wait their turn (0 = no bound).
     #[arg(long = "store.grpc.series-max-concurrency", default_value_t = 20)]
     pub series_max_concurrency: usize,
@@ -108,6 +114,8 @@ pub async fn start(
             data_dir: args.data_dir.clone(),
             ignore_deletion_marks_delay: args.ignore_deletion_marks_delay,
             sync_concurrency: args.block_sync_concurrency,
+            touched_series_limit: args.touched_series_limit,
+            downloaded_bytes_limit: args.downloaded_bytes_limit,
         },
         &metrics,
     );

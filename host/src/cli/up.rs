@@ -242,6 +242,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         limit_series: 0,
         limit_samples: 0,
         series_max_concurrency: 20,
+        touched_series_limit: 0,
+        downloaded_bytes_limit: 0,
         block_sync_concurrency: 4,
         tls: Default::default(),
     };

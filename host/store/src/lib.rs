@@ -83,6 +83,12 @@ pub struct StoreOptions {
     pub ignore_deletion_marks_delay: Duration,
     /// Concurrent block loads during sync (`--block-sync-concurrency`).
     pub sync_concurrency: usize,
+    /// Series one Series call may touch in the blocks' indexes, before
+    /// merging and limits (`--store.grpc.touched-series-limit`, 0 = none).
+    pub touched_series_limit: u64,
+    /// Chunk bytes one Series call may download
+    /// (`--store.grpc.downloaded-bytes-limit`, 0 = none).
+    pub downloaded_bytes_limit: u64,
 }
 
 impl Default for StoreOptions {
@@ -91,6 +97,8 @@ impl Default for StoreOptions {
             data_dir: PathBuf::from("./data"),
             ignore_deletion_marks_delay: Duration::from_secs(24 * 3600),
             sync_concurrency: 20,
+            touched_series_limit: 0,
+            downloaded_bytes_limit: 0,
         }
     }
 }

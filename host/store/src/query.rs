@@ -229,6 +229,16 @@ impl BucketStore {
                 }
             }
         }
+        let touched_limit = self.opts.touched_series_limit;
+        if touched_limit > 0 && entries.len() as u64 > touched_limit {
+            return Err(StoreError::limit(
+                "touched series",
+                format!(
+                    "the query touches {} series in the blocks' indexes, more than --store.grpc.touched-series-limit={touched_limit}",
+                    entries.len()
+                ),
+            ));
+        }
         for w in warnings {
             tracing::warn!(warning = %w, "series: skipping unreadable block");
             if sink.warn(w).await? == Flow::Done {
@@ -280,8 +290,19 @@ impl BucketStore {
             }
         }))
         .buffered(2);
+        let bytes_limit = self.opts.downloaded_bytes_limit;
+        let mut downloaded = 0u64;
         while let Some(r) = fetched.next().await {
-            let (series, warnings) = r?;
+            let (series, warnings, bytes) = r?;
+            downloaded += bytes;
+            if bytes_limit > 0 && downloaded > bytes_limit {
+                return Err(StoreError::limit(
+                    "downloaded bytes",
+                    format!(
+                        "the query downloads more than --store.grpc.downloaded-bytes-limit={bytes_limit} bytes of chunks"
+                    ),
+                ));
+            }
             for w in warnings {
                 if sink.warn(w).await? == Flow::Done {
                     return Ok(());
@@ -303,7 +324,7 @@ impl BucketStore {
         batch: Vec<OutSeries>,
         aggregates: &[Aggr],
         partial: bool,
-    ) -> Result<(Vec<Series>, Vec<String>), BucketError> {
+    ) -> Result<(Vec<Series>, Vec<String>, u64), BucketError> {
         let mut per_block: Vec<Vec<u64>> = vec![Vec::new(); blocks.len()];
         for s in &batch {
             for (bi, chunks) in &s.parts {
@@ -370,7 +391,7 @@ impl BucketStore {
                 chunks,
             });
         }
-        Ok((out, warnings))
+        Ok((out, warnings, bytes_read))
     }
 
     /// Label names, or values of one label, of the series matching the

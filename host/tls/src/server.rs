@@ -439,6 +439,10 @@ impl tonic::transport::server::Connected for ServerStream {
     }
 }
 
+/// Most TLS handshakes in progress at once on one listener; each is also
+/// bounded in time by the handshake timeout.
+pub const MAX_PENDING_HANDSHAKES: usize = 256;
+
 /// Who is on the other end of an accepted connection.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
@@ -474,6 +478,7 @@ async fn accept_loop(
     mut stop: tokio::sync::watch::Receiver<bool>,
     tx: mpsc::Sender<(ServerStream, PeerInfo)>,
 ) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     loop {
         let accepted = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -503,7 +508,17 @@ async fn accept_loop(
         let built = tls.current();
         let what = tls.options().what;
         let tx = tx.clone();
+        // At most MAX_PENDING_HANDSHAKES at once: when they are all taken,
+        // accepting waits, and the kernel's backlog holds new connections.
+        let permit = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            p = handshakes.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
         tokio::spawn(async move {
+            let _permit = permit;
             let acceptor = tokio_rustls::TlsAcceptor::from(built.config.clone());
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
