@@ -73,6 +73,8 @@ async fn store_for(
         series_max_concurrency: 20,
         touched_series_limit: 0,
         downloaded_bytes_limit: 0,
+        selection: Default::default(),
+        ignored: Default::default(),
         block_sync_concurrency: 2,
         tls: Default::default(),
     };

@@ -277,6 +277,8 @@ async fn bucket_fixture(promtool: bool, limits: SeriesLimits) -> BucketFixture {
         series_max_concurrency: 20,
         touched_series_limit: 0,
         downloaded_bytes_limit: 0,
+        selection: Default::default(),
+        ignored: Default::default(),
         block_sync_concurrency: 4,
         tls: Default::default(),
     };
@@ -1191,6 +1193,8 @@ async fn resync(f: Fixture) -> Fixture {
         series_max_concurrency: 20,
         touched_series_limit: 0,
         downloaded_bytes_limit: 0,
+        selection: Default::default(),
+        ignored: Default::default(),
         block_sync_concurrency: 4,
         tls: Default::default(),
     };

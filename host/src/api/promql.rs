@@ -35,8 +35,14 @@ pub struct PromqlApiConfig {
     pub timeout: Duration,
     /// `--query.max-concurrent`.
     pub max_concurrent: usize,
+    /// `--query.auto-downsampling`: a request without max_source_resolution
+    /// asks for `auto`.
+    pub auto_downsampling: bool,
     /// Engine defaults (`--query.lookback-delta`, `--query.max-samples`).
     pub engine: EngineOpts,
+    /// The `--query.max-concurrent` gate when other APIs share it; else one
+    /// of `max_concurrent` permits is made.
+    pub gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Default for PromqlApiConfig {
@@ -45,7 +51,9 @@ impl Default for PromqlApiConfig {
             partial_response: true,
             timeout: Duration::from_secs(120),
             max_concurrent: 20,
+            auto_downsampling: false,
             engine: EngineOpts::default(),
+            gate: None,
         }
     }
 }
@@ -59,7 +67,10 @@ struct PState {
 
 /// Routes of the PromQL API.
 pub fn router(querier: Arc<Querier>, cfg: PromqlApiConfig) -> Router {
-    let gate = Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent.max(1)));
+    let gate = cfg
+        .gate
+        .clone()
+        .unwrap_or_else(|| Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent.max(1))));
     Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
@@ -154,6 +165,7 @@ fn request(p: &[(String, String)], s: &PState, step: i64) -> Result<Request, Api
         .collect();
     let max_source_resolution = match get_one(p, "max_source_resolution").filter(|v| !v.is_empty())
     {
+        None if s.cfg.auto_downsampling => (step / 5).max(0),
         None => 0,
         Some("auto") => (step / 5).max(0),
         Some(v) => {

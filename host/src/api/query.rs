@@ -27,6 +27,9 @@ pub struct QueryApiConfig {
     pub partial_response: bool,
     /// `--query.timeout`: longest a request may run; zero = no limit.
     pub timeout: std::time::Duration,
+    /// `--query.max-concurrent`, shared with the PromQL API: series calls
+    /// (which may run the relabel plugin) take a permit too.
+    pub gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 #[derive(Clone)]
@@ -379,6 +382,13 @@ async fn series(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    let _permit = match &s.cfg.gate {
+        Some(g) => match g.clone().acquire_owned().await {
+            Ok(p) => Some(p),
+            Err(_) => return execution("shutting down").into_response(),
+        },
+        None => None,
+    };
     let mut all: BTreeMap<Labels, ()> = BTreeMap::new();
     let mut warnings = Vec::new();
     for ms in &c.selectors {
@@ -419,7 +429,13 @@ async fn series(
     if let Some(reg) = &s.policies {
         let snapshot = reg.snapshot();
         if snapshot.slots.contains_key("relabel") {
-            match relabel(&snapshot, &sets) {
+            // The plugin call is CPU work: off the async workers.
+            let r = tokio::task::spawn_blocking(move || relabel(&snapshot, &sets)).await;
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => return execution(format!("relabel task: {e}")).into_response(),
+            };
+            match r {
                 Ok((v, w)) => {
                     sets = v;
                     warnings.extend(w);

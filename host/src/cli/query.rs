@@ -100,6 +100,14 @@ pub struct QueryArgs {
     pub tls: super::ServerTlsArgs,
     #[command(flatten)]
     pub client_tls: ClientTlsArgs,
+    /// Thanos' endpoint groups: each address is queried as one endpoint (Sluice does not balance inside a group).
+    #[arg(long = "endpoint-group")]
+    pub endpoint_group: Vec<String>,
+    /// Requests without max_source_resolution use `auto` (a fifth of the step), as Thanos' flag does.
+    #[arg(long = "query.auto-downsampling")]
+    pub auto_downsampling: bool,
+    #[command(flatten)]
+    pub ignored: IgnoredQueryFlags,
 }
 
 /// gRPC client TLS towards endpoints without their own `client_config` (Thanos' flags).
@@ -150,6 +158,65 @@ impl ClientTlsArgs {
     }
 }
 
+/// Thanos querier flags with no counterpart in Sluice: accepted so that a Thanos deployment's flags start a Sluice
+/// querier, and each one that is set is named in the log once, with why it does nothing.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct IgnoredQueryFlags {
+    #[arg(long = "grpc-compression", hide = true)]
+    pub grpc_compression: Option<String>,
+    #[arg(long = "query.max-concurrent-select", hide = true)]
+    pub max_concurrent_select: Option<String>,
+    #[arg(long = "web.route-prefix", hide = true)]
+    pub web_route_prefix: Option<String>,
+    #[arg(long = "web.external-prefix", hide = true)]
+    pub web_external_prefix: Option<String>,
+    #[arg(long = "query.promql-engine", hide = true)]
+    pub promql_engine: Option<String>,
+}
+
+impl IgnoredQueryFlags {
+    fn log(&self) {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+        for (on, flag, why) in [
+            (
+                self.grpc_compression
+                    .as_deref()
+                    .is_some_and(|c| c != "none"),
+                "--grpc-compression",
+                "gRPC calls to endpoints are not compressed (loopback and cluster links are not the bottleneck)",
+            ),
+            (
+                set(&self.max_concurrent_select),
+                "--query.max-concurrent-select",
+                "a query's selectors are fetched concurrently, bounded by --query.max-concurrent queries",
+            ),
+            (
+                set(&self.web_route_prefix),
+                "--web.route-prefix",
+                "the API and UI are served at /",
+            ),
+            (
+                set(&self.web_external_prefix),
+                "--web.external-prefix",
+                "the UI links relative to /",
+            ),
+            (
+                set(&self.promql_engine),
+                "--query.promql-engine",
+                "Sluice evaluates PromQL with its own engine (Prometheus 3.x semantics)",
+            ),
+        ] {
+            if on {
+                tracing::warn!(
+                    flag,
+                    reason = why,
+                    "flag accepted for Thanos compatibility; it has no effect"
+                );
+            }
+        }
+    }
+}
+
 impl QueryArgs {
     fn limits(&self) -> crate::storeapi::SeriesLimits {
         crate::storeapi::SeriesLimits {
@@ -183,6 +250,9 @@ impl QueryArgs {
             policies_config_file: None,
             policies_admin_token_file: None,
             policies_admin_allow_plaintext: false,
+            endpoint_group: vec![],
+            auto_downsampling: false,
+            ignored: Default::default(),
             policies_cache_dir: None,
             policies_admin_client_identity: vec![],
             dns_nameserver: None,
@@ -194,7 +264,11 @@ impl QueryArgs {
     fn sources(&self) -> anyhow::Result<Vec<Source>> {
         let mut out = Vec::new();
         let mut problems = Vec::new();
-        for (list, strict) in [(&self.endpoint, false), (&self.endpoint_strict, true)] {
+        for (list, strict) in [
+            (&self.endpoint, false),
+            (&self.endpoint_group, false),
+            (&self.endpoint_strict, true),
+        ] {
             for e in list {
                 match EndpointSpec::parse(e) {
                     Ok(spec) => out.push(Source {
@@ -259,6 +333,7 @@ pub async fn start(
     )
     .await?;
     let client_tls = args.client_tls.options()?;
+    args.ignored.log();
     let mut admin = crate::api::AdminAuth {
         token: None,
         identities: args.policies_admin_client_identity.clone(),
@@ -334,12 +409,15 @@ pub async fn start(
         },
         &metrics,
     );
+    // One --query.max-concurrent gate for PromQL and the series API.
+    let gate = Arc::new(tokio::sync::Semaphore::new(args.max_concurrent.max(1)));
     let mut http = axum::Router::new().merge(crate::api::query::router(
         set.clone(),
         QueryApiConfig {
             replica_labels: args.replica_labels.clone(),
             partial_response: args.partial_response,
             timeout: args.query_timeout,
+            gate: Some(gate.clone()),
         },
         Some(policies.clone()),
     ));
@@ -359,12 +437,14 @@ pub async fn start(
             partial_response: args.partial_response,
             timeout: args.query_timeout,
             max_concurrent: args.max_concurrent,
+            auto_downsampling: args.auto_downsampling,
             engine: crate::promql::EngineOpts {
                 lookback_delta: args.lookback_delta.as_millis() as i64,
                 max_samples: args.max_samples,
                 default_subquery_step: args.default_evaluation_interval.as_millis() as i64,
                 ..Default::default()
             },
+            gate: Some(gate),
         },
     ));
     let admin_api = admin.enabled();

@@ -65,6 +65,135 @@ pub struct StoreArgs {
     pub block_sync_concurrency: usize,
     #[command(flatten)]
     pub tls: super::ServerTlsArgs,
+    #[command(flatten)]
+    pub selection: BlockSelectionArgs,
+    #[command(flatten)]
+    pub ignored: IgnoredStoreFlags,
+}
+
+/// Which blocks this store serves: Thanos' time partitioning and label sharding of store gateways.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BlockSelectionArgs {
+    /// Serve only data after this time: RFC 3339 or a duration relative to now (-2d, 2h45m; units ms s m h d w y).
+    #[arg(long = "min-time", allow_hyphen_values = true)]
+    pub min_time: Option<String>,
+    /// Serve only data before this time: RFC 3339 or a duration relative to now (-1h).
+    #[arg(long = "max-time", allow_hyphen_values = true)]
+    pub max_time: Option<String>,
+    /// YAML relabel config over each block's external labels and `__block_id`; dropped blocks are not served.
+    #[arg(long = "selector.relabel-config-file")]
+    pub selector_relabel_config_file: Option<PathBuf>,
+    /// The same as inline YAML.
+    #[arg(long = "selector.relabel-config")]
+    pub selector_relabel_config: Option<String>,
+}
+
+/// Thanos store-gateway flags that have no counterpart in Sluice: accepted so that a Thanos deployment's flags
+/// start a Sluice store, and each one that is set is named in the log once, with why it does nothing.
+#[derive(Debug, Clone, Default, Args)]
+pub struct IgnoredStoreFlags {
+    #[arg(long = "index-cache.config-file", hide = true)]
+    pub index_cache_config_file: Option<PathBuf>,
+    #[arg(long = "index-cache.config", hide = true)]
+    pub index_cache_config: Option<String>,
+    #[arg(long = "index-cache-size", hide = true)]
+    pub index_cache_size: Option<String>,
+    #[arg(long = "chunk-pool-size", hide = true)]
+    pub chunk_pool_size: Option<String>,
+    #[arg(long = "store.enable-index-header-lazy-reader", hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub lazy_index_header: Option<String>,
+}
+
+impl IgnoredStoreFlags {
+    fn log(&self) {
+        let index = "Sluice keeps a local mmapped copy of every block's index (its index header) and reads postings \
+                     and series from it; there is no separate in-memory or remote index cache to size";
+        for (set, flag, why) in [
+            (
+                self.index_cache_config_file.is_some(),
+                "--index-cache.config-file",
+                index,
+            ),
+            (
+                self.index_cache_config.is_some(),
+                "--index-cache.config",
+                index,
+            ),
+            (self.index_cache_size.is_some(), "--index-cache-size", index),
+            (
+                self.chunk_pool_size.is_some(),
+                "--chunk-pool-size",
+                "chunk bytes are read per call with ranged GETs and freed as frames are sent; there is no pool to size",
+            ),
+            (
+                self.lazy_index_header.is_some(),
+                "--store.enable-index-header-lazy-reader",
+                "index copies are memory-mapped, so only the pages a query touches are read",
+            ),
+        ] {
+            if set {
+                tracing::warn!(
+                    flag,
+                    reason = why,
+                    "flag accepted for Thanos compatibility; it has no effect"
+                );
+            }
+        }
+    }
+}
+
+/// Parses Thanos' time-or-duration flag value.
+fn time_bound(flag: &str, v: &str) -> anyhow::Result<crate::bucket::TimeBound> {
+    use crate::bucket::TimeBound;
+    let v = v.trim();
+    if let Ok(ms) = crate::api::query::parse_time(v)
+        && v.contains('T')
+    {
+        return Ok(TimeBound::Absolute(ms));
+    }
+    let (neg, d) = match v.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, v),
+    };
+    let d = crate::config::parse_duration(d).map_err(|e| {
+        anyhow::anyhow!("{flag}={v}: neither an RFC 3339 time nor a relative duration ({e})")
+    })?;
+    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    Ok(TimeBound::Relative(if neg { -ms } else { ms }))
+}
+
+impl BlockSelectionArgs {
+    fn filter(&self) -> anyhow::Result<crate::bucket::BlockFilter> {
+        let selector = match (
+            &self.selector_relabel_config_file,
+            &self.selector_relabel_config,
+        ) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "use either --selector.relabel-config-file or --selector.relabel-config, not both"
+            ),
+            (Some(p), None) => Some(std::fs::read_to_string(p).with_context(|| {
+                format!("reading --selector.relabel-config-file {}", p.display())
+            })?),
+            (None, Some(y)) => Some(y.clone()),
+            (None, None) => None,
+        };
+        Ok(crate::bucket::BlockFilter {
+            min_time: self
+                .min_time
+                .as_deref()
+                .map(|v| time_bound("--min-time", v))
+                .transpose()?,
+            max_time: self
+                .max_time
+                .as_deref()
+                .map(|v| time_bound("--max-time", v))
+                .transpose()?,
+            selector: selector
+                .map(|y| crate::bucket::Selector::parse(&y))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!(e))?,
+        })
+    }
 }
 
 impl StoreArgs {
@@ -97,6 +226,8 @@ pub async fn start(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(RunningStore, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     let cfg = args.bucket_config()?;
+    let filter = args.selection.filter()?;
+    args.ignored.log();
     let bucket = cfg.build()?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
@@ -116,6 +247,7 @@ pub async fn start(
             sync_concurrency: args.block_sync_concurrency,
             touched_series_limit: args.touched_series_limit,
             downloaded_bytes_limit: args.downloaded_bytes_limit,
+            filter,
         },
         &metrics,
     );

@@ -244,6 +244,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         series_max_concurrency: 20,
         touched_series_limit: 0,
         downloaded_bytes_limit: 0,
+        selection: Default::default(),
+        ignored: Default::default(),
         block_sync_concurrency: 4,
         tls: Default::default(),
     };

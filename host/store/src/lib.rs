@@ -10,6 +10,7 @@
 
 mod block;
 pub mod catalog;
+pub mod filter;
 mod query;
 mod select;
 
@@ -32,6 +33,7 @@ use sluice_model::Labels;
 
 pub use block::{Block, BlockError};
 pub use catalog::{Catalog, CatalogEntry, CatalogError, EntryState};
+pub use filter::{BlockFilter, Selector, TimeBound};
 
 /// Errors of the bucket store.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,9 @@ pub struct StoreOptions {
     /// Chunk bytes one Series call may download
     /// (`--store.grpc.downloaded-bytes-limit`, 0 = none).
     pub downloaded_bytes_limit: u64,
+    /// Which blocks this store serves (`--min-time`, `--max-time`,
+    /// `--selector.relabel-config`).
+    pub filter: BlockFilter,
 }
 
 impl Default for StoreOptions {
@@ -99,6 +104,7 @@ impl Default for StoreOptions {
             sync_concurrency: 20,
             touched_series_limit: 0,
             downloaded_bytes_limit: 0,
+            filter: BlockFilter::default(),
         }
     }
 }
@@ -231,6 +237,11 @@ impl BucketStore {
             .clone()
     }
 
+    /// The time range this store serves now (`--min-time`, `--max-time`).
+    pub fn served_range(&self) -> (i64, i64) {
+        self.opts.filter.range(now_unix() * 1000)
+    }
+
     /// The catalog this store syncs from.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
@@ -279,6 +290,14 @@ impl BucketStore {
                 }
                 match e.state {
                     EntryState::Ready(meta) => {
+                        let ext = Labels::from_pairs(
+                            meta.external_labels()
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.clone())),
+                        );
+                        if !self.opts.filter.keeps(&meta, &ext, now * 1000) {
+                            continue;
+                        }
                         wanted.push(e.id);
                         if !current.contains_key(&e.id) && !corrupt.contains_key(&e.id) {
                             to_load.push(*meta);
@@ -381,6 +400,7 @@ impl BucketStore {
         let blocks = self.blocks();
         let mut sets: BTreeMap<Labels, (i64, i64)> = BTreeMap::new();
         let mut info = SourceInfo::empty(Component::Store);
+        let (lo, hi) = self.opts.filter.range(now_unix() * 1000);
         for b in blocks.values() {
             info.min_time = info.min_time.min(b.meta.min_time);
             info.max_time = info.max_time.max(b.meta.max_time);
@@ -390,7 +410,12 @@ impl BucketStore {
             e.0 = e.0.min(b.meta.min_time);
             e.1 = e.1.max(b.meta.max_time);
         }
+        if !blocks.is_empty() {
+            info.min_time = info.min_time.max(lo);
+            info.max_time = info.max_time.min(hi.saturating_add(1));
+        }
         for (labels, (min_time, max_time)) in sets {
+            let (min_time, max_time) = (min_time.max(lo), max_time.min(hi.saturating_add(1)));
             info.label_sets.push(labels.clone());
             info.tsdb_infos.push(TsdbInfo {
                 labels,

@@ -184,9 +184,21 @@ impl StoreSource for BucketStore {
 }
 
 impl BucketStore {
-    async fn series_inner(&self, q: SeriesQuery, sink: &mut SeriesSink) -> Result<(), StoreError> {
+    async fn series_inner(
+        &self,
+        mut q: SeriesQuery,
+        sink: &mut SeriesSink,
+    ) -> Result<(), StoreError> {
         if !self.is_ready() {
             return Err(BucketError::NotReady.into());
+        }
+        // Time partitioning: nothing outside the served range leaks out of
+        // a block that straddles its edge.
+        let (lo, hi) = self.served_range();
+        q.min_time = q.min_time.max(lo);
+        q.max_time = q.max_time.min(hi);
+        if q.min_time > q.max_time {
+            return Ok(());
         }
         let all: Vec<Arc<Block>> = self
             .blocks()

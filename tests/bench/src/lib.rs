@@ -12,6 +12,7 @@ pub mod frames;
 pub mod paths;
 pub mod procs;
 pub mod stats;
+pub mod workload;
 
 /// Number of samples in an XOR chunk: its first two bytes, big-endian.
 /// Chunks shorter than that hold none.

@@ -197,6 +197,8 @@ async fn start_store(
         series_max_concurrency: 20,
         touched_series_limit: 0,
         downloaded_bytes_limit: 0,
+        selection: Default::default(),
+        ignored: Default::default(),
         block_sync_concurrency: 2,
         tls,
     };
