@@ -881,3 +881,67 @@ async fn graph_page_renders_sluice_query_answers() -> Result<()> {
     b.close().await?;
     Ok(())
 }
+
+/// Links shared from Prometheus, Thanos and Grafana (`/graph?g0.expr=…&g0.tab=…`, also under `/new/graph` and
+/// `/classic/graph`) open the query page on that expression: `g0.tab=1` as a table at `g0.moment_input`,
+/// `g0.tab=0` as a graph over `g0.range_input` ending at `g0.end_input` with `g0.step_input` seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_and_thanos_graph_links_open_the_query() -> Result<()> {
+    let s = Sluice::start().await?;
+    let base = s.q.url();
+    let driver = ChromeDriver::start().await?;
+    let b = driver.session().await?;
+    let table = format!(
+        "{base}/new/graph?g0.expr={}&g0.tab=1&g0.moment_input={}&g0.deduplicate=0&g0.partial_response=1",
+        url_encode(INSTANT_EXPR),
+        url_encode("2024-01-01 06:30:00")
+    );
+    b.goto(&table).await?;
+    let rows = b.wait_for_n("tr.result-row", 1, WAIT).await?;
+    ensure!(!rows.is_empty(), "no table rows for a g0.tab=1 link");
+    let expr = b.wait_for("#expr", WAIT).await?;
+    let shown = b
+        .script("return document.querySelector('#expr').value", &[])
+        .await?;
+    ensure!(
+        shown.as_str() == Some(INSTANT_EXPR),
+        "expression box holds {shown:?}"
+    );
+    let _ = expr;
+    let dedup = b
+        .script("return document.querySelector('#dedup').checked", &[])
+        .await?;
+    ensure!(
+        dedup.as_bool() == Some(false),
+        "g0.deduplicate=0 left dedup {dedup:?}"
+    );
+    let url = b
+        .script("return location.pathname + location.search", &[])
+        .await?;
+    ensure!(
+        url.as_str()
+            .is_some_and(|u| u.starts_with("/graph?") && u.contains("expr=")),
+        "the page did not settle on its own URL: {url:?}"
+    );
+
+    let graph = format!(
+        "{base}/classic/graph?g0.expr={}&g0.tab=0&g0.range_input=1h&g0.end_input={}&g0.step_input=60",
+        url_encode("sum(demo_http_requests_total)"),
+        url_encode("2024-01-01 06:30:00")
+    );
+    b.goto(&graph).await?;
+    b.wait_for("svg.chart", WAIT).await?;
+    let range = b
+        .script("return document.querySelector('#range').value", &[])
+        .await?;
+    let step = b
+        .script("return document.querySelector('#step').value", &[])
+        .await?;
+    ensure!(
+        range.as_str() == Some("1h") && step.as_str() == Some("60s"),
+        "range {range:?}, step {step:?}"
+    );
+    screenshot(&b, "ui-g0-link-graph").await?;
+    b.close().await?;
+    Ok(())
+}

@@ -132,6 +132,8 @@ pub(crate) struct FetchResult {
     pub series: Fetched,
     pub warnings: Vec<String>,
     pub samples: u64,
+    /// The storages' guards, dropped with the fetched data after evaluation.
+    pub _guards: Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 struct Ctx<'a> {
@@ -306,12 +308,15 @@ impl Plan {
         let mut out: Fetched = HashMap::new();
         let mut warnings = Vec::new();
         let mut samples = 0u64;
+        let mut guards = Vec::new();
         for (id, r) in results {
             let SeriesSet {
                 series,
                 warnings: w,
+                guards: g,
             } = r.map_err(PromqlError::Execution)?;
             warnings.extend(w);
+            guards.extend(g);
             samples += series
                 .iter()
                 .map(|s| s.timestamps.len() as u64)
@@ -328,6 +333,7 @@ impl Plan {
             series: out,
             warnings,
             samples,
+            _guards: guards,
         })
     }
 }

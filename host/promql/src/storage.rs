@@ -28,6 +28,9 @@ pub struct SelectHints {
 pub struct SeriesSet {
     pub series: Vec<SelectedSeries>,
     pub warnings: Vec<String>,
+    /// Held until the query's evaluation ends (a storage's memory
+    /// reservation for the decoded samples, say); the engine only keeps them.
+    pub guards: Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// A source of series for the engine.
@@ -107,6 +110,7 @@ impl MemStorage {
         SeriesSet {
             series,
             warnings: Vec::new(),
+            guards: Vec::new(),
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct QuerierConfig {
     /// (`--store.limits.request-series`, `--store.limits.request-samples`),
     /// counted as the merged stream arrives.
     pub limits: sluice_storeapi::SeriesLimits,
+    /// Decoded samples all running selections may hold at once
+    /// (`--query.max-decoded-samples`, 0 = unlimited).
+    pub max_decoded_samples: u64,
 }
 
 impl Default for QuerierConfig {
@@ -36,6 +39,7 @@ impl Default for QuerierConfig {
             partial_response: true,
             dedup_slot: "dedup".into(),
             limits: sluice_storeapi::SeriesLimits::default(),
+            max_decoded_samples: 0,
         }
     }
 }
@@ -127,6 +131,67 @@ pub fn needs_two_samples(func: &str) -> bool {
 pub struct SelectResult {
     pub series: Vec<SelectedSeries>,
     pub warnings: Vec<String>,
+    /// The share of `--query.max-decoded-samples` these samples hold; it is
+    /// returned when dropped (after the query's evaluation).
+    pub reservation: Option<Arc<Reservation>>,
+}
+
+/// The querier's process-wide budget of decoded samples (16 bytes each):
+/// every selection reserves its share before decoding, and a selection that
+/// would go over it fails at once with an error naming the flag (never
+/// waits, so concurrent queries cannot deadlock on it).
+#[derive(Debug)]
+pub struct DecodedBudget {
+    max: u64,
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl DecodedBudget {
+    /// A budget of `max` samples; 0 = unlimited.
+    pub fn new(max: u64) -> Arc<Self> {
+        Arc::new(DecodedBudget {
+            max,
+            used: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Samples held by running queries now.
+    pub fn used(&self) -> u64 {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Reserves `n` samples, or says why not.
+    pub fn reserve(self: &Arc<Self>, n: u64) -> Result<Reservation, QueryError> {
+        use std::sync::atomic::Ordering;
+        let before = self.used.fetch_add(n, Ordering::AcqRel);
+        if self.max > 0 && before.saturating_add(n) > self.max {
+            self.used.fetch_sub(n, Ordering::AcqRel);
+            return Err(QueryError::Limit(format!(
+                "querier memory limit: decoding {n} samples while running queries hold {before} would exceed \
+                 --query.max-decoded-samples={}; retry, or narrow the query",
+                self.max
+            )));
+        }
+        Ok(Reservation {
+            budget: self.clone(),
+            n,
+        })
+    }
+}
+
+/// A share of the [`DecodedBudget`], returned on drop.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: Arc<DecodedBudget>,
+    n: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget
+            .used
+            .fetch_sub(self.n, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Why a selection failed.
@@ -147,6 +212,7 @@ pub struct Querier {
     set: Arc<EndpointSet>,
     policies: Arc<PolicyRegistry>,
     cfg: QuerierConfig,
+    budget: Arc<DecodedBudget>,
 }
 
 impl std::fmt::Debug for Querier {
@@ -290,7 +356,13 @@ fn decode_chunks(
 
 impl Querier {
     pub fn new(set: Arc<EndpointSet>, policies: Arc<PolicyRegistry>, cfg: QuerierConfig) -> Self {
-        Querier { set, policies, cfg }
+        let budget = DecodedBudget::new(cfg.max_decoded_samples);
+        Querier {
+            set,
+            policies,
+            cfg,
+            budget,
+        }
     }
 
     pub fn endpoints(&self) -> &Arc<EndpointSet> {
@@ -400,6 +472,25 @@ impl Querier {
             }
         }
 
+        // Reserve the decoded columns' share of the process budget first: an
+        // upper bound from the chunk headers, each capped by its bytes.
+        let estimate: u64 = grouped
+            .iter()
+            .flat_map(|(_, c)| c.iter())
+            .map(|c| {
+                [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter]
+                    .into_iter()
+                    .flatten()
+                    .map(|x| {
+                        sluice_storeapi::chunk_samples(&x.data)
+                            .min(4 * x.data.len().saturating_sub(2) as u64)
+                    })
+                    .max()
+                    .unwrap_or(0)
+            })
+            .sum();
+        let reservation = self.budget.reserve(estimate)?;
+
         // Decode; groups of several virtual replicas go to the dedup slot together.
         let mut out: Vec<Option<SelectedSeries>> = Vec::with_capacity(grouped.len());
         let mut batch = DedupBatch::new();
@@ -466,6 +557,7 @@ impl Querier {
             }
         }
         Ok(SelectResult {
+            reservation: Some(Arc::new(reservation)),
             series: out
                 .into_iter()
                 .flatten()
@@ -479,6 +571,25 @@ impl Querier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_decoded_budget_refuses_what_it_cannot_hold_and_returns_what_is_dropped() {
+        let b = DecodedBudget::new(100);
+        let r1 = b.reserve(60).expect("60 of 100");
+        let e = b.reserve(50).expect_err("110 of 100");
+        assert!(
+            e.to_string().contains("--query.max-decoded-samples=100"),
+            "{e}"
+        );
+        assert_eq!(b.used(), 60, "a refused reservation holds nothing");
+        drop(r1);
+        assert_eq!(b.used(), 0);
+        let _r = b.reserve(100).expect("all of it once free");
+        assert!(
+            DecodedBudget::new(0).reserve(u64::MAX / 2).is_ok(),
+            "0 = unlimited"
+        );
+    }
 
     fn c(min: i64, max: i64) -> AggrChunk {
         AggrChunk {

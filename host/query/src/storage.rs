@@ -69,6 +69,11 @@ impl Storage for QuerierStorage {
             Ok(SeriesSet {
                 series: r.series,
                 warnings: r.warnings,
+                guards: r
+                    .reservation
+                    .map(|g| g as std::sync::Arc<dyn std::any::Any + Send + Sync>)
+                    .into_iter()
+                    .collect(),
             })
         })
     }

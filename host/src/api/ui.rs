@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -107,12 +107,23 @@ pub fn router(cfg: UiConfig) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("graph") }))
         .route("/graph", get(page))
+        // Prometheus' and Thanos' other UI paths for the query page.
+        .route("/new/graph", get(to_graph))
+        .route("/classic/graph", get(to_graph))
         .route("/stores", get(page))
         .route("/policies", get(page))
         .route("/favicon.ico", get(favicon))
         .route("/static/{*path}", get(static_file))
         .route("/api/v1/status/policies", get(policy_status))
         .with_state(UiState(Arc::new(inner)))
+}
+
+/// Redirects to `/graph` with the same query string (links keep their `g0.*`).
+async fn to_graph(RawQuery(q): RawQuery) -> Redirect {
+    match q {
+        Some(q) if !q.is_empty() => Redirect::to(&format!("../graph?{q}")),
+        _ => Redirect::to("../graph"),
+    }
 }
 
 fn digest_hex(parts: &[&[u8]], len: usize) -> String {

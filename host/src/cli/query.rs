@@ -59,6 +59,9 @@ pub struct QueryArgs {
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     pub max_samples: usize,
     /// Most queries evaluated at once; more wait in a queue.
+    /// Decoded samples (16 bytes each) all running queries may hold at once; a selection that would go over fails with an error naming this flag. 0 = no limit.
+    #[arg(long = "query.max-decoded-samples", default_value_t = 100_000_000)]
+    pub max_decoded_samples: u64,
     /// Most series one selection (and one Series call to this querier's StoreAPI) may read from the endpoints; 0 = no limit.
     #[arg(long = "store.limits.request-series", default_value_t = 0)]
     pub limit_series: u64,
@@ -241,6 +244,7 @@ impl QueryArgs {
             query_timeout: Duration::from_secs(120),
             lookback_delta: Duration::from_secs(300),
             max_samples: 50_000_000,
+            max_decoded_samples: 100_000_000,
             limit_series: 0,
             limit_samples: 0,
             max_concurrent: 20,
@@ -428,6 +432,7 @@ pub async fn start(
             replica_labels: args.replica_labels.clone(),
             partial_response: args.partial_response,
             limits: args.limits(),
+            max_decoded_samples: args.max_decoded_samples,
             ..Default::default()
         },
     ));

@@ -19,9 +19,34 @@ const MAX_TABLE_ROWS = 10000;
 /** Prometheus refuses range queries of more than 11,000 points per series. */
 const MAX_POINTS = 11000;
 
+/**
+ * Links shared from Prometheus, Thanos, Grafana and Alertmanager name their first panel `g0.*`
+ * (`g0.expr`, `g0.tab` 0 = graph / 1 = table, `g0.range_input`, `g0.end_input`, `g0.step_input` in seconds,
+ * `g0.moment_input`, `g0.max_source_resolution`, `g0.deduplicate`, `g0.partial_response`). They are read as this
+ * page's own parameters; later panels are ignored.
+ */
+function fromPanelParams(q) {
+  if (!q.has('g0.expr')) return q;
+  const g = (k) => q.get(`g0.${k}`);
+  const out = new URLSearchParams();
+  out.set('expr', g('expr') || '');
+  const range = g('tab') === '0';
+  out.set('mode', range ? 'range' : 'instant');
+  if (g('range_input')) out.set('range', g('range_input'));
+  const end = range ? g('end_input') : (g('moment_input') || g('end_input'));
+  if (end) out.set('end', end);
+  const step = g('step_input');
+  if (step) out.set('step', /^[0-9.]+$/.test(step) ? `${step}s` : step);
+  if (g('max_source_resolution')) out.set('max_source_resolution', g('max_source_resolution'));
+  for (const [from, to] of [['deduplicate', 'dedup'], ['partial_response', 'partial_response']]) {
+    if (q.has(`g0.${from}`)) out.set(to, g(from) === '1' || g(from) === 'true' ? 'true' : 'false');
+  }
+  return out;
+}
+
 /** The page state, read from and written to the URL. */
 function readState(defaults) {
-  const q = new URLSearchParams(location.search);
+  const q = fromPanelParams(new URLSearchParams(location.search));
   const bool = (k, d) => (q.has(k) ? q.get(k) === 'true' || q.get(k) === '1' : d);
   const mode = q.get('mode') === 'range' ? 'range' : 'instant';
   const msr = q.get('max_source_resolution') || '0s';

@@ -2,7 +2,7 @@
 //! promql-latency workload (~10k series x 6 h, blocks by the real promtool).
 //!
 //! ```text
-//! cargo run --release -p sluice-bench --bin soak -- [--clients 32] [--seconds 120] [--max-samples 5000000]
+//! cargo run --release -p sluice-bench --bin soak -- [--clients 32] [--seconds 120] [--max-samples 50000000]
 //! ```
 //!
 //! First every query of the mix is answered once by a quiet querier: those
@@ -42,7 +42,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
         clients: 32,
         seconds: 120,
-        max_samples: 5_000_000,
+        max_samples: 50_000_000,
         sluice: None,
     };
     let mut it = std::env::args().skip(1);
@@ -55,7 +55,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--sluice" => a.sluice = Some(PathBuf::from(v()?)),
             "--help" | "-h" => {
                 println!(
-                    "soak [--clients 32] [--seconds 120] [--max-samples 5000000] [--sluice PATH]"
+                    "soak [--clients 32] [--seconds 120] [--max-samples 50000000] [--sluice PATH]"
                 );
                 std::process::exit(0);
             }
@@ -151,12 +151,13 @@ fn mix(shape: &Shape) -> Vec<Req> {
             over_limit: true,
         });
     }
-    // Every raw sample of the workload at once: over --query.max-samples.
+    // Every request series on a 1 s grid over 6 h: more cells than --query.max-samples allows.
     v.push(Req {
-        name: "over limit: all raw samples".into(),
+        name: "over limit: a 1 s grid of every series".into(),
         path: format!(
-            "/api/v1/query_range?query={}&start={start}&end={end}&step=15",
-            enc("bench_requests_total")
+            "/api/v1/query?query={}&time={}",
+            enc("count_over_time(bench_requests_total[6h:1s])"),
+            t(end * 1000)
         ),
         over_limit: true,
     });
@@ -200,9 +201,10 @@ fn main() {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
-    let sluice_bin = paths::sluice_binary(args.sluice.as_deref(), false, |m| log(m))?;
+    let sluice_bin = paths::sluice_binary(args.sluice.as_deref(), true, |m| log(m))?;
+    // The promql-latency shape (10,260 series x 6 h), so both share the cached blocks.
     let shape = Shape {
-        instances_per_job: 200,
+        instances_per_job: 100,
         hours: 6,
     };
     let (blocks, _) = fixture_blocks(&shape, false)?;
@@ -393,9 +395,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     lat.sort_by(f64::total_cmp);
     let qmem = procs::mem(query.guard.pid())?;
     let smem = procs::mem(store.guard.pid())?;
-    // What the limits promise: --query.max-samples points of 16 bytes held four times over (dense cells), plus a
-    // base for the process, its caches and request buffers.
-    let query_bound_mib = args.max_samples * 16 * 4 / (1 << 20) + 1024;
+    // What the limits promise: --query.max-decoded-samples (default 100M) of 16 bytes for every running query's
+    // decoded inputs, plus evaluation (intermediate series x steps), the compressed frames and the process.
+    let query_bound_mib = 100_000_000 * 16 / (1 << 20) + 2048;
     let store_bound_mib = 1024;
     println!(
         "soak: {} clients x {} s against sluice store + sluice query, {} series x {} h",
