@@ -512,6 +512,7 @@ impl StoreSource for MemSource {
         Ok(LabelsAnswer {
             values,
             warnings: Vec::new(),
+            hints: None,
         })
     }
 }
@@ -1285,4 +1286,136 @@ async fn shard_info_partitions_the_series_on(source: Source) {
         "{clusters:?} {}",
         got.len()
     );
+}
+
+async fn series_and_hints(
+    f: &mut Fixture,
+    req: SeriesRequest,
+) -> (Vec<Series>, Vec<sluice_proto::hintspb::SeriesResponseHints>) {
+    use prost::Message;
+    let mut stream = f.store.series(req).await.expect("series").into_inner();
+    let (mut out, mut hints) = (Vec::new(), Vec::new());
+    while let Some(frame) = stream.message().await.expect("frame") {
+        match frame.result {
+            Some(series_response::Result::Series(s)) => out.push(s),
+            Some(series_response::Result::Batch(b)) => out.extend(b.series),
+            Some(series_response::Result::Hints(any)) => {
+                assert_eq!(
+                    any.type_url,
+                    "type.googleapis.com/hintspb.SeriesResponseHints"
+                );
+                hints.push(
+                    sluice_proto::hintspb::SeriesResponseHints::decode(&any.value[..])
+                        .expect("hints decode"),
+                );
+            }
+            _ => {}
+        }
+    }
+    (out, hints)
+}
+
+fn request_hints(ms: Vec<LabelMatcher>) -> Option<prost_types::Any> {
+    use prost::Message;
+    Some(prost_types::Any {
+        type_url: "type.googleapis.com/hintspb.SeriesRequestHints".into(),
+        value: sluice_proto::hintspb::SeriesRequestHints {
+            block_matchers: ms,
+            enable_query_stats: false,
+        }
+        .encode_to_vec(),
+    })
+}
+
+/// Hints, Thanos' store-gateway trailer: a source that reads blocks names the blocks a call read (Series and
+/// label calls), and a request's hint block matchers restrict which blocks it reads; the proxy forwards request
+/// hints to its stores and sends no trailer of its own; the memory source has no blocks and ignores them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_name_and_select_blocks() {
+    for source in SOURCES {
+        hints_name_and_select_blocks_on(source).await;
+    }
+}
+
+async fn hints_name_and_select_blocks_on(source: Source) {
+    use label_matcher::Type::*;
+    let mut f = fixture_for(source, 0, 0).await;
+    let blocks = match source {
+        Source::Bucket => 3,
+        Source::Promtool => 4,
+        Source::Proxy | Source::Memory => 0,
+    };
+    let (all, hints) = series_and_hints(&mut f, req(all_matcher(), 0, 4 * HOUR)).await;
+    let ids: Vec<String> = hints
+        .iter()
+        .flat_map(|h| h.queried_blocks.iter().map(|b| b.id.clone()))
+        .collect();
+    assert_eq!(ids.len(), blocks, "{source:?}: queried blocks {ids:?}");
+    assert!(hints.len() <= 1, "{source:?}: one hints trailer at most");
+
+    // Block matchers on an external label: only that cluster's blocks are read.
+    let mut r = req(all_matcher(), 0, 4 * HOUR);
+    r.hints = request_hints(vec![m(Eq, "cluster", "b")]);
+    let (only_b, hints_b) = series_and_hints(&mut f, r).await;
+    if blocks > 0 {
+        assert!(!only_b.is_empty(), "{source:?}");
+        assert!(
+            only_b
+                .iter()
+                .all(|s| labels_of(s).contains(&("cluster".to_string(), "b".to_string()))),
+            "{source:?}: a series of another cluster despite the hint"
+        );
+        let n_b: usize = hints_b.iter().map(|h| h.queried_blocks.len()).sum();
+        assert!(
+            n_b >= 1 && n_b < blocks,
+            "{source:?}: {n_b} blocks read for cluster b"
+        );
+        // And by block ID: one block, so one cluster's series in part of the range.
+        let mut r = req(all_matcher(), 0, 4 * HOUR);
+        r.hints = request_hints(vec![m(Eq, "__block_id", &ids[0])]);
+        let (one, hints_one) = series_and_hints(&mut f, r).await;
+        let read: Vec<String> = hints_one
+            .iter()
+            .flat_map(|h| h.queried_blocks.iter().map(|b| b.id.clone()))
+            .collect();
+        assert_eq!(read, vec![ids[0].clone()], "{source:?}");
+        assert!(!one.is_empty() && one.len() <= all.len(), "{source:?}");
+        // Label calls say which blocks they read too.
+        let resp = f
+            .store
+            .label_names(LabelNamesRequest {
+                start: 0,
+                end: 4 * HOUR,
+                ..Default::default()
+            })
+            .await
+            .expect("names")
+            .into_inner();
+        let h = resp.hints.expect("label names hints");
+        assert_eq!(
+            h.type_url,
+            "type.googleapis.com/hintspb.LabelNamesResponseHints"
+        );
+    } else if source == Source::Proxy {
+        // The proxy forwards the request, hints included, to its stores, and drops their trailers.
+        assert_eq!(
+            only_b.len(),
+            all.len() / 2,
+            "{source:?}: the hint did not reach the store"
+        );
+        assert!(
+            hints_b.is_empty(),
+            "{source:?}: hints trailer from the proxy"
+        );
+    } else {
+        assert_eq!(
+            only_b.len(),
+            all.len(),
+            "{source:?}: request hints are not for this source"
+        );
+        assert!(
+            hints_b.is_empty(),
+            "{source:?}: hints from a source without blocks"
+        );
+    }
 }

@@ -532,6 +532,7 @@ async fn labels_answer(s: &QState, p: &[(String, String)], kind: LabelsKind) -> 
     for ms in selectors {
         let q = LabelsQuery {
             kind: kind.clone(),
+            block_matchers: vec![],
             start: c.start,
             end: c.end,
             matchers: ms,

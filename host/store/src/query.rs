@@ -162,6 +162,23 @@ fn block_series(
     Ok(out)
 }
 
+/// Whether a block passes a request's hint block matchers (its external
+/// labels and `__block_id`).
+fn block_hinted(b: &Block, ms: &[Matcher]) -> bool {
+    if ms.is_empty() {
+        return true;
+    }
+    let mut l = b.ext_labels.clone();
+    l.extend_overriding(&Labels::from_pairs([("__block_id", b.id.to_string())]));
+    ms.iter().all(|m| m.matches_labels(&l))
+}
+
+fn queried_blocks(ids: &[ulid::Ulid]) -> Vec<sluice_proto::hintspb::Block> {
+    ids.iter()
+        .map(|id| sluice_proto::hintspb::Block { id: id.to_string() })
+        .collect()
+}
+
 impl StoreSource for BucketStore {
     fn info(&self) -> Result<SourceInfo, StoreError> {
         if !self.is_ready() {
@@ -171,14 +188,43 @@ impl StoreSource for BucketStore {
     }
 
     async fn series(&self, q: SeriesQuery, sink: &mut SeriesSink) -> Result<(), StoreError> {
-        self.series_inner(q, sink).await
+        let mut queried = Vec::new();
+        self.series_inner(q, sink, &mut queried).await?;
+        // Thanos' trailer: the blocks this call read.
+        let hints = sluice_storeapi::hints_any(
+            "SeriesResponseHints",
+            &sluice_proto::hintspb::SeriesResponseHints {
+                queried_blocks: queried_blocks(&queried),
+                query_stats: None,
+            },
+        );
+        let _ = sink.hints(&hints).await;
+        Ok(())
     }
 
     async fn labels(&self, q: LabelsQuery) -> Result<LabelsAnswer, StoreError> {
-        let values = self.labels_common(q).await?;
+        let names = q.kind == LabelsKind::Names;
+        let (values, ids) = self.labels_common(q).await?;
+        let blocks = queried_blocks(&ids);
+        let hints = if names {
+            sluice_storeapi::hints_any(
+                "LabelNamesResponseHints",
+                &sluice_proto::hintspb::LabelNamesResponseHints {
+                    queried_blocks: blocks,
+                },
+            )
+        } else {
+            sluice_storeapi::hints_any(
+                "LabelValuesResponseHints",
+                &sluice_proto::hintspb::LabelValuesResponseHints {
+                    queried_blocks: blocks,
+                },
+            )
+        };
         Ok(LabelsAnswer {
             values,
             warnings: Vec::new(),
+            hints: Some(hints),
         })
     }
 }
@@ -188,6 +234,7 @@ impl BucketStore {
         &self,
         mut q: SeriesQuery,
         sink: &mut SeriesSink,
+        queried: &mut Vec<ulid::Ulid>,
     ) -> Result<(), StoreError> {
         if !self.is_ready() {
             return Err(BucketError::NotReady.into());
@@ -206,7 +253,8 @@ impl BucketStore {
             .filter(|b| overlaps(b, q.min_time, q.max_time))
             .cloned()
             .collect();
-        let blocks = select_blocks(&all, q.min_time, q.max_time, q.max_resolution_window);
+        let mut blocks = select_blocks(&all, q.min_time, q.max_time, q.max_resolution_window);
+        blocks.retain(|b| block_hinted(b, &q.block_matchers));
 
         // Postings and series entries, one blocking task per block.
         let q = Arc::new(q);
@@ -216,6 +264,7 @@ impl BucketStore {
                 continue;
             };
             let ms: Vec<Matcher> = ms.into_iter().cloned().collect();
+            queried.push(b.id);
             let (b, q) = (b.clone(), q.clone());
             tasks.push(tokio::task::spawn_blocking(move || {
                 let refs: Vec<&Matcher> = ms.iter().collect();
@@ -409,7 +458,10 @@ impl BucketStore {
     /// Label names, or values of one label, of the series matching the
     /// query (all series when there are no matchers), external labels
     /// included. The StoreAPI server sorts, dedups and limits them.
-    async fn labels_common(&self, q: LabelsQuery) -> Result<Vec<String>, BucketError> {
+    async fn labels_common(
+        &self,
+        q: LabelsQuery,
+    ) -> Result<(Vec<String>, Vec<ulid::Ulid>), BucketError> {
         let value_of = match &q.kind {
             LabelsKind::Names => None,
             LabelsKind::Values(name) => Some(name.clone()),
@@ -420,9 +472,10 @@ impl BucketStore {
         let blocks: Vec<Arc<Block>> = self
             .blocks()
             .values()
-            .filter(|b| overlaps(b, q.start, q.end))
+            .filter(|b| overlaps(b, q.start, q.end) && block_hinted(b, &q.block_matchers))
             .cloned()
             .collect();
+        let ids: Vec<ulid::Ulid> = blocks.iter().map(|b| b.id).collect();
         let q = Arc::new(q);
         let mut tasks = Vec::new();
         for b in blocks {
@@ -446,7 +499,7 @@ impl BucketStore {
                 }
             }
         }
-        Ok(set.into_iter().collect())
+        Ok((set.into_iter().collect(), ids))
     }
 }
 

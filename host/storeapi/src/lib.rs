@@ -31,8 +31,8 @@ pub use codec::ServerFrameCodec;
 pub use error::{StoreError, status};
 pub use metrics::{GrpcMetrics, code_name};
 pub use query::{
-    LabelsAnswer, LabelsKind, LabelsQuery, SeriesQuery, Shard, into_pb_labels, labels_from_pb,
-    matchers_from_pb, matchers_to_pb, partial_response, to_pb_labels,
+    LabelsAnswer, LabelsKind, LabelsQuery, SeriesQuery, Shard, hints_any, into_pb_labels,
+    labels_from_pb, matchers_from_pb, matchers_to_pb, partial_response, to_pb_labels,
 };
 pub use server::{FrameStream, MAX_REQUEST_SIZE, ServerOptions, StoreApi, StoreApiServer};
 pub use sink::{

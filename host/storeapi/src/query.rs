@@ -2,6 +2,7 @@
 //! Series call, and the label transformations every source applies the same
 //! way (external labels, replica stripping, sharding).
 
+use prost::Message;
 use sluice_model::{Labels, MatchOp, Matcher};
 use sluice_proto::thanos::{
     Aggr, Label as PbLabel, LabelMatcher, LabelNamesRequest, LabelValuesRequest,
@@ -30,6 +31,9 @@ pub struct SeriesQuery {
     /// Errors of one part of the data (a block, an endpoint) become warnings
     /// instead of failing the call.
     pub partial_response: bool,
+    /// `hintspb.SeriesRequestHints.block_matchers`: blocks whose external
+    /// labels and `__block_id` do not match are not read (store gateways).
+    pub block_matchers: Vec<Matcher>,
     /// The request as received, for sources that forward it (the proxy).
     pub request: SeriesRequest,
 }
@@ -58,7 +62,12 @@ impl SeriesQuery {
                 by: s.by,
                 labels: s.labels.clone(),
             });
+        let block_matchers =
+            block_matchers_of(r.hints.as_ref(), "hintspb.SeriesRequestHints", |b| {
+                sluice_proto::hintspb::SeriesRequestHints::decode(b).map(|h| h.block_matchers)
+            })?;
         Ok(SeriesQuery {
+            block_matchers,
             min_time: r.min_time,
             max_time: r.max_time,
             matchers,
@@ -86,6 +95,33 @@ impl SeriesQuery {
             Some(s) if !s.matches(&labels) => None,
             _ => Some(labels),
         }
+    }
+}
+
+/// The block matchers of a request's `hints` (an `Any` of `type_name`);
+/// none when absent, an error when it cannot be read.
+fn block_matchers_of(
+    hints: Option<&prost_types::Any>,
+    type_name: &str,
+    decode: impl FnOnce(&[u8]) -> Result<Vec<LabelMatcher>, prost::DecodeError>,
+) -> Result<Vec<Matcher>, StoreError> {
+    let Some(any) = hints else {
+        return Ok(Vec::new());
+    };
+    if !any.type_url.ends_with(type_name) {
+        // Another store's hints: ignored, as Thanos' store gateway does.
+        return Ok(Vec::new());
+    }
+    let ms = decode(&any.value)
+        .map_err(|e| StoreError::InvalidArgument(format!("decoding {type_name}: {e}")))?;
+    matchers_from_pb(&ms)
+}
+
+/// An `Any` holding `msg` as `hintspb.<type_name>`.
+pub fn hints_any(type_name: &str, msg: &impl prost::Message) -> prost_types::Any {
+    prost_types::Any {
+        type_url: format!("type.googleapis.com/hintspb.{type_name}"),
+        value: msg.encode_to_vec(),
     }
 }
 
@@ -138,6 +174,8 @@ pub enum LabelsKind {
 #[derive(Debug, Clone)]
 pub struct LabelsQuery {
     pub kind: LabelsKind,
+    /// Block matchers of the request's hints (store gateways).
+    pub block_matchers: Vec<Matcher>,
     pub start: i64,
     pub end: i64,
     /// May be empty: then every series in the range counts.
@@ -151,6 +189,14 @@ pub struct LabelsQuery {
 impl LabelsQuery {
     pub fn from_names_request(r: &LabelNamesRequest) -> Result<Self, StoreError> {
         Ok(LabelsQuery {
+            block_matchers: block_matchers_of(
+                r.hints.as_ref(),
+                "hintspb.LabelNamesRequestHints",
+                |b| {
+                    sluice_proto::hintspb::LabelNamesRequestHints::decode(b)
+                        .map(|h| h.block_matchers)
+                },
+            )?,
             kind: LabelsKind::Names,
             start: r.start,
             end: r.end,
@@ -171,6 +217,14 @@ impl LabelsQuery {
             ));
         }
         Ok(LabelsQuery {
+            block_matchers: block_matchers_of(
+                r.hints.as_ref(),
+                "hintspb.LabelValuesRequestHints",
+                |b| {
+                    sluice_proto::hintspb::LabelValuesRequestHints::decode(b)
+                        .map(|h| h.block_matchers)
+                },
+            )?,
             kind: LabelsKind::Values(r.label.clone()),
             start: r.start,
             end: r.end,
@@ -248,6 +302,8 @@ impl LabelsQuery {
 pub struct LabelsAnswer {
     pub values: Vec<String>,
     pub warnings: Vec<String>,
+    /// The response's `hints` (store gateways: the blocks queried).
+    pub hints: Option<prost_types::Any>,
 }
 
 /// Converts wire matchers; a bad type or regex is `InvalidArgument`.
@@ -352,6 +408,7 @@ mod tests {
     fn labels_answers_are_finished_the_same_way() {
         let q = LabelsQuery {
             kind: LabelsKind::Names,
+            block_matchers: vec![],
             start: 0,
             end: 1,
             matchers: vec![],
@@ -370,6 +427,7 @@ mod tests {
         assert_eq!(got, vec!["a".to_string(), "b".to_string()]);
         let v = LabelsQuery {
             kind: LabelsKind::Values("replica".into()),
+            block_matchers: vec![],
             limit: 0,
             ..q
         };

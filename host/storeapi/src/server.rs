@@ -276,14 +276,14 @@ impl<S: StoreSource> StoreApi<S> {
         &self,
         method: &'static str,
         q: Result<LabelsQuery, StoreError>,
-    ) -> Result<(Vec<String>, Vec<String>), Status> {
+    ) -> Result<(Vec<String>, Vec<String>, Option<prost_types::Any>), Status> {
         let sh = &self.shared;
         sh.grpc.started(STORE_SERVICE, method, "unary");
         let start = Instant::now();
         let res = async {
             let q = q?;
             let answer = sh.source.labels(q.clone()).await?;
-            Ok::<_, StoreError>((q.finish(answer.values), answer.warnings))
+            Ok::<_, StoreError>((q.finish(answer.values), answer.warnings, answer.hints))
         }
         .await;
         let res = res.map_err(|e| status(&e));
@@ -348,11 +348,11 @@ impl<S: StoreSource> Store for StoreApi<S> {
         request: Request<LabelNamesRequest>,
     ) -> Result<Response<LabelNamesResponse>, Status> {
         let q = LabelsQuery::from_names_request(request.get_ref());
-        let (names, warnings) = self.labels("LabelNames", q).await?;
+        let (names, warnings, hints) = self.labels("LabelNames", q).await?;
         Ok(Response::new(LabelNamesResponse {
             names,
             warnings,
-            hints: None,
+            hints,
         }))
     }
 
@@ -361,11 +361,11 @@ impl<S: StoreSource> Store for StoreApi<S> {
         request: Request<LabelValuesRequest>,
     ) -> Result<Response<LabelValuesResponse>, Status> {
         let q = LabelsQuery::from_values_request(request.get_ref());
-        let (values, warnings) = self.labels("LabelValues", q).await?;
+        let (values, warnings, hints) = self.labels("LabelValues", q).await?;
         Ok(Response::new(LabelValuesResponse {
             values,
             warnings,
-            hints: None,
+            hints,
         }))
     }
 

@@ -16,6 +16,7 @@ use crate::StoreError;
 /// `SeriesBatch.series` (1).
 const RESPONSE_SERIES: u8 = 0x0a;
 const RESPONSE_WARNING: u8 = 0x12;
+const RESPONSE_HINTS: u8 = 0x1a;
 const RESPONSE_BATCH: u8 = 0x22;
 const BATCH_SERIES: u8 = 0x0a;
 
@@ -206,6 +207,19 @@ impl SeriesSink {
         put_key_len(&mut frame, RESPONSE_WARNING, w.len());
         frame.extend_from_slice(w.as_bytes());
         Ok(self.emit(Bytes::from(frame)).await)
+    }
+
+    /// Sends a `hints` frame (store gateways: the blocks queried), after
+    /// the series already batched.
+    pub async fn hints(&mut self, any: &prost_types::Any) -> Flow {
+        if self.is_done() || self.flush().await == Flow::Done {
+            return Flow::Done;
+        }
+        let len = any.encoded_len();
+        let mut frame = Vec::with_capacity(len + 6);
+        put_key_len(&mut frame, RESPONSE_HINTS, len);
+        any.encode_raw(&mut frame);
+        self.emit(Bytes::from(frame)).await
     }
 
     async fn after_push(&mut self) -> Result<Flow, StoreError> {

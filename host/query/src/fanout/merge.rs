@@ -622,6 +622,7 @@ pub async fn labels(set: &EndpointSet, q: &LabelsQuery) -> Result<LabelsAnswer, 
     Ok(LabelsAnswer {
         values: q.finish(values),
         warnings,
+        hints: None,
     })
 }
 
