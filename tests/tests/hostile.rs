@@ -560,6 +560,30 @@ async fn hostile_http_and_grpc_requests_get_answers_and_nothing_dies() -> Result
         grpc_abuse(what, addr).await?;
     }
 
+    // Prometheus' `limit` on the series and label APIs, with its warning when the answer was cut.
+    for path in ["/api/v1/series", "/api/v1/labels"] {
+        let r = http
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(sluice_e2e::api::form(&[
+                ("match[]", "{__name__=~\".+\"}"),
+                ("limit", "2"),
+            ]))
+            .send()
+            .await?;
+        let v: serde_json::Value = serde_json::from_slice(&r.bytes().await?)?;
+        ensure!(
+            v["data"].as_array().map(Vec::len) == Some(2),
+            "{path} limit=2 gave {v}"
+        );
+        ensure!(
+            v["warnings"]
+                .as_array()
+                .is_some_and(|w| w.iter().any(|w| w == "results truncated due to limit")),
+            "{path}: no truncation warning: {v}"
+        );
+    }
+
     // The querier's own read limits, enforced while the merged stream arrives.
     for (flag, word) in [
         ("--store.limits.request-series=2", "request-series"),

@@ -382,6 +382,10 @@ async fn series(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    let limit = match parse_limit(&p) {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
     let _permit = match &s.cfg.gate {
         Some(g) => match g.clone().acquire_owned().await {
             Ok(p) => Some(p),
@@ -446,6 +450,12 @@ async fn series(
             }
         }
     }
+    if let Some(limit) = limit
+        && sets.len() > limit
+    {
+        sets.truncate(limit);
+        warnings.push("results truncated due to limit".into());
+    }
     let data: Vec<BTreeMap<String, String>> = sets
         .iter()
         .map(|l| {
@@ -503,6 +513,18 @@ async fn label_values(
 ) -> Response {
     let p = params(q, &headers, &[]);
     labels_answer(&s, &p, LabelsKind::Values(name)).await
+}
+
+/// Prometheus' `limit` parameter: absent, empty or 0 means no limit.
+fn parse_limit(p: &[(String, String)]) -> Result<Option<usize>, ApiError> {
+    match get_one(p, "limit").filter(|l| !l.is_empty()) {
+        None => Ok(None),
+        Some(l) => match l.parse::<usize>() {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(bad_data(format!("cannot parse \"{l}\" to a valid limit"))),
+        },
+    }
 }
 
 /// `/api/v1/labels` and `/api/v1/label/<name>/values`: one label query per
