@@ -606,7 +606,9 @@ fn base64_encode(data: &[u8]) -> String {
     out
 }
 
-/// Keys of a config that were accepted for compatibility but have no effect.
+/// Keys of a config that were accepted for compatibility but have no effect
+/// (`http_config.` and `http_config.tls_config.` prefixes for nested ones).
+/// Each process logs them once at start.
 pub fn ignored_keys(yaml: &str) -> BTreeSet<String> {
     const NO_EFFECT: &[&str] = &[
         "disable_dualstack",
@@ -625,17 +627,41 @@ pub fn ignored_keys(yaml: &str) -> BTreeSet<String> {
         "reader_config",
         "pipeline_config",
         "msi_resource",
+        "sts_endpoint",
     ];
+    // object_store's client has no counterpart for these.
+    const HTTP_NO_EFFECT: &[&str] = &[
+        "max_idle_conns",
+        "max_conns_per_host",
+        "disable_compression",
+        "expect_continue_timeout",
+        "tls_handshake_timeout",
+    ];
+    const TLS_NO_EFFECT: &[&str] = &["cert_file", "key_file", "server_name"];
     let root: Value = serde_saphyr::from_str(yaml).unwrap_or(Value::Null);
-    root.get("config")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.keys()
-                .filter(|k| NO_EFFECT.contains(&k.as_str()))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default()
+    let Some(cfg) = root.get("config").and_then(Value::as_object) else {
+        return BTreeSet::new();
+    };
+    let mut out: BTreeSet<String> = cfg
+        .keys()
+        .filter(|k| NO_EFFECT.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    if let Some(h) = cfg.get("http_config").and_then(Value::as_object) {
+        out.extend(
+            h.keys()
+                .filter(|k| HTTP_NO_EFFECT.contains(&k.as_str()))
+                .map(|k| format!("http_config.{k}")),
+        );
+        if let Some(t) = h.get("tls_config").and_then(Value::as_object) {
+            out.extend(
+                t.keys()
+                    .filter(|k| TLS_NO_EFFECT.contains(&k.as_str()))
+                    .map(|k| format!("http_config.tls_config.{k}")),
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -708,6 +734,17 @@ mod tests {
         assert_eq!(
             ignored_keys("type: GCS\nconfig:\n  bucket: b\n  use_grpc: false\n").len(),
             1
+        );
+        let s3 = "type: S3\nconfig:\n  bucket: b\n  sts_endpoint: x\n  http_config:\n    max_conns_per_host: 3\n    \
+                  idle_conn_timeout: 1m\n    tls_config:\n      ca_file: /ca\n      cert_file: /c\n";
+        assert_eq!(
+            ignored_keys(s3).into_iter().collect::<Vec<_>>(),
+            vec![
+                "http_config.max_conns_per_host".to_string(),
+                "http_config.tls_config.cert_file".to_string(),
+                "sts_endpoint".to_string()
+            ],
+            "honoured keys (idle_conn_timeout, ca_file) are not listed"
         );
         let c = BucketConfig::parse("type: AZURE\nconfig:\n  storage_account: acct\n  storage_account_key: a2V5\n  container: c\n").unwrap();
         assert!(matches!(c.kind, BucketKind::Azure(_)));

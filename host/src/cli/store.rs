@@ -198,9 +198,20 @@ impl BlockSelectionArgs {
 
 impl StoreArgs {
     fn bucket_config(&self) -> anyhow::Result<BucketConfig> {
+        let text = match (&self.objstore_config_file, &self.objstore_config) {
+            (Some(path), None) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading --objstore.config-file {}", path.display()))?,
+            (None, Some(yaml)) => yaml.clone(),
+            _ => String::new(),
+        };
+        for key in crate::objstore::ignored_keys(&text) {
+            tracing::warn!(
+                key = %format!("config.{key}"),
+                "objstore.yml key accepted for Thanos compatibility; it has no effect in Sluice's object storage client"
+            );
+        }
         match (&self.objstore_config_file, &self.objstore_config) {
-            (Some(path), None) => Ok(BucketConfig::from_file(path)?),
-            (None, Some(yaml)) => Ok(BucketConfig::parse(yaml)?),
+            (Some(_), None) | (None, Some(_)) => Ok(BucketConfig::parse(&text)?),
             (Some(_), Some(_)) => {
                 anyhow::bail!("use either --objstore.config-file or --objstore.config, not both")
             }
