@@ -274,6 +274,20 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Logs, once at start, each Thanos flag that was set but has no effect in
+/// Sluice: `(set, flag, why)`.
+pub(crate) fn log_no_effect_flags(flags: &[(bool, &str, &str)]) {
+    for (set, flag, why) in flags {
+        if *set {
+            tracing::warn!(
+                flag,
+                reason = why,
+                "flag accepted for Thanos compatibility; it has no effect"
+            );
+        }
+    }
+}
+
 /// Every background task of a running process (block sync, endpoint
 /// refresh, policy file watch, …): spawned here or adopted, and all ended by
 /// [`Tasks::shutdown`] when the process's servers stop, so nothing outlives

@@ -247,7 +247,6 @@ struct BucketFixture {
 }
 
 async fn bucket_fixture(promtool: bool, limits: SeriesLimits) -> BucketFixture {
-    let (limit_series, limit_samples) = (limits.series, limits.samples);
     let dir = tempfile::tempdir().expect("tempdir");
     let bucket = dir.path().join("bucket");
     std::fs::create_dir_all(&bucket).expect("mkdir");
@@ -261,19 +260,32 @@ async fn bucket_fixture(promtool: bool, limits: SeriesLimits) -> BucketFixture {
         write_fixture(&bucket, &[("cluster", "a")], 2 * HOUR, 4 * HOUR);
         write_fixture(&bucket, &[("cluster", "b")], 0, 4 * HOUR);
     }
+    let (fixture, grpc) = serve_bucket(dir, limits).await;
+    BucketFixture {
+        fixture,
+        http_grpc: Some(grpc),
+    }
+}
+
+/// Starts `sluice store` in-process over `<dir>/bucket` (index copies in
+/// `<dir>/data`), waits until it is ready, and connects to it.
+async fn serve_bucket(
+    dir: tempfile::TempDir,
+    limits: SeriesLimits,
+) -> (Fixture, std::net::SocketAddr) {
     let args = StoreArgs {
         objstore_config_file: None,
         objstore_config: Some(format!(
             "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            bucket.display()
+            dir.path().join("bucket").display()
         )),
         grpc_address: "127.0.0.1:0".parse().expect("addr"),
         http_address: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().join("data"),
         sync_block_duration: Duration::from_secs(3600),
         ignore_deletion_marks_delay: Duration::from_secs(86_400),
-        limit_series,
-        limit_samples,
+        limit_series: limits.series,
+        limit_samples: limits.samples,
         series_max_concurrency: 20,
         touched_series_limit: 0,
         downloaded_bytes_limit: 0,
@@ -295,25 +307,22 @@ async fn bucket_fixture(promtool: bool, limits: SeriesLimits) -> BucketFixture {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(running.store.is_ready(), "store did not become ready");
-    let url = format!("http://{}", running.grpc_addr);
-    let ch = Channel::from_shared(url)
+    let ch = Channel::from_shared(format!("http://{}", running.grpc_addr))
         .expect("url")
         .connect()
         .await
         .expect("connect");
-    BucketFixture {
-        fixture: Fixture {
-            _dir: dir,
-            store: StoreClient::new(ch.clone()).max_decoding_message_size(usize::MAX),
-            info: InfoClient::new(ch),
-            http: running.http_addr,
-            _stop: stop,
-            component: "store",
-            sharding: true,
-            _keep: Vec::new(),
-        },
-        http_grpc: Some(running.grpc_addr),
-    }
+    let fixture = Fixture {
+        _dir: dir,
+        store: StoreClient::new(ch.clone()).max_decoding_message_size(usize::MAX),
+        info: InfoClient::new(ch),
+        http: running.http_addr,
+        _stop: stop,
+        component: "store",
+        sharding: true,
+        _keep: Vec::new(),
+    };
+    (fixture, running.grpc_addr)
 }
 
 /// Writes the fixture for one cluster as OpenMetrics text, has the real
@@ -1177,55 +1186,7 @@ async fn downsampled_blocks_are_chosen_by_resolution_and_split_into_aggregates()
 async fn resync(f: Fixture) -> Fixture {
     let Fixture { _dir, _stop, .. } = f;
     drop(_stop);
-    let bucket = _dir.path().join("bucket");
-    let args = StoreArgs {
-        objstore_config_file: None,
-        objstore_config: Some(format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            bucket.display()
-        )),
-        grpc_address: "127.0.0.1:0".parse().expect("addr"),
-        http_address: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: _dir.path().join("data"),
-        sync_block_duration: Duration::from_secs(3600),
-        ignore_deletion_marks_delay: Duration::from_secs(86_400),
-        limit_series: 0,
-        limit_samples: 0,
-        series_max_concurrency: 20,
-        touched_series_limit: 0,
-        downloaded_bytes_limit: 0,
-        selection: Default::default(),
-        ignored: Default::default(),
-        block_sync_concurrency: 4,
-        tls: Default::default(),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (running, _task) = start(&args, Metrics::new(), async move {
-        let _ = stopped.await;
-    })
-    .await
-    .expect("restart store");
-    for _ in 0..200 {
-        if running.store.is_ready() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let ch = Channel::from_shared(format!("http://{}", running.grpc_addr))
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
-    Fixture {
-        _dir,
-        store: StoreClient::new(ch.clone()).max_decoding_message_size(usize::MAX),
-        info: InfoClient::new(ch),
-        http: running.http_addr,
-        _stop: stop,
-        component: "store",
-        sharding: true,
-        _keep: Vec::new(),
-    }
+    serve_bucket(_dir, SeriesLimits::default()).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

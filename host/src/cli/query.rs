@@ -180,7 +180,7 @@ pub struct IgnoredQueryFlags {
 impl IgnoredQueryFlags {
     fn log(&self) {
         let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
-        for (on, flag, why) in [
+        super::log_no_effect_flags(&[
             (
                 self.grpc_compression
                     .as_deref()
@@ -208,15 +208,7 @@ impl IgnoredQueryFlags {
                 "--query.promql-engine",
                 "Sluice evaluates PromQL with its own engine (Prometheus 3.x semantics)",
             ),
-        ] {
-            if on {
-                tracing::warn!(
-                    flag,
-                    reason = why,
-                    "flag accepted for Thanos compatibility; it has no effect"
-                );
-            }
-        }
+        ]);
     }
 }
 

@@ -108,7 +108,7 @@ impl IgnoredStoreFlags {
     fn log(&self) {
         let index = "Sluice keeps a local mmapped copy of every block's index (its index header) and reads postings \
                      and series from it; there is no separate in-memory or remote index cache to size";
-        for (set, flag, why) in [
+        super::log_no_effect_flags(&[
             (
                 self.index_cache_config_file.is_some(),
                 "--index-cache.config-file",
@@ -130,15 +130,7 @@ impl IgnoredStoreFlags {
                 "--store.enable-index-header-lazy-reader",
                 "index copies are memory-mapped, so only the pages a query touches are read",
             ),
-        ] {
-            if set {
-                tracing::warn!(
-                    flag,
-                    reason = why,
-                    "flag accepted for Thanos compatibility; it has no effect"
-                );
-            }
-        }
+        ]);
     }
 }
 

@@ -188,26 +188,23 @@ pub struct LabelsQuery {
 
 impl LabelsQuery {
     pub fn from_names_request(r: &LabelNamesRequest) -> Result<Self, StoreError> {
-        Ok(LabelsQuery {
-            block_matchers: block_matchers_of(
-                r.hints.as_ref(),
-                "hintspb.LabelNamesRequestHints",
-                |b| {
-                    sluice_proto::hintspb::LabelNamesRequestHints::decode(b)
-                        .map(|h| h.block_matchers)
-                },
-            )?,
-            kind: LabelsKind::Names,
-            start: r.start,
-            end: r.end,
-            matchers: matchers_from_pb(&r.matchers)?,
-            without_replica_labels: r.without_replica_labels.clone(),
-            limit: usize::try_from(r.limit).unwrap_or(0),
-            partial_response: partial_response(
-                r.partial_response_disabled,
-                r.partial_response_strategy,
-            ),
-        })
+        let block_matchers =
+            block_matchers_of(r.hints.as_ref(), "hintspb.LabelNamesRequestHints", |b| {
+                sluice_proto::hintspb::LabelNamesRequestHints::decode(b).map(|h| h.block_matchers)
+            })?;
+        Self::from_wire(
+            LabelsKind::Names,
+            WireLabels {
+                start: r.start,
+                end: r.end,
+                matchers: &r.matchers,
+                without_replica_labels: &r.without_replica_labels,
+                limit: r.limit,
+                partial_response_disabled: r.partial_response_disabled,
+                partial_response_strategy: r.partial_response_strategy,
+            },
+            block_matchers,
+        )
     }
 
     pub fn from_values_request(r: &LabelValuesRequest) -> Result<Self, StoreError> {
@@ -216,24 +213,41 @@ impl LabelsQuery {
                 "label name parameter cannot be empty".into(),
             ));
         }
+        let block_matchers =
+            block_matchers_of(r.hints.as_ref(), "hintspb.LabelValuesRequestHints", |b| {
+                sluice_proto::hintspb::LabelValuesRequestHints::decode(b).map(|h| h.block_matchers)
+            })?;
+        Self::from_wire(
+            LabelsKind::Values(r.label.clone()),
+            WireLabels {
+                start: r.start,
+                end: r.end,
+                matchers: &r.matchers,
+                without_replica_labels: &r.without_replica_labels,
+                limit: r.limit,
+                partial_response_disabled: r.partial_response_disabled,
+                partial_response_strategy: r.partial_response_strategy,
+            },
+            block_matchers,
+        )
+    }
+
+    fn from_wire(
+        kind: LabelsKind,
+        w: WireLabels<'_>,
+        block_matchers: Vec<Matcher>,
+    ) -> Result<Self, StoreError> {
         Ok(LabelsQuery {
-            block_matchers: block_matchers_of(
-                r.hints.as_ref(),
-                "hintspb.LabelValuesRequestHints",
-                |b| {
-                    sluice_proto::hintspb::LabelValuesRequestHints::decode(b)
-                        .map(|h| h.block_matchers)
-                },
-            )?,
-            kind: LabelsKind::Values(r.label.clone()),
-            start: r.start,
-            end: r.end,
-            matchers: matchers_from_pb(&r.matchers)?,
-            without_replica_labels: r.without_replica_labels.clone(),
-            limit: usize::try_from(r.limit).unwrap_or(0),
+            kind,
+            block_matchers,
+            start: w.start,
+            end: w.end,
+            matchers: matchers_from_pb(w.matchers)?,
+            without_replica_labels: w.without_replica_labels.to_vec(),
+            limit: usize::try_from(w.limit).unwrap_or(0),
             partial_response: partial_response(
-                r.partial_response_disabled,
-                r.partial_response_strategy,
+                w.partial_response_disabled,
+                w.partial_response_strategy,
             ),
         })
     }
@@ -295,6 +309,17 @@ impl LabelsQuery {
         }
         values
     }
+}
+
+/// The fields `LabelNamesRequest` and `LabelValuesRequest` share.
+struct WireLabels<'a> {
+    start: i64,
+    end: i64,
+    matchers: &'a [LabelMatcher],
+    without_replica_labels: &'a [String],
+    limit: i64,
+    partial_response_disabled: bool,
+    partial_response_strategy: i32,
 }
 
 /// Names or values, and the warnings gathered on the way.
