@@ -4,6 +4,7 @@
 pub mod plugin;
 pub mod query;
 mod runtime;
+pub mod sidecar;
 pub mod store;
 pub mod up;
 
@@ -31,6 +32,8 @@ pub enum Command {
     Plugin(plugin::PluginArgs),
     /// Query StoreAPI endpoints: fan-out, merge, dedup; Prometheus HTTP API and StoreAPI (querier).
     Query(query::QueryArgs),
+    /// Next to a Prometheus server: its live data over StoreAPI, its blocks shipped to the bucket, its config reloaded.
+    Sidecar(sidecar::SidecarArgs),
     /// All-in-one demo: a local bucket with demo data, a store and a querier in one process.
     Up(up::UpArgs),
 }
@@ -59,6 +62,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store(args) => store::run(args).await,
         Command::Plugin(args) => plugin::run(args).await,
         Command::Query(args) => query::run(args).await,
+        Command::Sidecar(args) => sidecar::run(args).await,
         Command::Up(args) => up::run(args).await,
     }
 }

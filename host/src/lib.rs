@@ -20,6 +20,7 @@ pub use sluice_objstore as objstore;
 pub use sluice_policy as policy;
 pub use sluice_promql as promql;
 pub use sluice_query::{discovery, fanout, querier};
+pub use sluice_sidecar as sidecar;
 pub use sluice_store as bucket;
 pub use sluice_storeapi as storeapi;
 pub use sluice_tls as tls;

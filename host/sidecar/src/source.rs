@@ -44,10 +44,9 @@ pub struct PromState {
 }
 
 /// Options of the source.
-#[derive(Debug, Clone)]
 pub struct SourceOptions {
-    /// `--min-time` (ms), resolved when the source is built.
-    pub min_time: i64,
+    /// `--min-time` (ms), evaluated at each call (it may be relative to now).
+    pub min_time: Box<dyn Fn() -> i64 + Send + Sync>,
     /// `--label` values that set or override Prometheus' external labels.
     pub extra_labels: Labels,
 }
@@ -184,7 +183,7 @@ impl PromSource {
 
     /// The min time advertised: `--min-time` or Prometheus' lowest timestamp.
     fn min_time(&self, s: &PromState) -> i64 {
-        self.opts.min_time.max(s.lowest)
+        (self.opts.min_time)().max(s.lowest)
     }
 
     fn ready_state(&self) -> Result<PromState, StoreError> {

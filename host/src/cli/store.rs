@@ -135,7 +135,7 @@ impl IgnoredStoreFlags {
 }
 
 /// Parses Thanos' time-or-duration flag value.
-fn time_bound(flag: &str, v: &str) -> anyhow::Result<crate::bucket::TimeBound> {
+pub(crate) fn time_bound(flag: &str, v: &str) -> anyhow::Result<crate::bucket::TimeBound> {
     use crate::bucket::TimeBound;
     let v = v.trim();
     if let Ok(ms) = crate::api::query::parse_time(v)
@@ -190,28 +190,36 @@ impl BlockSelectionArgs {
 
 impl StoreArgs {
     fn bucket_config(&self) -> anyhow::Result<BucketConfig> {
-        let text = match (&self.objstore_config_file, &self.objstore_config) {
-            (Some(path), None) => std::fs::read_to_string(path)
-                .with_context(|| format!("reading --objstore.config-file {}", path.display()))?,
-            (None, Some(yaml)) => yaml.clone(),
-            _ => String::new(),
-        };
-        for key in crate::objstore::ignored_keys(&text) {
-            tracing::warn!(
-                key = %format!("config.{key}"),
-                "objstore.yml key accepted for Thanos compatibility; it has no effect in Sluice's object storage client"
-            );
-        }
-        match (&self.objstore_config_file, &self.objstore_config) {
-            (Some(_), None) | (None, Some(_)) => Ok(BucketConfig::parse(&text)?),
-            (Some(_), Some(_)) => {
-                anyhow::bail!("use either --objstore.config-file or --objstore.config, not both")
-            }
-            (None, None) => anyhow::bail!(
+        load_bucket_config(&self.objstore_config_file, &self.objstore_config)?.ok_or_else(|| {
+            anyhow::anyhow!(
                 "no object storage configured: pass --objstore.config-file or --objstore.config"
-            ),
-        }
+            )
+        })
     }
+}
+
+/// The bucket of `--objstore.config-file` / `--objstore.config`, `None`
+/// when neither is given; keys without effect are named in the log.
+pub(crate) fn load_bucket_config(
+    file: &Option<PathBuf>,
+    inline: &Option<String>,
+) -> anyhow::Result<Option<BucketConfig>> {
+    let text = match (file, inline) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("use either --objstore.config-file or --objstore.config, not both")
+        }
+        (None, None) => return Ok(None),
+        (Some(path), None) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading --objstore.config-file {}", path.display()))?,
+        (None, Some(yaml)) => yaml.clone(),
+    };
+    for key in crate::objstore::ignored_keys(&text) {
+        tracing::warn!(
+            key = %format!("config.{key}"),
+            "objstore.yml key accepted for Thanos compatibility; it has no effect in Sluice's object storage client"
+        );
+    }
+    Ok(Some(BucketConfig::parse(&text)?))
 }
 
 /// A store gateway whose listeners are bound and whose first sync is running.
