@@ -56,6 +56,16 @@ impl SluiceProcess {
     /// Starts `sluice <kind> --grpc-address=127.0.0.1:0 --http-address=127.0.0.1:0 <args>` with `dir` as its
     /// working directory (logs go there) and waits for its listening line.
     fn spawn(kind: &'static str, args: &[String], dir: TempDir) -> Result<SluiceProcess> {
+        Self::spawn_env(kind, args, dir, &[])
+    }
+
+    /// [`SluiceProcess::spawn`] with extra environment variables for the child.
+    fn spawn_env(
+        kind: &'static str,
+        args: &[String],
+        dir: TempDir,
+        env: &[(&str, &str)],
+    ) -> Result<SluiceProcess> {
         let bin = tools::sluice_bin()?;
         let stderr = File::create(dir.path().join("stderr.log"))?;
         let mut cmd = Command::new(&bin);
@@ -63,6 +73,7 @@ impl SluiceProcess {
             .arg("--grpc-address=127.0.0.1:0")
             .arg("--http-address=127.0.0.1:0")
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .env(
                 "RUST_LOG",
@@ -153,6 +164,29 @@ impl SluiceProcess {
             if Instant::now() >= deadline {
                 bail!(
                     "sluice {} not ready after {timeout:?}; last /-/ready answer: {last}\n{}",
+                    self.kind,
+                    self.logs()
+                );
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls `/-/ready` until it answers anything but 200 (the process stays up), failing after `timeout`.
+    pub async fn wait_not_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.http_get("/-/ready").await {
+                Ok((200, _)) => {}
+                Ok(_) => return Ok(()),
+                Err(e) => bail!(
+                    "sluice {}: /-/ready failed instead of answering: {e:#}",
+                    self.kind
+                ),
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "sluice {} still ready after {timeout:?}\n{}",
                     self.kind,
                     self.logs()
                 );
@@ -359,6 +393,54 @@ impl SluiceQuery {
     /// The base URL of the HTTP API, `http://127.0.0.1:PORT` (or `https://`).
     pub fn url(&self) -> String {
         self.http_base()
+    }
+}
+
+/// A running `sluice sidecar` next to a Prometheus.
+#[derive(Debug)]
+pub struct SluiceSidecar(SluiceProcess);
+
+impl std::ops::Deref for SluiceSidecar {
+    type Target = SluiceProcess;
+    fn deref(&self) -> &SluiceProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SluiceSidecar {
+    fn deref_mut(&mut self) -> &mut SluiceProcess {
+        &mut self.0
+    }
+}
+
+impl SluiceSidecar {
+    /// Starts `sluice sidecar --prometheus.url=<prometheus_url> <args>` and waits for its listening line (not for
+    /// readiness, which follows Prometheus: see [`SluiceProcess::wait_ready`]).
+    pub fn start(prometheus_url: &str, args: &[String]) -> Result<SluiceSidecar> {
+        Self::start_env(prometheus_url, args, &[])
+    }
+
+    /// [`SluiceSidecar::start`] with extra environment variables for the child.
+    pub fn start_env(
+        prometheus_url: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<SluiceSidecar> {
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-sidecar-")
+            .tempdir()?;
+        let mut all = vec![format!("--prometheus.url={prometheus_url}")];
+        all.extend(args.iter().cloned());
+        Ok(SluiceSidecar(SluiceProcess::spawn_env(
+            "sidecar", &all, dir, env,
+        )?))
+    }
+
+    /// Starts a sidecar and waits until `/-/ready` answers 200.
+    pub async fn start_ready(prometheus_url: &str, args: &[String]) -> Result<SluiceSidecar> {
+        let s = Self::start(prometheus_url, args)?;
+        s.wait_ready(Duration::from_secs(60)).await?;
+        Ok(s)
     }
 }
 

@@ -66,7 +66,9 @@ fn uvarint(b: &[u8]) -> Result<Option<(u64, usize)>, SidecarError> {
     let mut v: u64 = 0;
     for (i, &byte) in b.iter().enumerate().take(10) {
         if i == 9 && byte > 1 {
-            return Err(SidecarError::Decode("remote read frame length overflows".into()));
+            return Err(SidecarError::Decode(
+                "remote read frame length overflows".into(),
+            ));
         }
         v |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
@@ -74,7 +76,9 @@ fn uvarint(b: &[u8]) -> Result<Option<(u64, usize)>, SidecarError> {
         }
     }
     if b.len() >= 10 {
-        return Err(SidecarError::Decode("remote read frame length overflows".into()));
+        return Err(SidecarError::Decode(
+            "remote read frame length overflows".into(),
+        ));
     }
     Ok(None)
 }

@@ -73,7 +73,9 @@ impl HttpClientConfig {
         if let Some(b) = &self.basic_auth {
             let password = match &b.password_file {
                 Some(p) => std::fs::read_to_string(p)
-                    .map_err(|e| SidecarError::Config(format!("password_file {}: {e}", p.display())))?
+                    .map_err(|e| {
+                        SidecarError::Config(format!("password_file {}: {e}", p.display()))
+                    })?
                     .trim()
                     .to_string(),
                 None => b.password.clone(),

@@ -28,7 +28,11 @@ pub enum SidecarError {
     #[error("calling Prometheus {what}: {detail}")]
     Http { what: String, detail: String },
     #[error("Prometheus {what} answered {code}: {body}")]
-    Status { what: String, code: u16, body: String },
+    Status {
+        what: String,
+        code: u16,
+        body: String,
+    },
     #[error("{0}")]
     Decode(String),
     #[error("{what}: {source}")]

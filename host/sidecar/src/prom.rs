@@ -46,7 +46,11 @@ struct ApiEnvelope {
 
 impl Prometheus {
     /// `url` is `--prometheus.url`; API paths are joined onto its path.
-    pub fn new(url: &str, client: reqwest::Client, timeout: Duration) -> Result<Self, SidecarError> {
+    pub fn new(
+        url: &str,
+        client: reqwest::Client,
+        timeout: Duration,
+    ) -> Result<Self, SidecarError> {
         let parsed = reqwest::Url::parse(url)
             .map_err(|e| SidecarError::Config(format!("--prometheus.url {url}: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
@@ -70,7 +74,11 @@ impl Prometheus {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response, SidecarError> {
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::Response, SidecarError> {
         req.send().await.map_err(|e| SidecarError::Http {
             what: what.to_string(),
             detail: error_chain(&e),
@@ -89,7 +97,9 @@ impl Prometheus {
         let req = self.client.get(url).timeout(self.timeout);
         let resp = self.send(req, path).await?;
         let status = resp.status();
-        if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::METHOD_NOT_ALLOWED {
+        if status == reqwest::StatusCode::NOT_FOUND
+            || status == reqwest::StatusCode::METHOD_NOT_ALLOWED
+        {
             return Ok(None);
         }
         let body = read_body(resp, MAX_JSON_BODY, path).await?;
@@ -158,7 +168,10 @@ impl Prometheus {
     /// `prometheus_tsdb_lowest_timestamp_seconds` on `/metrics`: `i64::MIN`
     /// while nothing is stored yet, 0 when the metric is absent (as Thanos).
     pub async fn lowest_timestamp(&self) -> Result<i64, SidecarError> {
-        let req = self.client.get(self.endpoint("metrics")).timeout(self.timeout);
+        let req = self
+            .client
+            .get(self.endpoint("metrics"))
+            .timeout(self.timeout);
         let resp = self.send(req, "/metrics").await?;
         let status = resp.status();
         let body = read_body(resp, MAX_METRICS_BODY, "/metrics").await?;
@@ -187,7 +200,9 @@ impl Prometheus {
         let resp = self.send(http, "/api/v1/read").await?;
         let status = resp.status();
         if !status.is_success() {
-            let body = read_body(resp, 64 << 10, "/api/v1/read").await.unwrap_or_default();
+            let body = read_body(resp, 64 << 10, "/api/v1/read")
+                .await
+                .unwrap_or_default();
             return Err(SidecarError::Status {
                 what: "/api/v1/read".into(),
                 code: status.as_u16(),
@@ -255,19 +270,28 @@ impl Prometheus {
 
     /// GET of any JSON API path, for the APIs proxied as they are (rules,
     /// targets, metadata, exemplars): the `data` member.
-    pub async fn api(&self, path: &str, query: &[(&str, String)]) -> Result<serde_json::Value, SidecarError> {
+    pub async fn api(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<serde_json::Value, SidecarError> {
         Ok(self.get_api(path, query).await?.unwrap_or_default())
     }
 
     /// `POST /-/reload` (needs `--web.enable-lifecycle`).
     pub async fn reload(&self) -> Result<(), SidecarError> {
-        let req = self.client.post(self.endpoint("-/reload")).timeout(self.timeout);
+        let req = self
+            .client
+            .post(self.endpoint("-/reload"))
+            .timeout(self.timeout);
         let resp = self.send(req, "/-/reload").await?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
         }
-        let body = read_body(resp, 64 << 10, "/-/reload").await.unwrap_or_default();
+        let body = read_body(resp, 64 << 10, "/-/reload")
+            .await
+            .unwrap_or_default();
         Err(SidecarError::Status {
             what: "/-/reload (is Prometheus started with --web.enable-lifecycle?)".into(),
             code: status.as_u16(),
@@ -282,7 +306,9 @@ impl Prometheus {
             .await?
             .unwrap_or_default();
         Ok((
-            d.get("reloadConfigSuccess").and_then(|v| v.as_bool()).unwrap_or(false),
+            d.get("reloadConfigSuccess")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
             d.get("lastConfigTime")
                 .and_then(|v| v.as_str())
                 .unwrap_or_default()
@@ -292,7 +318,10 @@ impl Prometheus {
 
     /// `/-/ready`: whether Prometheus serves queries.
     pub async fn ready(&self) -> bool {
-        let req = self.client.get(self.endpoint("-/ready")).timeout(self.timeout);
+        let req = self
+            .client
+            .get(self.endpoint("-/ready"))
+            .timeout(self.timeout);
         matches!(req.send().await, Ok(r) if r.status().is_success())
     }
 }
@@ -451,7 +480,11 @@ mod tests {
         let yaml = "global:\n  scrape_interval: 15s\n  external_labels:\n    replica: \"1\"\n    cluster: eu\nscrape_configs:\n- job_name: x\n  static_configs:\n  - targets: ['a:1']\n";
         let l = external_labels_of(yaml).expect("parses");
         assert_eq!(l, Labels::from_pairs([("cluster", "eu"), ("replica", "1")]));
-        assert!(external_labels_of("global:\n  scrape_interval: 1m\n").expect("parses").is_empty());
+        assert!(
+            external_labels_of("global:\n  scrape_interval: 1m\n")
+                .expect("parses")
+                .is_empty()
+        );
     }
 
     #[test]

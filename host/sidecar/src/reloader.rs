@@ -71,12 +71,18 @@ pub struct Reloader {
 
 impl std::fmt::Debug for Reloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reloader").field("opts", &self.opts).finish()
+        f.debug_struct("Reloader")
+            .field("opts", &self.opts)
+            .finish()
     }
 }
 
 impl Reloader {
-    pub fn new(prom: Prometheus, opts: ReloaderOptions, registry: &sluice_metrics::Metrics) -> Self {
+    pub fn new(
+        prom: Prometheus,
+        opts: ReloaderOptions,
+        registry: &sluice_metrics::Metrics,
+    ) -> Self {
         let metrics = ReloaderMetrics::default();
         let m = metrics.clone();
         let p = "thanos_sidecar_reloader_";
@@ -153,13 +159,15 @@ impl Reloader {
         use notify::Watcher;
         let events = self.metrics.watch_events.clone();
         let errors = self.metrics.watch_errors.clone();
-        let mut w = match notify::recommended_watcher(move |r: notify::Result<notify::Event>| match r {
-            Ok(_) => {
-                events.inc();
-                let _ = tx.try_send(());
-            }
-            Err(_) => {
-                errors.inc();
+        let mut w = match notify::recommended_watcher(move |r: notify::Result<notify::Event>| {
+            match r {
+                Ok(_) => {
+                    events.inc();
+                    let _ = tx.try_send(());
+                }
+                Err(_) => {
+                    errors.inc();
+                }
             }
         }) {
             Ok(w) => w,
@@ -171,7 +179,10 @@ impl Reloader {
         let mut n = 0;
         let mut dirs: Vec<(PathBuf, notify::RecursiveMode)> = Vec::new();
         if let Some(cfg) = &self.opts.config_file {
-            let dir = cfg.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = cfg
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             dirs.push((dir.to_path_buf(), notify::RecursiveMode::NonRecursive));
         }
         for d in &self.opts.rule_dirs {
@@ -265,7 +276,9 @@ impl Reloader {
                     .status()
                     .map_err(|e| SidecarError::io("running kill -HUP", e))?;
                 if !status.success() {
-                    return Err(SidecarError::Config(format!("kill -HUP {pid} failed: {status}")));
+                    return Err(SidecarError::Config(format!(
+                        "kill -HUP {pid} failed: {status}"
+                    )));
                 }
                 let until = Instant::now() + self.opts.retry_interval.max(Duration::from_secs(5));
                 while Instant::now() < until {
@@ -323,8 +336,9 @@ pub fn apply_config(input: &Path, output: Option<&Path>) -> Result<Vec<u8>, Appl
         raw.clone()
     };
     let text = String::from_utf8_lossy(&plain);
-    let expanded = expand_env(&text, |k| std::env::var(k).ok())
-        .map_err(|missing| ApplyError::Env(missing.len(), input.to_path_buf(), missing.join(", ")))?;
+    let expanded = expand_env(&text, |k| std::env::var(k).ok()).map_err(|missing| {
+        ApplyError::Env(missing.len(), input.to_path_buf(), missing.join(", "))
+    })?;
     let current = std::fs::read(output).ok();
     if current.as_deref() != Some(expanded.as_bytes()) {
         crate::shipper::write_atomic(output, expanded.as_bytes())
@@ -409,7 +423,9 @@ fn find_process(name: &str) -> Result<u32, SidecarError> {
             return Ok(pid);
         }
     }
-    Err(SidecarError::Config(format!("no process named {name} found to send SIGHUP to")))
+    Err(SidecarError::Config(format!(
+        "no process named {name} found to send SIGHUP to"
+    )))
 }
 
 fn unix_seconds() -> i64 {
@@ -434,7 +450,10 @@ mod tests {
             expand_env("replica: $(POD)/$(NS) $POD $( $(x-y) $(", get).expect("expands"),
             "replica: p-0/mon $POD $( $(x-y) $("
         );
-        assert_eq!(expand_env("a $(NOPE) $(B) $(NOPE)", get), Err(vec!["B".into(), "NOPE".into()]));
+        assert_eq!(
+            expand_env("a $(NOPE) $(B) $(NOPE)", get),
+            Err(vec!["B".into(), "NOPE".into()])
+        );
     }
 
     #[test]
@@ -444,7 +463,8 @@ mod tests {
         let input = dir.path().join("prometheus.yml.gz");
         let output = dir.path().join("prometheus.yml");
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(b"global:\n  external_labels:\n    home: $(HOME)\n").expect("gz");
+        gz.write_all(b"global:\n  external_labels:\n    home: $(HOME)\n")
+            .expect("gz");
         std::fs::write(&input, gz.finish().expect("gz")).expect("write");
         apply_config(&input, Some(&output)).expect("applies");
         let home = std::env::var("HOME").unwrap_or_default();

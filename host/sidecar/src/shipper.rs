@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -134,12 +134,18 @@ pub struct Shipper {
 
 impl std::fmt::Debug for Shipper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shipper").field("tsdb", &self.opts.tsdb_path).finish()
+        f.debug_struct("Shipper")
+            .field("tsdb", &self.opts.tsdb_path)
+            .finish()
     }
 }
 
 impl Shipper {
-    pub fn new(bucket: Arc<dyn ObjectStore>, opts: ShipperOptions, registry: &sluice_metrics::Metrics) -> Self {
+    pub fn new(
+        bucket: Arc<dyn ObjectStore>,
+        opts: ShipperOptions,
+        registry: &sluice_metrics::Metrics,
+    ) -> Self {
         let metrics = ShipperMetrics {
             dir_syncs: Counter::default(),
             dir_sync_failures: Counter::default(),
@@ -152,13 +158,21 @@ impl Shipper {
         };
         let m = metrics.clone();
         registry.register(|r| {
-            r.register("thanos_shipper_dir_syncs", "Total number of dir syncs", m.dir_syncs);
+            r.register(
+                "thanos_shipper_dir_syncs",
+                "Total number of dir syncs",
+                m.dir_syncs,
+            );
             r.register(
                 "thanos_shipper_dir_sync_failures",
                 "Total number of failed dir syncs",
                 m.dir_sync_failures,
             );
-            r.register("thanos_shipper_uploads", "Total number of uploaded blocks", m.uploads);
+            r.register(
+                "thanos_shipper_uploads",
+                "Total number of uploaded blocks",
+                m.uploads,
+            );
             r.register(
                 "thanos_shipper_upload_failures",
                 "Total number of block upload failures",
@@ -309,10 +323,11 @@ impl Shipper {
                 if bucket_metas.is_none() {
                     bucket_metas = Some(self.bucket_metas(labels).await?);
                 }
-                if let Some(other) = bucket_metas
-                    .as_ref()
-                    .and_then(|ms| ms.iter().find(|o| o.ulid != id && o.min_time < m.max_time && m.min_time < o.max_time))
-                {
+                if let Some(other) = bucket_metas.as_ref().and_then(|ms| {
+                    ms.iter().find(|o| {
+                        o.ulid != id && o.min_time < m.max_time && m.min_time < o.max_time
+                    })
+                }) {
                     return Err(SidecarError::Decode(format!(
                         "compacted block {id} [{}, {}) overlaps block {} [{}, {}) already in the bucket; \
                          not uploading it",
@@ -353,7 +368,8 @@ impl Shipper {
                         .saturating_mul(1 << f.attempts.min(5))
                         .min(MAX_RETRY_BACKOFF);
                     f.next_attempt = now + backoff;
-                    let holding = now.duration_since(f.first) < HOLD_BACK && !self.opts.allow_out_of_order;
+                    let holding =
+                        now.duration_since(f.first) < HOLD_BACK && !self.opts.allow_out_of_order;
                     tracing::error!(
                         block = %id, error = %e, attempts = f.attempts, retry_in = ?backoff,
                         holding_back_later_blocks = holding,
@@ -416,7 +432,10 @@ impl Shipper {
     }
 
     /// Local block directories with their metas, oldest first.
-    fn local_blocks(&self, report: &mut SyncReport) -> Result<Vec<(PathBuf, BlockMeta)>, SidecarError> {
+    fn local_blocks(
+        &self,
+        report: &mut SyncReport,
+    ) -> Result<Vec<(PathBuf, BlockMeta)>, SidecarError> {
         let dir = &self.opts.tsdb_path;
         let entries = std::fs::read_dir(dir)
             .map_err(|e| SidecarError::io(format!("listing {}", dir.display()), e))?;
@@ -439,7 +458,10 @@ impl Shipper {
                     continue;
                 }
                 Err(err) => {
-                    return Err(SidecarError::io(format!("reading {}", meta_file.display()), err));
+                    return Err(SidecarError::io(
+                        format!("reading {}", meta_file.display()),
+                        err,
+                    ));
                 }
             };
             match BlockMeta::parse(&bytes) {
@@ -458,7 +480,12 @@ impl Shipper {
         Ok(out)
     }
 
-    fn corrupted(&self, id: Ulid, msg: String, report: &mut SyncReport) -> Result<(), SidecarError> {
+    fn corrupted(
+        &self,
+        id: Ulid,
+        msg: String,
+        report: &mut SyncReport,
+    ) -> Result<(), SidecarError> {
         self.metrics.corrupted.inc();
         if self.opts.skip_corrupted {
             report.skipped.insert(id, SkipReason::Corrupted);
@@ -483,19 +510,23 @@ impl Shipper {
         let ids: Vec<Ulid> = listing
             .common_prefixes
             .iter()
-            .filter_map(|p| p.parts().last().and_then(|s| Ulid::from_string(s.as_ref()).ok()))
+            .filter_map(|p| {
+                p.parts()
+                    .last()
+                    .and_then(|s| Ulid::from_string(s.as_ref()).ok())
+            })
             .collect();
         let bucket = self.bucket.clone();
         let metas: Vec<Option<BlockMeta>> = futures::stream::iter(ids)
             .map(move |id| {
                 let bucket = bucket.clone();
                 async move {
-                let key = ObjPath::from(format!("{id}/{META_FILENAME}"));
-                match bucket.get(&key).await {
-                    Ok(r) => Ok(r.bytes().await.ok().and_then(|b| BlockMeta::parse(&b).ok())),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
+                    let key = ObjPath::from(format!("{id}/{META_FILENAME}"));
+                    match bucket.get(&key).await {
+                        Ok(r) => Ok(r.bytes().await.ok().and_then(|b| BlockMeta::parse(&b).ok())),
+                        Err(object_store::Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(e),
+                    }
                 }
             })
             .buffer_unordered(16)
@@ -511,9 +542,19 @@ impl Shipper {
 
     /// Uploads one block (spec §2.4) from hard links, so Prometheus may
     /// delete the block meanwhile.
-    async fn upload(&self, dir: &Path, local: &BlockMeta, labels: &Labels) -> Result<(), SidecarError> {
+    async fn upload(
+        &self,
+        dir: &Path,
+        local: &BlockMeta,
+        labels: &Labels,
+    ) -> Result<(), SidecarError> {
         let id = local.ulid;
-        let work = self.opts.tsdb_path.join("thanos").join("upload").join(id.to_string());
+        let work = self
+            .opts
+            .tsdb_path
+            .join("thanos")
+            .join("upload")
+            .join(id.to_string());
         let _ = std::fs::remove_dir_all(&work);
         let r = self.upload_from(dir, &work, local, labels).await;
         let _ = std::fs::remove_dir_all(&work);
@@ -536,7 +577,8 @@ impl Shipper {
         let entries = std::fs::read_dir(&src_chunks)
             .map_err(|e| SidecarError::io(format!("listing {}", src_chunks.display()), e))?;
         for e in entries {
-            let e = e.map_err(|e| SidecarError::io(format!("listing {}", src_chunks.display()), e))?;
+            let e =
+                e.map_err(|e| SidecarError::io(format!("listing {}", src_chunks.display()), e))?;
             let name = e.file_name().to_string_lossy().into_owned();
             hard_link(&e.path(), &chunks_dir.join(&name))?;
             segments.push(name);
@@ -600,7 +642,10 @@ impl Shipper {
         thanos.upload_time = Some(rfc3339_now());
         meta.thanos = Some(thanos);
         self.bucket
-            .put(&ObjPath::from(format!("{id}/{META_FILENAME}")), meta.to_json().into())
+            .put(
+                &ObjPath::from(format!("{id}/{META_FILENAME}")),
+                meta.to_json().into(),
+            )
             .await?;
         Ok(())
     }
@@ -616,11 +661,7 @@ impl Shipper {
                 .map_err(|e| SidecarError::io(format!("hashing {}", path.display()), e))?;
             Some(ObjectHash {
                 func: "SHA256".into(),
-                value: h
-                    .finalize()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
+                value: h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
             })
         } else {
             None
@@ -631,18 +672,24 @@ impl Shipper {
             hash,
         })
     }
-
 }
 
 /// Uploads one file, streaming it in parts when large.
-async fn put_file(bucket: Arc<dyn ObjectStore>, local: PathBuf, key: ObjPath) -> Result<(), SidecarError> {
+async fn put_file(
+    bucket: Arc<dyn ObjectStore>,
+    local: PathBuf,
+    key: ObjPath,
+) -> Result<(), SidecarError> {
     let mut f = tokio::fs::File::open(&local)
         .await
         .map_err(|e| SidecarError::io(format!("opening {}", local.display()), e))?;
     let mut w = object_store::buffered::BufWriter::with_capacity(bucket, key.clone(), PART_SIZE);
     if let Err(e) = tokio::io::copy(&mut f, &mut w).await {
         let _ = w.abort().await;
-        return Err(SidecarError::io(format!("uploading {} to {key}", local.display()), e));
+        return Err(SidecarError::io(
+            format!("uploading {} to {key}", local.display()),
+            e,
+        ));
     }
     w.shutdown()
         .await
@@ -675,8 +722,12 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SidecarError> {
     f.write_all(data)
         .and_then(|()| f.sync_all())
         .map_err(|e| SidecarError::io(format!("writing {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| SidecarError::io(format!("renaming {} to {}", tmp.display(), path.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        SidecarError::io(
+            format!("renaming {} to {}", tmp.display(), path.display()),
+            e,
+        )
+    })?;
     if let Some(dir) = path.parent()
         && let Ok(d) = std::fs::File::open(dir)
     {
@@ -763,7 +814,10 @@ mod tests {
         })
         .expect("writes");
         let text = std::fs::read_to_string(dir.path().join("thanos.shipper.json")).expect("reads");
-        assert_eq!(text, format!("{{\n\t\"version\": 1,\n\t\"uploaded\": [\n\t\t\"{id}\"\n\t]\n}}"));
+        assert_eq!(
+            text,
+            format!("{{\n\t\"version\": 1,\n\t\"uploaded\": [\n\t\t\"{id}\"\n\t]\n}}")
+        );
         assert_eq!(s.read_meta().uploaded, vec![id]);
     }
 }
@@ -803,8 +857,14 @@ pub fn check_prometheus_flags(
         let msg = format!(
             "found that TSDB max time is {} and min time is {}; Compaction needs to be disabled \
              (storage.tsdb.min-block-duration = storage.tsdb.max-block-duration)",
-            flags.get("storage.tsdb.max-block-duration").map(String::as_str).unwrap_or("?"),
-            flags.get("storage.tsdb.min-block-duration").map(String::as_str).unwrap_or("?"),
+            flags
+                .get("storage.tsdb.max-block-duration")
+                .map(String::as_str)
+                .unwrap_or("?"),
+            flags
+                .get("storage.tsdb.min-block-duration")
+                .map(String::as_str)
+                .unwrap_or("?"),
         );
         if !ignore_unequal_block_size {
             return Err(SidecarError::Config(msg));
@@ -842,7 +902,10 @@ mod flag_tests {
     use super::*;
 
     fn flags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -852,14 +915,20 @@ mod flag_tests {
             ("storage.tsdb.min-block-duration", "2h"),
             ("storage.tsdb.max-block-duration", "2h"),
         ]);
-        assert!(check_prometheus_flags(&equal, tsdb, "thanos.shipper.json", false).expect("ok").is_empty());
+        assert!(
+            check_prometheus_flags(&equal, tsdb, "thanos.shipper.json", false)
+                .expect("ok")
+                .is_empty()
+        );
         let unequal = flags(&[
             ("storage.tsdb.min-block-duration", "2h"),
             ("storage.tsdb.max-block-duration", "1d12h"),
         ]);
         assert!(check_prometheus_flags(&unequal, tsdb, "thanos.shipper.json", false).is_err());
         assert_eq!(
-            check_prometheus_flags(&unequal, tsdb, "thanos.shipper.json", true).expect("warns").len(),
+            check_prometheus_flags(&unequal, tsdb, "thanos.shipper.json", true)
+                .expect("warns")
+                .len(),
             1
         );
         let mut delayed = unequal.clone();
@@ -868,12 +937,20 @@ mod flag_tests {
             "/prom/./data/thanos.shipper.json".into(),
         );
         assert!(check_prometheus_flags(&delayed, tsdb, "thanos.shipper.json", false).is_ok());
-        delayed.insert("storage.tsdb.delay-compact-file.path".into(), "/elsewhere.json".into());
+        delayed.insert(
+            "storage.tsdb.delay-compact-file.path".into(),
+            "/elsewhere.json".into(),
+        );
         assert!(check_prometheus_flags(&delayed, tsdb, "thanos.shipper.json", false).is_err());
         let short = flags(&[
             ("storage.tsdb.min-block-duration", "5m"),
             ("storage.tsdb.max-block-duration", "5m"),
         ]);
-        assert_eq!(check_prometheus_flags(&short, tsdb, "thanos.shipper.json", false).expect("ok").len(), 1);
+        assert_eq!(
+            check_prometheus_flags(&short, tsdb, "thanos.shipper.json", false)
+                .expect("ok")
+                .len(),
+            1
+        );
     }
 }

@@ -16,10 +16,10 @@ use sluice_storeapi::{
     StoreError, StoreSource, TsdbInfo, into_pb_labels,
 };
 
+use crate::SidecarError;
 use crate::frames::FrameReader;
 use crate::order::{Merge, Reorder};
 use crate::prom::{Prometheus, read_request};
-use crate::SidecarError;
 
 /// Largest SAMPLES (non-streamed) answer accepted, compressed or not.
 const MAX_SAMPLES_BODY: usize = 1 << 30;
@@ -62,12 +62,18 @@ pub struct PromSource {
 
 impl std::fmt::Debug for PromSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PromSource").field("prometheus", &self.prom.url()).finish()
+        f.debug_struct("PromSource")
+            .field("prometheus", &self.prom.url())
+            .finish()
     }
 }
 
 impl PromSource {
-    pub fn new(prom: Prometheus, opts: SourceOptions, metrics: &sluice_metrics::Metrics) -> Arc<Self> {
+    pub fn new(
+        prom: Prometheus,
+        opts: SourceOptions,
+        metrics: &sluice_metrics::Metrics,
+    ) -> Arc<Self> {
         let up_gauge = Gauge::default();
         let frames = Histogram::new([1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0]);
         metrics.register(|r| {
@@ -233,9 +239,9 @@ fn prom_error(e: SidecarError) -> StoreError {
         SidecarError::Status { code, what, body } if code == 400 || code == 422 => {
             StoreError::InvalidArgument(format!("Prometheus {what}: {body}"))
         }
-        SidecarError::Status { code, what, body } if code == 503 => StoreError::NotReady(format!(
-            "Prometheus {what}: {body}"
-        )),
+        SidecarError::Status { code, what, body } if code == 503 => {
+            StoreError::NotReady(format!("Prometheus {what}: {body}"))
+        }
         e => StoreError::Unavailable {
             what: "Prometheus".into(),
             detail: e.to_string(),
@@ -315,7 +321,10 @@ fn version_at_least(v: &str, major: u64, minor: u64) -> bool {
 }
 
 /// Sends every series in `out` with its final labels.
-async fn send_all(sink: &mut SeriesSink, out: &mut Vec<(Labels, Chunks)>) -> Result<Flow, StoreError> {
+async fn send_all(
+    sink: &mut SeriesSink,
+    out: &mut Vec<(Labels, Chunks)>,
+) -> Result<Flow, StoreError> {
     for (labels, chunks) in out.drain(..) {
         let s = Series {
             labels: into_pb_labels(labels),
@@ -453,10 +462,13 @@ impl StoreSource for PromSource {
             let mut pending: Option<(i64, Labels, Vec<AggrChunk>)> = None;
             let mut dropped_chunks = 0u64;
             loop {
-                let data = response.chunk().await.map_err(|e| StoreError::Unavailable {
-                    what: "Prometheus remote read".into(),
-                    detail: crate::prom::error_chain(&e),
-                })?;
+                let data = response
+                    .chunk()
+                    .await
+                    .map_err(|e| StoreError::Unavailable {
+                        what: "Prometheus remote read".into(),
+                        detail: crate::prom::error_chain(&e),
+                    })?;
                 let Some(data) = data else { break };
                 reader.push(&data);
                 while let Some(frame) = reader.next_frame().map_err(prom_error)? {
@@ -717,7 +729,10 @@ mod tests {
         let ext = Labels::from_pairs([("cluster", "eu"), ("replica", "0")]);
         let m = |op, n: &str, v: &str| Matcher::new(op, n, v).expect("matcher");
         let kept = split_matchers(
-            &[m(MatchOp::Eq, "__name__", "up"), m(MatchOp::Re, "cluster", "e.*")],
+            &[
+                m(MatchOp::Eq, "__name__", "up"),
+                m(MatchOp::Re, "cluster", "e.*"),
+            ],
             &ext,
         )
         .expect("matches");

@@ -148,8 +148,16 @@ impl IgnoredSidecarFlags {
         let grace = "the servers stop at once on SIGTERM after finishing the calls in flight";
         let go = "Sluice is not a Go program; there is no Go memory limit to set";
         super::log_no_effect_flags(&[
-            (self.http_grace_period.is_some(), "--http-grace-period", grace),
-            (self.grpc_grace_period.is_some(), "--grpc-grace-period", grace),
+            (
+                self.http_grace_period.is_some(),
+                "--http-grace-period",
+                grace,
+            ),
+            (
+                self.grpc_grace_period.is_some(),
+                "--grpc-grace-period",
+                grace,
+            ),
             (
                 self.grpc_max_connection_age.is_some(),
                 "--grpc-server-max-connection-age",
@@ -166,7 +174,11 @@ impl IgnoredSidecarFlags {
                 "Sluice exports no traces",
             ),
             (self.gomemlimit.is_some(), "--enable-auto-gomemlimit", go),
-            (self.gomemlimit_ratio.is_some(), "--auto-gomemlimit.ratio", go),
+            (
+                self.gomemlimit_ratio.is_some(),
+                "--auto-gomemlimit.ratio",
+                go,
+            ),
         ]);
     }
 }
@@ -179,12 +191,16 @@ pub(crate) fn parse_label_flags(flags: &[String]) -> anyhow::Result<Labels> {
             .split_once('=')
             .with_context(|| format!("--label {f}: want name=\"value\""))?;
         let k = k.trim();
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || k.starts_with(|c: char| c.is_ascii_digit()) {
+        if k.is_empty()
+            || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || k.starts_with(|c: char| c.is_ascii_digit())
+        {
             anyhow::bail!("--label {f}: {k:?} is not a valid label name");
         }
         let v = v.trim();
         let v = if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
-            serde_json::from_str::<String>(v).with_context(|| format!("--label {f}: bad quoted value"))?
+            serde_json::from_str::<String>(v)
+                .with_context(|| format!("--label {f}: bad quoted value"))?
         } else {
             v.to_string()
         };
@@ -218,8 +234,9 @@ impl SidecarArgs {
             (Some(_), Some(_)) => anyhow::bail!(
                 "use either --prometheus.http-client-file or --prometheus.http-client, not both"
             ),
-            (Some(p), None) => std::fs::read_to_string(p)
-                .with_context(|| format!("reading --prometheus.http-client-file {}", p.display()))?,
+            (Some(p), None) => std::fs::read_to_string(p).with_context(|| {
+                format!("reading --prometheus.http-client-file {}", p.display())
+            })?,
             (None, Some(y)) => y.clone(),
             (None, None) => String::new(),
         };
@@ -246,7 +263,8 @@ pub async fn start(
     tokio::sync::mpsc::Receiver<anyhow::Error>,
 )> {
     args.ignored.log();
-    let bucket = super::store::load_bucket_config(&args.objstore_config_file, &args.objstore_config)?;
+    let bucket =
+        super::store::load_bucket_config(&args.objstore_config_file, &args.objstore_config)?;
     let extra_labels = parse_label_flags(&args.labels)?;
     let min_time = args
         .min_time
@@ -272,9 +290,7 @@ pub async fn start(
     let source = PromSource::new(
         prom.clone(),
         SourceOptions {
-            min_time: Box::new(move || {
-                min_time.map_or(i64::MIN, |b| b.at(now_ms()))
-            }),
+            min_time: Box::new(move || min_time.map_or(i64::MIN, |b| b.at(now_ms()))),
             extra_labels,
         },
         &metrics,
@@ -416,11 +432,18 @@ pub async fn start(
 
 /// Retries Prometheus' flag check (spec §1.4) until it passes; a server
 /// without the flags API is taken as an old one and not checked.
-async fn validate_prometheus(prom: &Prometheus, tsdb: &std::path::Path, file: &str, ignore_unequal: bool) {
+async fn validate_prometheus(
+    prom: &Prometheus,
+    tsdb: &std::path::Path,
+    file: &str,
+    ignore_unequal: bool,
+) {
     loop {
         match prom.flags().await {
             Ok(None) => {
-                tracing::warn!("no /api/v1/status/flags: potentially older Prometheus; flags not checked");
+                tracing::warn!(
+                    "no /api/v1/status/flags: potentially older Prometheus; flags not checked"
+                );
                 return;
             }
             Ok(Some(flags)) => match check_prometheus_flags(&flags, tsdb, file, ignore_unequal) {
@@ -430,7 +453,9 @@ async fn validate_prometheus(prom: &Prometheus, tsdb: &std::path::Path, file: &s
                     }
                     return;
                 }
-                Err(e) => tracing::error!(error = %e, "Prometheus' flags do not allow shipping its blocks; retrying"),
+                Err(e) => {
+                    tracing::error!(error = %e, "Prometheus' flags do not allow shipping its blocks; retrying")
+                }
             },
             Err(e) => tracing::warn!(error = %e, "reading Prometheus' flags; retrying"),
         }
