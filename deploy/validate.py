@@ -15,6 +15,11 @@ What is checked:
   Secret exists (or is made by a cert-manager Certificate) and holds the keys the flags name, every file a `sluice`
   flag or config names lies on a mount, writable paths are on writable volumes, probes hit /-/healthy and /-/ready,
   the security context is non-root, read-only, without capabilities, Ingresses for gRPC verify client certificates;
+- a `sluice sidecar` and the Prometheus in its pod: the same TSDB volume (--tsdb.path), Prometheus reads the file
+  the reloader renders, equal min/max block durations (no local compaction), --web.enable-lifecycle for reloads,
+  --prometheus.url reaches the pod's Prometheus, the config template's $(VARS) are in the sidecar's env, external
+  labels differ per replica, rule_files and rule dirs are mounted, and queriers that discover the sidecars remove
+  their per-pod labels (--query.replica-label);
 - the Helm chart: values.schema.json is a valid draft-07 schema, values.yaml and ci/*.yaml validate against it, the
   chart lints and renders (Helm's Go SDK through helm-python-sdk) with each values file, and the rendered documents
   pass the Kubernetes checks above; every template renders in at least one values file;
@@ -66,9 +71,13 @@ FILE_FLAGS = {
     "--grpc-client-tls-cert": None,
     "--grpc-client-tls-key": None,
     "--grpc-client-tls-ca": None,
+    "--reloader.config-file": None,
+    "--prometheus.http-client-file": None,
 }
-# Flags whose value is a directory the process writes.
-WRITE_FLAGS = ("--data-dir", "--policies.cache-dir")
+# Flags whose value is a directory (or file) the process writes.
+WRITE_FLAGS = ("--data-dir", "--policies.cache-dir", "--tsdb.path", "--reloader.config-envsubst-file")
+# Flags whose value is a directory the process reads.
+READ_DIR_FLAGS = ("--reloader.rule-dir",)
 # File names of Sluice configs, to pick the loader.
 CONFIG_NAME = [
     (re.compile(r"^objstore.*\.ya?ml$"), "objstore"),
@@ -383,6 +392,8 @@ class Objects:
         self.secret_keys: dict[str, set] = {}
         self.services: dict[str, dict] = {}
         self.workloads: list[tuple[str, dict]] = []
+        # Headless Service of a sidecar StatefulSet -> the external labels that differ per pod (replica labels).
+        self.sidecar_replica_labels: dict[str, set[str]] = {}
         for origin, d in docs:
             kind, name = d.get("kind"), (d.get("metadata") or {}).get("name")
             if kind == "ConfigMap":
@@ -503,6 +514,8 @@ def check_workloads(where: str, objs: Objects, rep: Report) -> None:
             args = [str(a) for a in (c.get("command") or [])[1:] + (c.get("args") or [])] \
                 if c.get("command") else [str(a) for a in c.get("args") or []]
             check_sluice_args(cwhat, args, c, volumes, claims, objs, rep)
+            if args and args[0] == "sidecar":
+                check_sidecar_pod(cwhat, args, c, d, volumes, claims, objs, rep)
 
 
 def split_flags(args: list[str]) -> list[tuple[str, str | None]]:
@@ -523,7 +536,8 @@ def split_flags(args: list[str]) -> list[tuple[str, str | None]]:
     return out
 
 
-BOOL_FLAGS = {"--grpc-client-tls-secure", "--grpc-client-tls-skip-verify"}
+BOOL_FLAGS = {"--grpc-client-tls-secure", "--grpc-client-tls-skip-verify", "--shipper.upload-compacted",
+              "--web.enable-lifecycle", "--web.enable-admin-api", "--web.enable-remote-write-receiver"}
 
 
 def check_sluice_args(cwhat: str, args: list[str], c: dict, volumes: dict, claims: set, objs: Objects,
@@ -541,6 +555,8 @@ def check_sluice_args(cwhat: str, args: list[str], c: dict, volumes: dict, claim
                 writable(r[1], r[2]) or r[0].get("name") in claims)
             if not ok:
                 rep.problem(cwhat, f"{flag}={value} is not on a writable volume (the root filesystem is read-only)")
+        if flag in READ_DIR_FLAGS and value and resolve_path(value, c, volumes, claims, objs) is None:
+            rep.problem(cwhat, f"{flag} {value}: no volume is mounted there")
         if flag in FILE_FLAGS and value:
             text = check_file(cwhat, flag, value, c, volumes, claims, objs, rep)
             kind = FILE_FLAGS[flag]
@@ -556,6 +572,110 @@ def check_sluice_args(cwhat: str, args: list[str], c: dict, volumes: dict, claim
                     rep.problem(cwhat, f"{value}: Service {svc} must be headless (clusterIP: None) for dnssrv+")
                 if "grpc" not in {p.get("name") for p in ss.get("ports") or []}:
                     rep.problem(cwhat, f"{value}: Service {svc} has no port named grpc (no _grpc._tcp SRV record)")
+
+
+def volume_path(path: str, c: dict, volumes: dict, claims: set, objs: Objects) -> tuple[str, str] | None:
+    """(volume name, path within the volume) of a path in container `c`: the same pair in two containers of a pod
+    means the same file."""
+    r = resolve_path(path, c, volumes, claims, objs)
+    return None if r is None else (r[0].get("name"), r[2])
+
+
+def container_args(c: dict) -> list[str]:
+    """The arguments of a container, with a `sh -c SCRIPT NAME ARGS...` wrapper's SCRIPT and NAME dropped."""
+    cmd = [str(a) for a in c.get("command") or []]
+    args = [str(a) for a in c.get("args") or []]
+    if len(cmd) >= 2 and cmd[0].endswith("sh") and cmd[1] == "-c":
+        return cmd[4:] + args
+    return cmd[1:] + args if cmd else args
+
+
+PROMETHEUS_DEFAULTS = {"--storage.tsdb.path": "data/", "--config.file": "prometheus.yml",
+                       "--web.listen-address": "0.0.0.0:9090"}
+
+
+def check_sidecar_pod(cwhat: str, args: list[str], c: dict, d: dict, volumes: dict, claims: set, objs: Objects,
+                      rep: Report) -> None:
+    """`sluice sidecar` and the Prometheus beside it: they share the TSDB and the rendered config, Prometheus cuts 2h
+    blocks it never compacts (the shipper uploads each block once) and has the lifecycle API the reloader posts to,
+    the config template's $(VARS) are in the sidecar's environment, and each replica has its own external labels."""
+    pod = podspec_of(d) or {}
+    sflags = dict(split_flags(args[1:]))
+    proms = [p for p in pod.get("containers") or [] if p is not c and (
+        "prometheus" in str(p.get("image", "")).split("@")[0].rsplit(":", 1)[0].rsplit("/", 1)[-1]
+        or any(a.startswith("--storage.tsdb.path") for a in container_args(p)))]
+    if len(proms) != 1:
+        rep.problem(cwhat, f"a sidecar needs exactly one Prometheus container in its pod, found {len(proms)}")
+        return
+    prom = proms[0]
+    pwhat = f"{cwhat.rsplit(' container ', 1)[0]} container {prom.get('name')}"
+    pflags = {**PROMETHEUS_DEFAULTS, **dict(split_flags(container_args(prom)))}
+    where = lambda path, cont: volume_path(path, cont, volumes, claims, objs)
+
+    mn, mx = pflags.get("--storage.tsdb.min-block-duration"), pflags.get("--storage.tsdb.max-block-duration")
+    if not mn or mn != mx:
+        rep.problem(pwhat, "Prometheus must run with --storage.tsdb.min-block-duration equal to "
+                           f"--storage.tsdb.max-block-duration (2h), got {mn} and {mx}: local compaction makes "
+                           "blocks the sidecar does not upload")
+    tsdb = sflags.get("--tsdb.path") or "./data"
+    a, b = where(tsdb, c), where(pflags["--storage.tsdb.path"], prom)
+    if a is None or a != b:
+        rep.problem(cwhat, f"--tsdb.path {tsdb} is not Prometheus' --storage.tsdb.path "
+                           f"{pflags['--storage.tsdb.path']} (volume and path {a} vs {b})")
+    rendered = sflags.get("--reloader.config-envsubst-file") or sflags.get("--reloader.config-file")
+    if rendered:
+        a, b = where(rendered, c), where(pflags["--config.file"], prom)
+        if a is None or a != b:
+            rep.problem(cwhat, f"the reloader writes or watches {rendered}, but Prometheus reads "
+                               f"--config.file={pflags['--config.file']} (volume and path {a} vs {b})")
+        cmd = prom.get("command") or []
+        if len(cmd) >= 3 and str(cmd[1]) == "-c" and pflags["--config.file"] not in str(cmd[2]):
+            rep.problem(pwhat, f"the command's script does not wait for {pflags['--config.file']}")
+    rule_dirs = [v for f, v in split_flags(args[1:]) if f == "--reloader.rule-dir" and v]
+    if (rendered or rule_dirs) and sflags.get("--reloader.method", "http") == "http" \
+            and "--web.enable-lifecycle" not in pflags:
+        rep.problem(pwhat, "the sidecar reloads Prometheus with POST /-/reload: Prometheus needs "
+                           "--web.enable-lifecycle")
+    for rd in rule_dirs:
+        a = where(rd, c)
+        if a is not None and a[0] not in {m.get("name") for m in prom.get("volumeMounts") or []}:
+            rep.problem(cwhat, f"--reloader.rule-dir {rd}: volume {a[0]} is not mounted in Prometheus")
+    url = sflags.get("--prometheus.url") or "http://localhost:9090"
+    m = re.match(r"^https?://(localhost|127\.0\.0\.1|\[::1\])(?::(\d+))?(/.*)?$", url)
+    port = pflags["--web.listen-address"].rsplit(":", 1)[-1]
+    if not m or (m.group(2) or ("443" if url.startswith("https") else "80")) != port:
+        rep.problem(cwhat, f"--prometheus.url {url} is not Prometheus in this pod (it listens on "
+                           f"{pflags['--web.listen-address']})")
+
+    tmpl = sflags.get("--reloader.config-file")
+    if not tmpl:
+        rep.problem(cwhat, "no --reloader.config-file: Prometheus' external labels cannot differ per replica")
+        return
+    text = check_file(cwhat, "--reloader.config-file", tmpl, c, volumes, claims, objs, rep)
+    if text is None:
+        return
+    env = {e.get("name") for e in c.get("env") or []}
+    used = set(re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", text))
+    for v in sorted(used - env):
+        rep.problem(cwhat, f"the config template {tmpl} uses $({v}), but the sidecar container has no env {v}")
+    try:
+        cfg = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        rep.problem(cwhat, f"the config template {tmpl} is not YAML: {e}")
+        return
+    ext = ((cfg.get("global") or {}).get("external_labels")) or {}
+    if not ext:
+        rep.problem(cwhat, f"the config template {tmpl} has no global.external_labels: the sidecar requires them")
+    elif (d.get("spec") or {}).get("replicas", 1) != 1 and not any("$(" in str(v) for v in ext.values()):
+        rep.problem(cwhat, f"the config template {tmpl}: with several replicas one external label must differ per pod "
+                           "(e.g. replica: $(POD_NAME)), or the replicas' series collide")
+    per_pod = {str(k) for k, v in ext.items() if "$(" in str(v)}
+    if per_pod and (d.get("spec") or {}).get("serviceName"):
+        objs.sidecar_replica_labels[d["spec"]["serviceName"]] = per_pod
+    for rf in cfg.get("rule_files") or []:
+        rdir = str(rf).rsplit("/", 1)[0]
+        if where(rdir, prom) is None:
+            rep.problem(pwhat, f"rule_files {rf}: no volume is mounted at {rdir} in Prometheus")
 
 
 def check_file(cwhat, flag, path, c, volumes, claims, objs: Objects, rep: Report) -> str | None:
@@ -614,6 +734,26 @@ def config_files(kind: str, cfg) -> list[str]:
         tls = cfg.get("tls_server_config") or {}
         out += [tls[k] for k in ("cert_file", "key_file", "client_ca_file") if tls.get(k)]
     return out
+
+
+def check_replica_labels(objs: Objects, rep: Report) -> None:
+    """A querier that discovers sidecars here removes their per-pod external labels (--query.replica-label), or the
+    pods of an HA pair stay separate series."""
+    for origin, d in objs.workloads:
+        for c in (podspec_of(d) or {}).get("containers") or []:
+            args = [str(a) for a in c.get("args") or []]
+            if not args or args[0] != "query":
+                continue
+            flags = split_flags(args[1:])
+            removed = {x.strip() for f, v in flags if f == "--query.replica-label" and v for x in v.split(",")}
+            for f, v in flags:
+                if f in ("--endpoint", "--endpoint-strict") and v and v.startswith("dnssrv+_grpc._tcp."):
+                    svc = v[len("dnssrv+_grpc._tcp."):].split(".")[0]
+                    missing = objs.sidecar_replica_labels.get(svc, set()) - removed
+                    if missing:
+                        rep.problem(f"{origin} {describe(d)} container {c.get('name')}",
+                                    f"{v}: the sidecars' per-pod external labels {sorted(missing)} are not "
+                                    "--query.replica-label values, so the HA pair is not deduplicated")
 
 
 def check_services(objs: Objects, rep: Report) -> None:
@@ -711,6 +851,7 @@ def check_doc_set(label: str, docs: list[tuple[str, dict]], rep: Report, externa
         validate_object(origin, d, rep)
     objs = Objects([(o, d) for o, d in docs if d.get("kind") != "Kustomization"], external)
     check_workloads(label, objs, rep)
+    check_replica_labels(objs, rep)
     check_services(objs, rep)
     collect_unreferenced_configs(objs, label, rep)
     return objs
@@ -773,6 +914,7 @@ HELM_EXTERNAL = {
     "plaintext-values.yaml": set(),
     "observee-values.yaml": {"sluice-observer-ca-cert", "sluice-eu1-ingress-tls"},
     "observer-values.yaml": {"sluice-observer-client-tls", "sluice-observee-cas"},
+    "sidecar-values.yaml": {"sluice-sidecar-tls", "sluice-query-tls", "sluice-objstore"},
 }
 
 

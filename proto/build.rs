@@ -7,6 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/thanos/rpc.proto",
         "proto/thanos/info.proto",
         "proto/thanos/hints.proto",
+        "proto/thanos/rules.proto",
+        "proto/thanos/targets.proto",
+        "proto/thanos/metadata.proto",
+        "proto/thanos/exemplars.proto",
         "proto/prometheus/remote.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;

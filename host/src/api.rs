@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+mod fanned;
 pub mod promql;
 pub mod query;
 pub mod ui;

@@ -154,6 +154,14 @@ fn deploy_validates_offline() -> Result<()> {
                     .any(|a| a.starts_with("--endpoint.sd-config-file="))),
         "the observer querier does not use --endpoint.sd-config-file"
     );
+    for want in ["kubernetes/", "multicluster/observee", "helm/sluice"] {
+        ensure!(
+            rep.commands
+                .iter()
+                .any(|c| c.origin.contains(want) && c.args[0] == "sidecar"),
+            "no `sluice sidecar` next to a Prometheus in {want}"
+        );
+    }
     println!("validated:");
     for c in &rep.checked {
         println!("  {c}");
@@ -238,6 +246,22 @@ const BREAKAGES: &[Breakage] = &[
         to: "readOnlyRootFilesystem: false",
         section: "multicluster",
         expect: "readOnlyRootFilesystem must be true",
+    },
+    // Prometheus compacting its blocks locally: the sidecar would not upload them.
+    Breakage {
+        file: "kubernetes/sidecar.yaml",
+        from: "--storage.tsdb.max-block-duration=2h",
+        to: "--storage.tsdb.max-block-duration=6h",
+        section: "kubernetes",
+        expect: "--storage.tsdb.min-block-duration equal to --storage.tsdb.max-block-duration",
+    },
+    // The sidecar's config template names a variable its environment lacks.
+    Breakage {
+        file: "helm/sluice/templates/sidecar.yaml",
+        from: "- name: POD_NAME",
+        to: "- name: HOSTNAME",
+        section: "helm",
+        expect: "uses $(POD_NAME), but the sidecar container has no env POD_NAME",
     },
     // A file missing from the kustomization.
     Breakage {
@@ -533,7 +557,7 @@ fn help_flags(sub: &str) -> Result<BTreeSet<String>> {
         "sluice {sub} --help: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let re = regex::Regex::new(r"(?m)^\s+(?:-\w, )?(--[a-z0-9][a-z0-9.-]*)")?;
+    let re = regex::Regex::new(r"(?m)^\s+(?:-\w, )?(--[a-z0-9][a-z0-9._-]*)")?;
     Ok(re
         .captures_iter(&String::from_utf8_lossy(&out.stdout))
         .map(|c| c[1].to_string())

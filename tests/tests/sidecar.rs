@@ -39,7 +39,15 @@ impl Exporter {
             "/metrics",
             axum::routing::get(move || {
                 let n = scrapes.fetch_add(1, Ordering::Relaxed) + 1;
-                async move { exposition(n) }
+                async move {
+                    (
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        exposition(n),
+                    )
+                }
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -51,11 +59,13 @@ impl Exporter {
     }
 }
 
+/// OpenMetrics text, so that the counter can carry exemplars (`trace_id` = the scrape number).
 fn exposition(n: u64) -> String {
     let f = n as f64;
     format!(
-        "# TYPE sluice_test_requests_total counter\n\
-         sluice_test_requests_total{{path=\"/a\"}} {a}\n\
+        "# TYPE sluice_test_requests counter\n\
+         # HELP sluice_test_requests Requests served.\n\
+         sluice_test_requests_total{{path=\"/a\"}} {a} # {{trace_id=\"a{n}\"}} 3.0\n\
          sluice_test_requests_total{{path=\"/b\"}} {b}\n\
          # TYPE sluice_test_temperature gauge\n\
          sluice_test_temperature{{room=\"kitchen\"}} {t}\n\
@@ -67,7 +77,8 @@ fn exposition(n: u64) -> String {
          sluice_test_latency_seconds_sum {s}\n\
          sluice_test_latency_seconds_count {h3}\n\
          # TYPE sluice_test_info gauge\n\
-         sluice_test_info{{cluster=\"inner\",version=\"1.2\"}} 1\n",
+         sluice_test_info{{cluster=\"inner\",version=\"1.2\"}} 1\n\
+         # EOF\n",
         a = 3.0 * f,
         b = 5.0 * f + (n % 3) as f64,
         t = 18 + n % 7,
@@ -413,14 +424,19 @@ async fn querier_over_sidecar_answers_as_prometheus() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_dedup_and_a_stopped_prometheus_is_a_warning() -> Result<()> {
     let exporter = Exporter::start().await?;
+    let rules_dir = tempfile::tempdir()?;
+    let rule_file = rules_dir.path().join("rules.yml");
+    std::fs::write(&rule_file, RULES)?;
+    let extra = format!("rule_files: ['{}']\n", rule_file.display());
+    let flags = ["--enable-feature=exemplar-storage"];
     let p0 = Prometheus::start(
-        &prometheus_config(exporter.addr, "{cluster: c1, replica: \"0\"}", ""),
-        &[],
+        &prometheus_config(exporter.addr, "{cluster: c1, replica: \"0\"}", &extra),
+        &flags,
     )
     .await?;
     let mut p1 = Prometheus::start(
-        &prometheus_config(exporter.addr, "{cluster: c1, replica: \"1\"}", ""),
-        &[],
+        &prometheus_config(exporter.addr, "{cluster: c1, replica: \"1\"}", &extra),
+        &flags,
     )
     .await?;
     let s0 = SluiceSidecar::start_ready(&p0.url(), &sidecar_args(&[])).await?;
@@ -463,6 +479,8 @@ async fn replicas_dedup_and_a_stopped_prometheus_is_a_warning() -> Result<()> {
         sets.len() == 2 && sets.iter().all(|s| !s.iter().any(|(k, _)| k == "replica")),
         "deduplicated series: {sets:?}"
     );
+
+    check_rules_targets_metadata_exemplars(&q, &p0).await?;
 
     // Replica 1's Prometheus goes away.
     p1.stop();
@@ -509,6 +527,183 @@ async fn replicas_dedup_and_a_stopped_prometheus_is_a_warning() -> Result<()> {
         },
     )
     .await?;
+    Ok(())
+}
+
+const RULES: &str = "groups:
+- name: sluice-e2e
+  interval: 1s
+  rules:
+  - alert: LabTooWarm
+    expr: sluice_test_temperature{room=\"lab\"} > 20
+    labels: {severity: page}
+    annotations: {summary: \"{{ $labels.room }} is {{ $value }}\"}
+  - record: path:sluice_test_requests:rate10s
+    expr: sum by (path) (rate(sluice_test_requests_total[10s]))
+";
+
+fn obj_has(v: &Value, key: &str, want: Option<&str>) -> bool {
+    match want {
+        Some(w) => v[key] == w,
+        None => v.get(key).is_none(),
+    }
+}
+
+/// The querier's rules, alerts, targets, metadata and exemplars APIs over two replicas: one copy of each, with
+/// the external labels and without the replica label.
+async fn check_rules_targets_metadata_exemplars(q: &SluiceQuery, p0: &Prometheus) -> Result<()> {
+    let rules = eventually(
+        Duration::from_secs(30),
+        "a firing alert in /api/v1/rules",
+        || async {
+            let r = q.api_get("/api/v1/rules", &[]).await?;
+            let d = r.data()?.clone();
+            let firing = d["groups"][0]["rules"][0]["alerts"][0]["state"] == "firing";
+            Ok((firing.then_some((d.clone(), r.warnings())), d.to_string()))
+        },
+    )
+    .await?;
+    let (d, warnings) = rules;
+    ensure!(warnings.is_empty(), "rules warnings {warnings:?}");
+    let groups = d["groups"].as_array().context("groups")?;
+    ensure!(
+        groups.len() == 1 && groups[0]["name"] == "sluice-e2e",
+        "groups: {d}"
+    );
+    let rules = groups[0]["rules"].as_array().context("rules")?;
+    ensure!(
+        rules.len() == 2,
+        "two rules once each, not per replica: {d}"
+    );
+    let alert = &rules[0];
+    ensure!(
+        alert["type"] == "alerting"
+            && alert["name"] == "LabTooWarm"
+            && alert["labels"] == serde_json::json!({"cluster": "c1", "severity": "page"})
+            && alert["alerts"].as_array().is_some_and(|a| a.len() == 1),
+        "alerting rule: {alert}"
+    );
+    let inst = &alert["alerts"][0];
+    ensure!(
+        obj_has(&inst["labels"], "cluster", Some("c1"))
+            && obj_has(&inst["labels"], "replica", None)
+            && obj_has(&inst["labels"], "room", Some("lab"))
+            && inst["annotations"]["summary"] == "lab is 22.5",
+        "alert instance: {inst}"
+    );
+    ensure!(
+        rules[1]["type"] == "recording" && rules[1]["health"] == "ok",
+        "recording rule: {}",
+        rules[1]
+    );
+    let rec = q.api_get("/api/v1/rules", &[("type", "record")]).await?;
+    let only = rec.data()?["groups"][0]["rules"].as_array().map(Vec::len);
+    ensure!(only == Some(1), "type=record: {}", rec.body);
+    let alerts = q.api_get("/api/v1/alerts", &[]).await?;
+    let a = alerts.data()?["alerts"]
+        .as_array()
+        .context("alerts")?
+        .clone();
+    ensure!(
+        a.len() == 1 && a[0]["state"] == "firing",
+        "alerts: {}",
+        alerts.body
+    );
+
+    let t = q.api_get("/api/v1/targets", &[]).await?;
+    let active = t.data()?["activeTargets"]
+        .as_array()
+        .context("activeTargets")?
+        .clone();
+    // Each Prometheus scrapes itself (two distinct targets) and the shared exporter (one after dedup).
+    let exporter: Vec<&Value> = active
+        .iter()
+        .filter(|x| x["labels"]["job"] == "exporter")
+        .collect();
+    ensure!(
+        active.len() == 3 && exporter.len() == 1,
+        "active targets: {}",
+        t.body
+    );
+    ensure!(
+        exporter[0]["health"] == "up"
+            && obj_has(&exporter[0]["labels"], "cluster", Some("c1"))
+            && obj_has(&exporter[0]["labels"], "replica", None),
+        "exporter target: {}",
+        exporter[0]
+    );
+
+    let m = q
+        .api_get("/api/v1/metadata", &[("metric", "sluice_test_temperature")])
+        .await?;
+    ensure!(
+        m.data()?
+            == &serde_json::json!({"sluice_test_temperature": [{"type": "gauge", "help": "", "unit": ""}]}),
+        "metadata: {}",
+        m.body
+    );
+    let all = q.api_get("/api/v1/metadata", &[]).await?;
+    let want = p0.get_json("/api/v1/metadata").await?;
+    let names = |v: &Value| -> Vec<String> {
+        let mut n: Vec<String> = v
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        n.sort();
+        n
+    };
+    ensure!(
+        names(all.data()?) == names(&want["data"]),
+        "metadata metric names differ from Prometheus's"
+    );
+
+    let now = now_secs();
+    let (s, e) = (format!("{:.3}", now - 120.0), format!("{now:.3}"));
+    let ex = q
+        .api_get(
+            "/api/v1/query_exemplars",
+            &[
+                ("query", "sluice_test_requests_total"),
+                ("start", &s),
+                ("end", &e),
+            ],
+        )
+        .await?;
+    let series = ex.data()?.as_array().context("exemplars")?.clone();
+    ensure!(series.len() == 1, "one series after dedup: {}", ex.body);
+    ensure!(
+        obj_has(&series[0]["seriesLabels"], "cluster", Some("c1"))
+            && obj_has(&series[0]["seriesLabels"], "replica", None)
+            && obj_has(&series[0]["seriesLabels"], "path", Some("/a")),
+        "exemplar series labels: {}",
+        series[0]
+    );
+    let ours: std::collections::BTreeSet<String> = series[0]["exemplars"]
+        .as_array()
+        .context("exemplars")?
+        .iter()
+        .filter_map(|x| x["labels"]["trace_id"].as_str().map(str::to_owned))
+        .collect();
+    let direct = p0
+        .get_json(&format!(
+            "/api/v1/query_exemplars?{}",
+            sluice_e2e::api::form(&[
+                ("query", "sluice_test_requests_total"),
+                ("start", &s),
+                ("end", &e)
+            ])
+        ))
+        .await?;
+    let theirs: std::collections::BTreeSet<String> = direct["data"][0]["exemplars"]
+        .as_array()
+        .context("Prometheus exemplars")?
+        .iter()
+        .filter_map(|x| x["labels"]["trace_id"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(
+        !theirs.is_empty() && theirs.is_subset(&ours),
+        "exemplars of replica 0 {theirs:?} must all be in the querier's {ours:?}"
+    );
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+pub mod time;
+
 /// Name of the label that holds the metric name.
 pub const METRIC_NAME: &str = "__name__";
 

@@ -5,6 +5,7 @@
 //! sorted by labels (k-way merge, identical label sets merged, repeated
 //! chunks dropped), per-endpoint deadlines, and partial response.
 
+pub mod apis;
 mod endpoints;
 mod merge;
 pub mod raw;

@@ -12,6 +12,7 @@
 //! The StoreAPI server itself is `sluice-storeapi`'s; nothing here knows
 //! gRPC.
 
+pub mod apis;
 pub mod frames;
 pub mod http;
 pub mod order;

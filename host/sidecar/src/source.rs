@@ -234,7 +234,7 @@ fn to_prom_matchers(ms: &[Matcher]) -> Vec<prompb::LabelMatcher> {
         .collect()
 }
 
-fn prom_error(e: SidecarError) -> StoreError {
+pub(crate) fn prom_error(e: SidecarError) -> StoreError {
     match e {
         SidecarError::Status { code, what, body } if code == 400 || code == 422 => {
             StoreError::InvalidArgument(format!("Prometheus {what}: {body}"))

@@ -75,8 +75,6 @@ pub fn router(querier: Arc<Querier>, cfg: PromqlApiConfig) -> Router {
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
         .route("/api/v1/status/buildinfo", get(buildinfo))
-        .route("/api/v1/metadata", get(metadata))
-        .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(PState {
             querier,
@@ -97,15 +95,6 @@ async fn buildinfo() -> Response {
         }),
         vec![],
     )
-}
-
-/// Metric metadata is not part of the StoreAPI read path; the answer is empty.
-async fn metadata() -> Response {
-    success(serde_json::json!({}), vec![])
-}
-
-async fn exemplars() -> Response {
-    success(serde_json::json!([]), vec![])
 }
 
 /// Parses a Prometheus API duration: float seconds or a duration string.

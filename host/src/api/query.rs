@@ -33,9 +33,9 @@ pub struct QueryApiConfig {
 }
 
 #[derive(Clone)]
-struct QState {
-    set: Arc<EndpointSet>,
-    cfg: QueryApiConfig,
+pub(crate) struct QState {
+    pub(crate) set: Arc<EndpointSet>,
+    pub(crate) cfg: QueryApiConfig,
     policies: Option<Arc<PolicyRegistry>>,
 }
 
@@ -51,6 +51,14 @@ pub fn router(
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/stores", get(stores))
+        .route("/api/v1/rules", get(super::fanned::rules))
+        .route("/api/v1/alerts", get(super::fanned::alerts))
+        .route("/api/v1/targets", get(super::fanned::targets))
+        .route("/api/v1/metadata", get(super::fanned::metadata))
+        .route(
+            "/api/v1/query_exemplars",
+            get(super::fanned::exemplars).post(super::fanned::exemplars),
+        )
         .layer(axum::middleware::from_fn_with_state(timeout, with_timeout))
         .with_state(QState { set, cfg, policies })
 }
@@ -202,55 +210,9 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 }
 
 fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || (b[10] != b'T' && b[10] != b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    let mut rest = &s[19..];
-    let mut ms = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let n = frac
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(frac.len());
-        let digits = &frac[..n];
-        let mut padded = digits.chars().take(3).collect::<String>();
-        while padded.len() < 3 {
-            padded.push('0');
-        }
-        ms = padded.parse().ok()?;
-        rest = &frac[n..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + h * 3600 + mi * 60 + se) - offset) * 1000 + ms)
+    let (secs, nanos) = crate::model::time::parse_rfc3339(s)?;
+    secs.checked_mul(1000)?
+        .checked_add(i64::from(nanos / 1_000_000))
 }
 
 pub(crate) fn parse_bool(s: &str) -> Result<bool, String> {

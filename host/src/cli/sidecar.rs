@@ -13,12 +13,13 @@ use super::runtime::Process;
 use crate::config::duration_arg;
 use crate::metrics::Metrics;
 use crate::model::Labels;
+use crate::sidecar::apis::PromApis;
 use crate::sidecar::http::HttpClientConfig;
 use crate::sidecar::prom::Prometheus;
 use crate::sidecar::reloader::{ReloadMethod, Reloader, ReloaderOptions};
 use crate::sidecar::shipper::{Shipper, ShipperOptions, check_prometheus_flags};
 use crate::sidecar::source::{MetadataTiming, PromSource, SourceOptions, run_metadata};
-use crate::storeapi::{SeriesLimits, ServerOptions, StoreApi};
+use crate::storeapi::{ExtraApis, SeriesLimits, ServerOptions, StoreApi};
 
 /// How often the shipper looks for new blocks (fixed in Thanos).
 const SHIP_INTERVAL: Duration = Duration::from_secs(30);
@@ -303,6 +304,12 @@ pub async fn start(
                 samples: args.limit_samples,
             },
             metrics_prefix: "thanos_sidecar",
+            apis: ExtraApis {
+                rules: true,
+                targets: true,
+                metric_metadata: true,
+                exemplars: Some((i64::MIN, i64::MAX)),
+            },
             ..ServerOptions::default()
         },
         &metrics,
@@ -411,12 +418,17 @@ pub async fn start(
 
     let (grpc_addr, http_addr) = (process.grpc_addr(), process.http_addr());
     let ready_source = source.clone();
+    let (rules, targets, metadata, exemplars) = PromApis::new(source.clone()).servers();
     let handle = process.serve(
         axum::Router::new(),
         Arc::new(move || ready_source.readiness()),
         |r| {
             r.add_service(service.info_server())
                 .add_service(service.store_server())
+                .add_service(rules)
+                .add_service(targets)
+                .add_service(metadata)
+                .add_service(exemplars)
         },
     )?;
     Ok((

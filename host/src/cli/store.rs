@@ -271,6 +271,7 @@ pub async fn start(
                 samples: args.limit_samples,
             },
             metrics_prefix: "thanos_bucket_store",
+            ..ServerOptions::default()
         },
         &metrics,
     );

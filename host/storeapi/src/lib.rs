@@ -18,6 +18,7 @@
 mod codec;
 mod error;
 pub mod metrics;
+pub mod promjson;
 mod query;
 mod server;
 mod sink;
@@ -34,7 +35,9 @@ pub use query::{
     LabelsAnswer, LabelsKind, LabelsQuery, SeriesQuery, Shard, hints_any, into_pb_labels,
     labels_from_pb, matchers_from_pb, matchers_to_pb, partial_response, to_pb_labels,
 };
-pub use server::{FrameStream, MAX_REQUEST_SIZE, ServerOptions, StoreApi, StoreApiServer};
+pub use server::{
+    ExtraApis, FrameStream, MAX_REQUEST_SIZE, ServerOptions, StoreApi, StoreApiServer,
+};
 pub use sink::{
     Flow, FrameSender, MAX_BATCH_BYTES, MAX_BATCH_SERIES, SeriesLimits, SeriesSink,
     aggr_chunk_samples, chunk_samples, series_samples,

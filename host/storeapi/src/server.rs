@@ -18,7 +18,8 @@ use sluice_metrics::Metrics;
 use sluice_proto::MAX_GRPC_MESSAGE_SIZE;
 use sluice_proto::thanos::info::info_server::{Info, InfoServer};
 use sluice_proto::thanos::info::{
-    InfoRequest as InfoReq, InfoResponse as InfoResp, StoreInfo, TsdbInfo as PbTsdbInfo,
+    ExemplarsInfo, InfoRequest as InfoReq, InfoResponse as InfoResp, MetricMetadataInfo, RulesInfo,
+    StoreInfo, TargetsInfo, TsdbInfo as PbTsdbInfo,
 };
 use sluice_proto::thanos::store_server::{Store, StoreServer};
 use sluice_proto::thanos::{
@@ -52,6 +53,8 @@ pub struct ServerOptions {
     /// Prefix of the server's own metrics (`thanos_bucket_store` for the
     /// store gateway, as in Thanos).
     pub metrics_prefix: &'static str,
+    /// The other gRPC APIs the process serves next to Store, advertised in Info.
+    pub apis: ExtraApis,
 }
 
 impl Default for ServerOptions {
@@ -60,8 +63,20 @@ impl Default for ServerOptions {
             series_max_concurrency: 20,
             limits: SeriesLimits::default(),
             metrics_prefix: "thanos_bucket_store",
+            apis: ExtraApis::default(),
         }
     }
+}
+
+/// The APIs besides Store a process serves (`thanos.Rules`, `thanos.Targets`, `thanos.Metadata`,
+/// `thanos.Exemplars`): Info advertises each so queriers fan out to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExtraApis {
+    pub rules: bool,
+    pub targets: bool,
+    pub metric_metadata: bool,
+    /// The time range exemplars are served for.
+    pub exemplars: Option<(i64, i64)>,
 }
 
 type QueryLabels = Vec<(&'static str, String)>;
@@ -385,6 +400,7 @@ impl<S: StoreSource> Store for StoreApi<S> {
 impl<S: StoreSource> Info for StoreApi<S> {
     async fn info(&self, _request: Request<InfoReq>) -> Result<Response<InfoResp>, Status> {
         let i = self.info_of(INFO_SERVICE)?;
+        let apis = self.shared.opts.apis;
         Ok(Response::new(InfoResp {
             label_sets: zlabels(&i.label_sets),
             component_type: i.component.name().to_string(),
@@ -406,6 +422,12 @@ impl<S: StoreSource> Info for StoreApi<S> {
                     .collect(),
                 supports_projections: false,
             }),
+            rules: apis.rules.then_some(RulesInfo {}),
+            targets: apis.targets.then_some(TargetsInfo {}),
+            metric_metadata: apis.metric_metadata.then_some(MetricMetadataInfo {}),
+            exemplars: apis
+                .exemplars
+                .map(|(min_time, max_time)| ExemplarsInfo { min_time, max_time }),
             ..Default::default()
         }))
     }

@@ -3,7 +3,7 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Fully qualified app name; components append -store / -query, so leave room for them. */}}
+{{/* Fully qualified app name; components append -store / -query / -sidecar, so leave room for them. */}}
 {{- define "sluice.fullname" -}}
 {{- if .Values.fullnameOverride -}}
 {{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
@@ -49,13 +49,45 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- default (printf "%s-query-tls" (include "sluice.fullname" .)) .Values.tls.query.secretName -}}
 {{- end -}}
 
+{{- define "sluice.sidecarTlsSecret" -}}
+{{- default (printf "%s-sidecar-tls" (include "sluice.fullname" .)) .Values.tls.sidecar.secretName -}}
+{{- end -}}
+
 {{- define "sluice.objstoreSecret" -}}
 {{- default (printf "%s-objstore" (include "sluice.fullname" .)) .Values.store.objstore.existingSecret -}}
+{{- end -}}
+
+{{/* The bucket the sidecar uploads to: its own existingSecret, else the store's objstore Secret. */}}
+{{- define "sluice.sidecarObjstoreSecret" -}}
+{{- default (include "sluice.objstoreSecret" .) .Values.sidecar.objstore.existingSecret -}}
+{{- end -}}
+
+{{/* Whether the chart makes the objstore Secret from store.objstore.config: the store or the sidecar uses it. */}}
+{{- define "sluice.objstoreSecretNeeded" -}}
+{{- if not .Values.store.objstore.existingSecret -}}
+{{- if or .Values.store.enabled (and .Values.sidecar.enabled .Values.sidecar.objstore.enabled (not .Values.sidecar.objstore.existingSecret)) -}}
+true
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The DNS name the store's certificate carries and the querier verifies. */}}
 {{- define "sluice.storeServerName" -}}
 {{- printf "%s-store.%s.svc" (include "sluice.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{- define "sluice.sidecarServerName" -}}
+{{- printf "%s-sidecar.%s.svc" (include "sluice.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/* The one name the querier verifies on every endpoint of the release (--grpc-client-server-name): the store's,
+     which the sidecar's certificate carries too; the sidecar's own when there is no store. */}}
+{{- define "sluice.endpointServerName" -}}
+{{- if .Values.store.enabled -}}
+{{- include "sluice.storeServerName" . -}}
+{{- else -}}
+{{- include "sluice.sidecarServerName" . -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "sluice.queryServerName" -}}

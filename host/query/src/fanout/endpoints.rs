@@ -53,6 +53,11 @@ pub struct EndpointState {
     pub max_time: i64,
     pub has_store: bool,
     pub supports_without_replica_labels: bool,
+    /// The other APIs Info advertised.
+    pub rules: bool,
+    pub targets: bool,
+    pub metric_metadata: bool,
+    pub exemplars: bool,
     pub last_check: Option<SystemTime>,
     pub last_error: Option<String>,
     last_success: Option<Instant>,
@@ -189,6 +194,10 @@ impl Endpoint {
                     }
                     None => s.has_store = false,
                 }
+                s.rules = i.rules.is_some();
+                s.targets = i.targets.is_some();
+                s.metric_metadata = i.metric_metadata.is_some();
+                s.exemplars = i.exemplars.is_some();
                 s.last_error = None;
                 s.last_success = Some(Instant::now());
                 if let Some(c) = &self.connector {
@@ -506,30 +515,13 @@ impl EndpointSet {
     }
 }
 
-/// RFC 3339 (UTC, second precision) without a date library.
+/// RFC 3339 (UTC, second precision).
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm, public domain arithmetic).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    sluice_model::time::rfc3339_nanos(secs, 0)
 }
 
 #[cfg(test)]

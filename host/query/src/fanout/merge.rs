@@ -281,7 +281,7 @@ async fn pump(
     }
 }
 
-fn status_text(s: &Status) -> String {
+pub(crate) fn status_text(s: &Status) -> String {
     format!("{}: {}", sluice_storeapi::code_name(s.code()), s.message())
 }
 
