@@ -658,3 +658,295 @@ fn remote_read_fields() {
     .encode_to_vec();
     assert_eq!(enc, vec![4 << 3, 1]);
 }
+
+fn label_set() -> Option<thanos::LabelSet> {
+    Some(thanos::LabelSet {
+        labels: vec![label()],
+    })
+}
+
+fn ts() -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: 1,
+        nanos: 2,
+    })
+}
+
+/// `thanos.Rules` (spec §1.8 and Thanos' rulespb wire facts).
+#[test]
+fn rules_fields() {
+    check(
+        &thanos::RulesRequest {
+            r#type: thanos::rules_request::Type::Record as i32,
+            partial_response_strategy: thanos::PartialResponseStrategy::Abort as i32,
+            matcher_string: vec!["{a=\"b\"}".into()],
+            rule_name: vec!["r".into()],
+            rule_group: vec!["g".into()],
+            file: vec!["f".into()],
+        },
+        &[
+            (1, VARINT),
+            (2, VARINT),
+            (3, LEN),
+            (4, LEN),
+            (5, LEN),
+            (6, LEN),
+        ],
+    );
+    let instance = thanos::AlertInstance {
+        labels: label_set(),
+        annotations: label_set(),
+        state: thanos::AlertState::Firing as i32,
+        active_at: ts(),
+        value: "1".into(),
+        partial_response_strategy: 1,
+    };
+    check(
+        &instance,
+        &[
+            (1, LEN),
+            (2, LEN),
+            (3, VARINT),
+            (4, LEN),
+            (5, LEN),
+            (6, VARINT),
+        ],
+    );
+    let alert = thanos::Alert {
+        state: thanos::AlertState::Pending as i32,
+        name: "n".into(),
+        query: "q".into(),
+        duration_seconds: 1.0,
+        labels: label_set(),
+        annotations: label_set(),
+        alerts: vec![instance],
+        health: "ok".into(),
+        last_error: "e".into(),
+        evaluation_duration_seconds: 1.0,
+        last_evaluation: ts(),
+        keep_firing_for_seconds: 1.0,
+    };
+    check(
+        &alert,
+        &[
+            (1, VARINT),
+            (2, LEN),
+            (3, LEN),
+            (4, I64),
+            (5, LEN),
+            (6, LEN),
+            (7, LEN),
+            (8, LEN),
+            (9, LEN),
+            (10, I64),
+            (11, LEN),
+            (12, I64),
+        ],
+    );
+    let recording = thanos::RecordingRule {
+        name: "n".into(),
+        query: "q".into(),
+        labels: label_set(),
+        health: "ok".into(),
+        last_error: "e".into(),
+        evaluation_duration_seconds: 1.0,
+        last_evaluation: ts(),
+    };
+    check(
+        &recording,
+        &[
+            (1, LEN),
+            (2, LEN),
+            (3, LEN),
+            (4, LEN),
+            (5, LEN),
+            (6, I64),
+            (7, LEN),
+        ],
+    );
+    check(
+        &thanos::Rule {
+            result: Some(thanos::rule::Result::Recording(recording)),
+        },
+        &[(1, LEN)],
+    );
+    let group = thanos::RuleGroup {
+        name: "g".into(),
+        file: "f".into(),
+        rules: vec![thanos::Rule {
+            result: Some(thanos::rule::Result::Alert(alert)),
+        }],
+        interval: 1.0,
+        evaluation_duration_seconds: 1.0,
+        last_evaluation: ts(),
+        partial_response_strategy: 1,
+        limit: 3,
+    };
+    check(
+        &group,
+        &[
+            (1, LEN),
+            (2, LEN),
+            (3, LEN),
+            (4, I64),
+            (5, I64),
+            (6, LEN),
+            (8, VARINT),
+            (9, VARINT),
+        ],
+    );
+    check(
+        &thanos::RulesResponse {
+            result: Some(thanos::rules_response::Result::Group(group)),
+        },
+        &[(1, LEN)],
+    );
+    check(
+        &thanos::RulesResponse {
+            result: Some(thanos::rules_response::Result::Warning("w".into())),
+        },
+        &[(2, LEN)],
+    );
+    assert_eq!(thanos::AlertState::Inactive as i32, 0);
+    assert_eq!(thanos::AlertState::Pending as i32, 1);
+    assert_eq!(thanos::AlertState::Firing as i32, 2);
+    assert_eq!(thanos::rules_request::Type::Alert as i32, 1);
+    assert_eq!(thanos::rules_request::Type::Record as i32, 2);
+}
+
+/// `thanos.Targets`.
+#[test]
+fn targets_fields() {
+    check(
+        &thanos::TargetsRequest {
+            state: thanos::targets_request::State::Dropped as i32,
+            partial_response_strategy: 1,
+        },
+        &[(1, VARINT), (2, VARINT)],
+    );
+    let active = thanos::ActiveTarget {
+        discovered_labels: label_set(),
+        labels: label_set(),
+        scrape_pool: "p".into(),
+        scrape_url: "u".into(),
+        global_url: "g".into(),
+        last_error: "e".into(),
+        last_scrape: ts(),
+        last_scrape_duration: 1.0,
+        health: thanos::TargetHealth::Unknown as i32,
+    };
+    check(
+        &active,
+        &[
+            (1, LEN),
+            (2, LEN),
+            (3, LEN),
+            (4, LEN),
+            (5, LEN),
+            (6, LEN),
+            (7, LEN),
+            (8, I64),
+            (9, VARINT),
+        ],
+    );
+    let d = thanos::TargetDiscovery {
+        active_targets: vec![active],
+        dropped_targets: vec![thanos::DroppedTarget {
+            discovered_labels: label_set(),
+        }],
+    };
+    check(&d, &[(1, LEN), (2, LEN)]);
+    check(
+        &thanos::TargetsResponse {
+            result: Some(thanos::targets_response::Result::Targets(d)),
+        },
+        &[(1, LEN)],
+    );
+    assert_eq!(thanos::TargetHealth::Down as i32, 0);
+    assert_eq!(thanos::TargetHealth::Up as i32, 1);
+    assert_eq!(thanos::TargetHealth::Unknown as i32, 2);
+    assert_eq!(thanos::targets_request::State::Active as i32, 1);
+}
+
+/// `thanos.Metadata`: the map is repeated entries {1 key, 2 value}.
+#[test]
+fn metadata_fields() {
+    check(
+        &thanos::MetricMetadataRequest {
+            metric: "m".into(),
+            limit: -1,
+            partial_response_strategy: 1,
+        },
+        &[(1, LEN), (2, VARINT), (3, VARINT)],
+    );
+    let meta = thanos::Meta {
+        r#type: "gauge".into(),
+        help: "h".into(),
+        unit: "u".into(),
+    };
+    check(&meta, &[(1, LEN), (2, LEN), (3, LEN)]);
+    let entry = thanos::MetricMetadataEntry { metas: vec![meta] };
+    check(&entry, &[(2, LEN)]);
+    let m = thanos::MetricMetadata {
+        metadata: [("m".to_string(), entry)].into_iter().collect(),
+    };
+    check(&m, &[(1, LEN)]);
+    let buf = m.encode_to_vec();
+    // The map entry: tag 0x0a, length, then {1: "m", 2: entry}.
+    assert_eq!(fields(&buf[2..]), vec![(1, LEN), (2, LEN)]);
+    check(
+        &thanos::MetricMetadataResponse {
+            result: Some(thanos::metric_metadata_response::Result::Warning(
+                "w".into(),
+            )),
+        },
+        &[(2, LEN)],
+    );
+}
+
+/// `thanos.Exemplars`: start/end/ts are int64 milliseconds, value a double.
+#[test]
+fn exemplars_fields() {
+    check(
+        &thanos::ExemplarsRequest {
+            query: "q".into(),
+            start: 1,
+            end: 2,
+            partial_response_strategy: 1,
+        },
+        &[(1, LEN), (2, VARINT), (3, VARINT), (4, VARINT)],
+    );
+    let e = thanos::Exemplar {
+        labels: label_set(),
+        value: 1.5,
+        ts: 3,
+    };
+    check(&e, &[(1, LEN), (2, I64), (3, VARINT)]);
+    let d = thanos::ExemplarData {
+        series_labels: label_set(),
+        exemplars: vec![e],
+    };
+    check(&d, &[(1, LEN), (2, LEN)]);
+    check(
+        &thanos::ExemplarsResponse {
+            result: Some(thanos::exemplars_response::Result::Data(d)),
+        },
+        &[(1, LEN)],
+    );
+}
+
+/// Info advertises the other APIs in fields 4–7.
+#[test]
+fn info_advertises_other_apis() {
+    let r = info::InfoResponse {
+        rules: Some(info::RulesInfo {}),
+        metric_metadata: Some(info::MetricMetadataInfo {}),
+        targets: Some(info::TargetsInfo {}),
+        exemplars: Some(info::ExemplarsInfo {
+            min_time: 1,
+            max_time: 2,
+        }),
+        ..Default::default()
+    };
+    check(&r, &[(4, LEN), (5, LEN), (6, LEN), (7, LEN)]);
+}

@@ -481,6 +481,7 @@ async fn replicas_dedup_and_a_stopped_prometheus_is_a_warning() -> Result<()> {
     );
 
     check_rules_targets_metadata_exemplars(&q, &p0).await?;
+    check_with_independent_client(&s0.grpc.to_string())?;
 
     // Replica 1's Prometheus goes away.
     p1.stop();
@@ -703,6 +704,68 @@ async fn check_rules_targets_metadata_exemplars(q: &SluiceQuery, p0: &Prometheus
     ensure!(
         !theirs.is_empty() && theirs.is_subset(&ours),
         "exemplars of replica 0 {theirs:?} must all be in the querier's {ours:?}"
+    );
+    Ok(())
+}
+
+/// Python's grpcio, with requests encoded by hand and answers decoded against a schema written from Thanos' wire
+/// facts (`tests/src/thanos_wire.py`, no generated code), reads the sidecar's Rules, Targets, Metadata and
+/// Exemplars without meeting an unknown field.
+fn check_with_independent_client(addr: &str) -> Result<()> {
+    let py = sluice_e2e::tools::check_grpcio()?;
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("thanos_wire.py");
+    std::fs::write(&script, include_str!("../src/thanos_wire.py"))?;
+    let now = (now_secs() * 1000.0) as i64;
+    let out = std::process::Command::new(py)
+        .arg(&script)
+        .args([
+            addr,
+            "sluice_test_requests_total",
+            &(now - 120_000).to_string(),
+            &now.to_string(),
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "independent client failed: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(text.trim())?;
+    ensure!(
+        v["rules"]["groups"] == serde_json::json!(["sluice-e2e"]),
+        "rules: {v}"
+    );
+    let rules = v["rules"]["rules"].as_array().context("rules")?;
+    ensure!(
+        rules.len() == 2
+            && rules[0]["name"] == "LabTooWarm"
+            && rules[0]["labels"]
+                == serde_json::json!({"cluster": "c1", "replica": "0", "severity": "page"})
+            && rules[0]["alerts"] == 1
+            && rules[1]["name"] == "path:sluice_test_requests:rate10s",
+        "rules over the wire: {v}"
+    );
+    let targets = v["targets"].as_array().context("targets")?;
+    ensure!(
+        targets.len() == 2
+            && targets
+                .iter()
+                .all(|t| t["health"] == 1 && t["labels"]["replica"] == "0"),
+        "targets over the wire: {v}"
+    );
+    ensure!(
+        v["metadata"]["sluice_test_temperature"] == serde_json::json!(["gauge"]),
+        "metadata: {v}"
+    );
+    let ex = v["exemplars"].as_array().context("exemplars")?;
+    ensure!(
+        ex.len() == 1
+            && ex[0]["series"]["path"] == "/a"
+            && ex[0]["count"].as_u64().unwrap_or(0) > 0,
+        "exemplars over the wire: {v}"
     );
     Ok(())
 }
