@@ -945,3 +945,94 @@ async fn prometheus_and_thanos_graph_links_open_the_query() -> Result<()> {
     b.close().await?;
     Ok(())
 }
+
+/// The alerts, rules and targets pages over a real Prometheus 2.42 with a sidecar: the always-firing alert is
+/// shown firing with its labels, both rules with their health, the self-scrape target UP with the external labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_rules_and_targets_pages_render_sidecar_answers() -> Result<()> {
+    let rules_dir = tempfile::tempdir()?;
+    let rule_file = rules_dir.path().join("rules.yml");
+    std::fs::write(
+        &rule_file,
+        "groups:\n- name: ui-group\n  interval: 1s\n  rules:\n  - alert: AlwaysFiring\n    expr: vector(1) > 0\n    \
+         labels: {severity: ticket}\n  - record: job:up:sum\n    expr: sum by (job) (up)\n",
+    )?;
+    let p = sluice_e2e::Prometheus::start(
+        &format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels: {{cluster: ui, replica: \"0\"}}\n\
+             rule_files: ['{}']\nscrape_configs:\n  - job_name: self\n    static_configs: [{{targets: ['127.0.0.1:$PORT']}}]\n",
+            rule_file.display()
+        ),
+        &[],
+    )
+    .await?;
+    let sc = sluice_e2e::SluiceSidecar::start_ready(
+        &p.url(),
+        &["--prometheus.get_config_interval=1s".to_owned()],
+    )
+    .await?;
+    let q = SluiceQuery::start(&[
+        format!("--endpoint={}", sc.grpc),
+        "--query.replica-label=replica".to_owned(),
+    ])
+    .await?;
+    let base = q.url();
+    eventually(WAIT, "the alert firing in /api/v1/alerts", || async {
+        let r = q.api_get("/api/v1/alerts", &[]).await?;
+        let firing = r.data()?["alerts"][0]["state"] == "firing";
+        Ok((firing.then_some(()), r.body.to_string()))
+    })
+    .await?;
+
+    let driver = ChromeDriver::start().await?;
+    let b = driver.session().await?;
+
+    b.goto(&format!("{base}/alerts")).await?;
+    let rule = b
+        .wait_for("details.alert-rule[data-name=\"AlwaysFiring\"]", WAIT)
+        .await?;
+    ensure!(
+        b.attr(&rule, "data-state").await?.as_deref() == Some("firing"),
+        "alert rule state"
+    );
+    let rows = texts(&b, "details.alert-rule tr.alert-row").await?;
+    ensure!(
+        rows.len() == 1
+            && rows[0].contains("severity=\"ticket\"")
+            && rows[0].contains("cluster=\"ui\"")
+            && !rows[0].contains("replica"),
+        "alert rows: {rows:?}"
+    );
+    screenshot(&b, "alerts").await?;
+
+    b.goto(&format!("{base}/rules")).await?;
+    b.wait_for_n("tr.rule-row", 2, WAIT).await?;
+    let rows = texts(&b, "tr.rule-row").await?;
+    ensure!(
+        rows.len() == 2
+            && rows[0].contains("alert: AlwaysFiring")
+            && rows[1].contains("record: job:up:sum")
+            && rows.iter().all(|r| r.contains("OK")),
+        "rule rows: {rows:?}"
+    );
+    screenshot(&b, "rules").await?;
+
+    b.goto(&format!("{base}/targets")).await?;
+    let row = b
+        .wait_for(
+            &format!(
+                "tr.target-row[data-url=\"http://127.0.0.1:{}/metrics\"]",
+                p.port
+            ),
+            WAIT,
+        )
+        .await?;
+    let text = b.text(&row).await?;
+    ensure!(
+        text.contains("UP") && text.contains("cluster=\"ui\"") && text.contains("job=\"self\""),
+        "target row: {text}"
+    );
+    screenshot(&b, "targets").await?;
+    b.close().await?;
+    Ok(())
+}

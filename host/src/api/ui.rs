@@ -49,6 +49,8 @@ const ASSETS: &[Asset] = &[
     asset!("chart.js", JS),
     asset!("graph.js", JS),
     asset!("stores.js", JS),
+    asset!("targets.js", JS),
+    asset!("rules.js", JS),
     asset!("policies.js", JS),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
@@ -61,6 +63,9 @@ const INDEX_HTML: &str = include_str!("ui/index.html");
 const PAGES: &[(&str, &str, &str)] = &[
     ("/graph", "graph", "Query"),
     ("/stores", "stores", "Stores"),
+    ("/targets", "targets", "Targets"),
+    ("/alerts", "alerts", "Alerts"),
+    ("/rules", "rules", "Rules"),
     ("/policies", "policies", "Policies"),
 ];
 
@@ -100,7 +105,7 @@ struct Inner {
 #[derive(Clone)]
 struct UiState(Arc<Inner>);
 
-/// Routes of the UI: `/` (redirect to `/graph`), `/graph`, `/stores`,
+/// Routes of the UI: `/` (redirect to `/graph`), `/graph`, `/stores`, `/targets`, `/alerts`, `/rules`,
 /// `/policies`, `/static/*` and `/api/v1/status/policies`.
 pub fn router(cfg: UiConfig) -> Router {
     let inner = build(cfg);
@@ -111,6 +116,9 @@ pub fn router(cfg: UiConfig) -> Router {
         .route("/new/graph", get(to_graph))
         .route("/classic/graph", get(to_graph))
         .route("/stores", get(page))
+        .route("/targets", get(page))
+        .route("/alerts", get(page))
+        .route("/rules", get(page))
         .route("/policies", get(page))
         .route("/favicon.ico", get(favicon))
         .route("/static/{*path}", get(static_file))

@@ -3,10 +3,12 @@
 
 import {mount as graph} from './graph.js';
 import {mount as policies} from './policies.js';
+import {mountAlerts as alerts, mountRules as rules} from './rules.js';
 import {mount as stores} from './stores.js';
+import {mount as targets} from './targets.js';
 import {notice, replace} from './dom.js';
 
-const PAGES = {graph, stores, policies};
+const PAGES = {graph, stores, targets, alerts, rules, policies};
 
 const page = document.body.dataset.page;
 for (const a of document.querySelectorAll('nav [data-nav]')) {
