@@ -98,3 +98,56 @@ mod tests {
         assert!(lines[2 + 480].starts_with("bench_metric{job=\"j1\",instance=\"host-1\"} "));
     }
 }
+
+/// Writes the fixture as OpenMetrics into `work` and makes blocks from it with the real `promtool tsdb
+/// create-blocks-from openmetrics` in `<work>/blocks`; returns the block directories.
+pub fn make_blocks(
+    fixture: &Fixture,
+    work: &std::path::Path,
+    log: impl Fn(String),
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    use anyhow::{Context, ensure};
+    let om = work.join("data.om");
+    let t = std::time::Instant::now();
+    {
+        let file =
+            std::fs::File::create(&om).with_context(|| format!("creating {}", om.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        fixture
+            .write_openmetrics(&mut w)
+            .context("writing OpenMetrics")?;
+        w.flush()?;
+    }
+    let om_bytes = std::fs::metadata(&om)?.len();
+    log(format!(
+        "wrote {} ({:.0} MiB, {} series x {} samples) in {:.1} s",
+        om.display(),
+        om_bytes as f64 / 1048576.0,
+        fixture.series,
+        fixture.samples_per_series(),
+        t.elapsed().as_secs_f64()
+    ));
+    let blocks = work.join("blocks");
+    let t = std::time::Instant::now();
+    let out = std::process::Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&om)
+        .arg(&blocks)
+        .output()
+        .context("running promtool (apt-get install prometheus)")?;
+    ensure!(
+        out.status.success(),
+        "promtool tsdb create-blocks-from openmetrics failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    log(format!(
+        "promtool tsdb create-blocks-from openmetrics: {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+    std::fs::remove_file(&om).ok();
+    let list = crate::paths::block_dirs(&blocks)?;
+    ensure!(!list.is_empty(), "promtool made no blocks in {}", blocks.display());
+    Ok(list)
+}

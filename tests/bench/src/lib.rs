@@ -11,6 +11,7 @@ pub mod fixture;
 pub mod frames;
 pub mod paths;
 pub mod procs;
+pub mod reads;
 pub mod stats;
 pub mod workload;
 

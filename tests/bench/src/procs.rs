@@ -315,8 +315,23 @@ pub async fn start_prometheus_ready(
     blocks: usize,
     limit: Duration,
 ) -> anyhow::Result<(ChildGuard, String, Duration)> {
+    start_prometheus_ready_with(http, work, data, blocks, limit, DEFAULT_CONFIG).await
+}
+
+/// The config of a Prometheus that only serves its blocks.
+pub const DEFAULT_CONFIG: &str = "global:\n  scrape_interval: 15s\nscrape_configs: []\n";
+
+/// [`start_prometheus_ready`] with `config` as prometheus.yml (external labels for a sidecar, say).
+pub async fn start_prometheus_ready_with(
+    http: &reqwest::Client,
+    work: &Path,
+    data: &Path,
+    blocks: usize,
+    limit: Duration,
+    config: &str,
+) -> anyhow::Result<(ChildGuard, String, Duration)> {
     let port = free_port()?;
-    let mut prom = start_prometheus(work, data, port)?;
+    let mut prom = start_prometheus_with(work, data, port, config)?;
     let base = format!("http://127.0.0.1:{port}");
     let ready = wait_ready(http, &format!("{base}/-/ready"), &mut prom, limit).await?;
     let metrics = http
@@ -341,11 +356,18 @@ pub async fn start_prometheus_ready(
 /// Starts Prometheus over `data` (a TSDB directory of blocks) with no scraping,
 /// 100y retention and no compaction of 2 h blocks, on 127.0.0.1:`port`.
 pub fn start_prometheus(work: &Path, data: &Path, port: u16) -> anyhow::Result<ChildGuard> {
+    start_prometheus_with(work, data, port, DEFAULT_CONFIG)
+}
+
+/// [`start_prometheus`] with `config` as prometheus.yml.
+pub fn start_prometheus_with(
+    work: &Path,
+    data: &Path,
+    port: u16,
+    config: &str,
+) -> anyhow::Result<ChildGuard> {
     let cfg = work.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
-    )?;
+    std::fs::write(&cfg, config)?;
     let log_path = work.join("prometheus.log");
     let log_file = std::fs::File::create(&log_path)?;
     let child = Command::new("prometheus")

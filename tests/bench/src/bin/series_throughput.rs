@@ -17,23 +17,17 @@
 //! rounds, the throughput ratio, CPU per call and peak RSS (VmHWM) of both
 //! servers.
 
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use prost::Message;
-use sluice_bench::fixture::{Fixture, METRIC};
-use sluice_bench::frames::FrameReader;
+use sluice_bench::fixture::{Fixture, METRIC, make_blocks};
+use sluice_bench::reads::{Count, prometheus_read, remote_read_body, sluice_read};
 use sluice_bench::paths;
 use sluice_bench::procs::{self, Mem};
 use sluice_bench::stats::{best, median};
-use sluice_bench::xor_samples;
-use sluice_proto::prometheus::{self as prompb, ChunkedReadResponse, ReadRequest, read_request};
 use sluice_proto::thanos::store_client::StoreClient;
-use sluice_proto::thanos::{self, SeriesRequest, label_matcher, series_response};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 const USAGE: &str = "\
 series-throughput: sluice store Series vs Prometheus 2.42 streamed remote read
@@ -178,158 +172,6 @@ fn start_sluice(bin: &Path, work: &Path, bucket: &Path) -> anyhow::Result<procs:
     )
 }
 
-/// What one read returned.
-#[derive(Debug, Clone, Copy, Default)]
-struct Count {
-    series: u64,
-    chunks: u64,
-    samples: u64,
-    /// Protobuf bytes of all messages (gRPC: counted only when asked).
-    bytes: u64,
-    frames: u64,
-    /// When the first message with data arrived.
-    first_data: Option<Instant>,
-    /// When the last message with data arrived (the stream may end later).
-    last_data: Option<Instant>,
-}
-
-fn count_thanos_series(s: &thanos::Series, c: &mut Count) -> anyhow::Result<()> {
-    c.series += 1;
-    for ac in &s.chunks {
-        let raw = ac.raw.as_ref().context("AggrChunk without a raw chunk")?;
-        ensure!(
-            raw.r#type == thanos::chunk::Encoding::Xor as i32,
-            "chunk encoding {} is not XOR",
-            raw.r#type
-        );
-        c.chunks += 1;
-        c.samples += xor_samples(&raw.data);
-    }
-    Ok(())
-}
-
-async fn sluice_read(
-    client: &mut StoreClient<Channel>,
-    f: &Fixture,
-    batch: i64,
-    measure_bytes: bool,
-) -> anyhow::Result<Count> {
-    let req = SeriesRequest {
-        min_time: f.min_time_ms(),
-        max_time: f.max_time_ms(),
-        matchers: vec![thanos::LabelMatcher {
-            r#type: label_matcher::Type::Eq as i32,
-            name: "__name__".into(),
-            value: METRIC.into(),
-        }],
-        response_batch_size: batch,
-        ..Default::default()
-    };
-    let mut stream = client
-        .series(req)
-        .await
-        .context("Series call")?
-        .into_inner();
-    let mut c = Count::default();
-    while let Some(resp) = stream.message().await.context("Series stream")? {
-        c.frames += 1;
-        if measure_bytes {
-            c.bytes += resp.encoded_len() as u64;
-        }
-        c.last_data = Some(Instant::now());
-        c.first_data = c.first_data.or(c.last_data);
-        match resp.result {
-            Some(series_response::Result::Series(s)) => count_thanos_series(&s, &mut c)?,
-            Some(series_response::Result::Batch(b)) => {
-                for s in &b.series {
-                    count_thanos_series(s, &mut c)?;
-                }
-            }
-            Some(series_response::Result::Warning(w)) => bail!("sluice store sent a warning: {w}"),
-            Some(series_response::Result::Hints(_)) | None => {}
-        }
-    }
-    Ok(c)
-}
-
-fn remote_read_body(f: &Fixture) -> anyhow::Result<Vec<u8>> {
-    let req = ReadRequest {
-        queries: vec![prompb::Query {
-            start_timestamp_ms: f.min_time_ms(),
-            end_timestamp_ms: f.max_time_ms(),
-            matchers: vec![prompb::LabelMatcher {
-                r#type: prompb::label_matcher::Type::Eq as i32,
-                name: "__name__".into(),
-                value: METRIC.into(),
-            }],
-            hints: None,
-        }],
-        accepted_response_types: vec![read_request::ResponseType::StreamedXorChunks as i32],
-    };
-    snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .context("snappy")
-}
-
-async fn prometheus_read(http: &reqwest::Client, url: &str, body: &[u8]) -> anyhow::Result<Count> {
-    let mut resp = http
-        .post(url)
-        .header("Content-Type", "application/x-protobuf")
-        .header("Content-Encoding", "snappy")
-        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
-        .body(body.to_vec())
-        .send()
-        .await
-        .context("remote read request")?;
-    if resp.status() != reqwest::StatusCode::OK {
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        bail!("remote read answered {status}: {text}");
-    }
-    let ctype = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    ensure!(
-        ctype.starts_with("application/x-streamed-protobuf"),
-        "remote read answered Content-Type {ctype:?}, not a streamed response"
-    );
-    let mut frames = FrameReader::new();
-    let mut c = Count::default();
-    let mut last_labels: Vec<prompb::Label> = Vec::new();
-    while let Some(piece) = resp.chunk().await.context("remote read body")? {
-        c.bytes += piece.len() as u64;
-        frames.push(&piece);
-        while let Some(msg) = frames.next_frame()? {
-            c.last_data = Some(Instant::now());
-            c.first_data = c.first_data.or(c.last_data);
-            let m = ChunkedReadResponse::decode(msg).context("decoding ChunkedReadResponse")?;
-            ensure!(m.query_index == 0, "frame for query {}", m.query_index);
-            for cs in m.chunked_series {
-                // A series may be split over consecutive frames.
-                if cs.labels != last_labels {
-                    c.series += 1;
-                    last_labels = cs.labels;
-                }
-                for ch in &cs.chunks {
-                    ensure!(
-                        ch.r#type == prompb::chunk::Encoding::Xor as i32,
-                        "chunk encoding {} is not XOR",
-                        ch.r#type
-                    );
-                    c.chunks += 1;
-                    c.samples += xor_samples(&ch.data);
-                }
-            }
-        }
-    }
-    frames.finish()?;
-    c.frames = frames.frames();
-    Ok(c)
-}
-
 /// One measured call.
 #[derive(Debug, Clone, Copy)]
 struct Round {
@@ -419,53 +261,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     // 1. Fixture and blocks, by the real promtool.
-    let om = work.join("data.om");
-    let t = Instant::now();
-    {
-        let file =
-            std::fs::File::create(&om).with_context(|| format!("creating {}", om.display()))?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        fixture
-            .write_openmetrics(&mut w)
-            .context("writing OpenMetrics")?;
-        std::io::Write::flush(&mut w)?;
-    }
-    let om_bytes = std::fs::metadata(&om)?.len();
-    log(format!(
-        "wrote {} ({:.0} MiB, {} series x {} samples) in {:.1} s",
-        om.display(),
-        om_bytes as f64 / 1048576.0,
-        fixture.series,
-        fixture.samples_per_series(),
-        t.elapsed().as_secs_f64()
-    ));
-    let blocks = work.join("blocks");
-    let t = Instant::now();
-    let out = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&om)
-        .arg(&blocks)
-        .output()
-        .context("running promtool (apt-get install prometheus)")?;
-    ensure!(
-        out.status.success(),
-        "promtool tsdb create-blocks-from openmetrics failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    log(format!(
-        "promtool tsdb create-blocks-from openmetrics: {:.1} s",
-        t.elapsed().as_secs_f64()
-    ));
-    eprint!("{}", String::from_utf8_lossy(&out.stdout));
-    std::fs::remove_file(&om).ok();
-    let block_list = paths::block_dirs(&blocks)?;
-    ensure!(
-        !block_list.is_empty(),
-        "promtool made no blocks in {}",
-        blocks.display()
-    );
+    let block_list = make_blocks(&fixture, &work, |m| log(m))?;
     let chunk_bytes: u64 = block_list.iter().map(|b| dir_size(b, "chunks")).sum();
     let index_bytes: u64 = block_list
         .iter()
@@ -529,7 +325,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("connecting to sluice store")?;
     let mut client = StoreClient::new(channel).max_decoding_message_size(usize::MAX);
     let read_url = format!("{prom_base}/api/v1/read");
-    let read_body = remote_read_body(&fixture)?;
+    let range = (fixture.min_time_ms(), fixture.max_time_ms());
+    let read_body = remote_read_body(range)?;
     let tck = procs::clk_tck();
 
     let mut s = Side {
@@ -574,7 +371,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
             let t = Instant::now();
             let c = if is_sluice {
-                sluice_read(&mut client, &fixture, args.batch_size, !measured).await?
+                sluice_read(&mut client, range, args.batch_size, !measured).await?
             } else {
                 prometheus_read(&http, &read_url, &read_body).await?
             };
