@@ -483,6 +483,16 @@ async fn replicas_dedup_and_a_stopped_prometheus_is_a_warning() -> Result<()> {
     check_rules_targets_metadata_exemplars(&q, &p0).await?;
     check_with_independent_client(&s0.grpc.to_string())?;
 
+    // A querier over that querier (seed 004's observer) sees the same rules and targets through its gRPC APIs.
+    let top = querier(&[q.grpc.to_string()]).await?;
+    let r = top.api_get("/api/v1/rules", &[]).await?;
+    let rules = r.data()?["groups"][0]["rules"].as_array().map(Vec::len);
+    ensure!(rules == Some(2), "rules through two queriers: {}", r.body);
+    let t = top.api_get("/api/v1/targets", &[]).await?;
+    let n = t.data()?["activeTargets"].as_array().map(Vec::len);
+    ensure!(n == Some(3), "targets through two queriers: {}", t.body);
+    drop(top);
+
     // Replica 1's Prometheus goes away.
     p1.stop();
     s1.wait_not_ready(Duration::from_secs(30)).await?;

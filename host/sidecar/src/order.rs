@@ -78,22 +78,31 @@ impl<T: Merge> Reorder<T> {
     }
 
     /// A plain series: `received` are its labels as Prometheus sent them
-    /// (stored labels plus Prometheus' own external labels), `fin` its final
-    /// labels or `None` when it is not served (another shard) — it still
-    /// moves the bound. Series that can go out are appended to `out`.
+    /// (stored labels plus Prometheus' own external labels); `served` says
+    /// whether its final labels are served (another shard's are not, but they
+    /// still move the bound). Series that can go out are appended to `out`.
+    /// The final labels are computed once, and everything below the bound
+    /// goes out before the series is buffered (the series itself is never
+    /// below its own bound, of which its final labels are an extension).
     pub fn push_plain(
         &mut self,
-        received: &Labels,
-        fin: Option<(Labels, T)>,
+        received: Labels,
+        served: impl FnOnce(&Labels) -> bool,
+        payload: T,
         out: &mut Vec<(Labels, T)>,
     ) {
-        let bound = self.bound(received);
-        if let Some((f, p)) = fin {
-            insert(&mut self.plain, f, p);
-        }
-        self.peak = self.peak.max(self.buffered());
+        let last: Option<String> = received
+            .as_slice()
+            .iter()
+            .rfind(|l| !self.is_marked_name(&l.name))
+            .map(|l| l.name.clone());
+        let fin = self.final_labels(received);
+        let k = last.as_deref().map_or(0, |last| {
+            fin.iter().take_while(|l| l.name.as_str() <= last).count()
+        });
+        let bound = &fin.as_slice()[..k];
         while let Some(first) = self.plain.first_key_value() {
-            if compare_labels(first.0.as_slice(), &bound) != std::cmp::Ordering::Less {
+            if compare_labels(first.0.as_slice(), bound) != std::cmp::Ordering::Less {
                 break;
             }
             let Some((f, p)) = self.plain.pop_first() else {
@@ -101,6 +110,10 @@ impl<T: Merge> Reorder<T> {
             };
             self.emit(f, p, out);
         }
+        if served(&fin) {
+            insert(&mut self.plain, fin, payload);
+        }
+        self.peak = self.peak.max(self.buffered());
     }
 
     /// Everything still buffered, in order.
@@ -140,25 +153,6 @@ impl<T: Merge> Reorder<T> {
             }
         }
         out.push((f, p));
-    }
-
-    /// `B` for the current plain series: its final labels up to its last
-    /// stored label name (names of `E ∪ R` are Prometheus' additions on a
-    /// plain series, so they are not stored ones).
-    fn bound(&self, received: &Labels) -> Vec<sluice_model::Label> {
-        let last = received
-            .iter()
-            .filter(|l| !self.is_marked_name(&l.name))
-            .map(|l| l.name.as_str())
-            .last();
-        let Some(last) = last else {
-            return Vec::new();
-        };
-        let fin = self.final_labels(received.clone());
-        fin.into_vec()
-            .into_iter()
-            .take_while(|l| l.name.as_str() <= last)
-            .collect()
     }
 }
 
@@ -224,8 +218,7 @@ mod tests {
             }
             let mut received = external.clone();
             received.extend_overriding(l);
-            let f = r.final_labels(received.clone());
-            r.push_plain(&received, Some((f, Ids(vec![*i as u32]))), &mut out);
+            r.push_plain(received, |_| true, Ids(vec![*i as u32]), &mut out);
         }
         let peak = r.peak();
         r.finish(&mut out);

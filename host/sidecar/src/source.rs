@@ -269,14 +269,14 @@ fn convert_chunk(c: prompb::Chunk) -> Option<AggrChunk> {
         prompb::chunk::Encoding::FloatHistogram => Encoding::FloatHistogram,
         prompb::chunk::Encoding::Unknown => return None,
     };
-    let hash = xxhash_rust::xxh64::xxh64(&c.data, 0);
+    // Hash 0 = not computed, as Thanos' sidecar sends unless asked: queriers hash the chunks they compare.
     Some(AggrChunk {
         min_time: c.min_time_ms,
         max_time: c.max_time_ms,
         raw: Some(Chunk {
             r#type: encoding as i32,
             data: c.data,
-            hash,
+            hash: 0,
         }),
         ..Default::default()
     })
@@ -304,8 +304,8 @@ fn encode_samples(samples: &[prompb::Sample]) -> Result<Vec<AggrChunk>, StoreErr
     Ok(out)
 }
 
-fn labels_of(pb: &[prompb::Label]) -> Labels {
-    Labels::from_pairs(pb.iter().map(|l| (l.name.clone(), l.value.clone())))
+fn labels_of(pb: Vec<prompb::Label>) -> Labels {
+    Labels::from_pairs(pb.into_iter().map(|l| (l.name, l.value)))
 }
 
 /// Whether a semantic version `v` ("2.42.0+ds") is at least `major.minor`.
@@ -477,7 +477,7 @@ impl StoreSource for PromSource {
                         prom_error(SidecarError::Decode(format!("remote read frame: {e}")))
                     })?;
                     for cs in msg.chunked_series {
-                        let labels = labels_of(&cs.labels);
+                        let labels = labels_of(cs.labels);
                         let chunks: Vec<AggrChunk> = cs
                             .chunks
                             .into_iter()
@@ -547,7 +547,7 @@ impl StoreSource for PromSource {
                         skipped += 1;
                         continue;
                     }
-                    let fin = order.final_labels(labels_of(&ts.labels));
+                    let fin = order.final_labels(labels_of(ts.labels));
                     order.push_marked(fin, Chunks(encode_samples(&ts.samples)?));
                 }
             }
@@ -656,15 +656,14 @@ impl PromSource {
         plain_index: i64,
         out: &mut Vec<(Labels, Chunks)>,
     ) {
-        let fin = order.final_labels(received.clone());
-        let served = match &q.shard {
-            Some(sh) if !sh.matches(&fin) => None,
-            _ => Some(fin),
-        };
+        let served = |fin: &Labels| q.shard.as_ref().is_none_or(|sh| sh.matches(fin));
         if idx == plain_index {
-            order.push_plain(&received, served.map(|f| (f, Chunks(chunks))), out);
-        } else if let Some(f) = served {
-            order.push_marked(f, Chunks(chunks));
+            order.push_plain(received, served, Chunks(chunks), out);
+        } else {
+            let fin = order.final_labels(received);
+            if served(&fin) {
+                order.push_marked(fin, Chunks(chunks));
+            }
         }
     }
 }

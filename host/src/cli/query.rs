@@ -401,10 +401,19 @@ pub async fn start(
         ServerOptions {
             metrics_prefix: "thanos_proxy_store",
             limits: args.limits(),
+            // As a Thanos querier: the other APIs pass through to the endpoints that have them.
+            apis: crate::storeapi::ExtraApis {
+                rules: true,
+                targets: true,
+                metric_metadata: true,
+                exemplars: Some((i64::MIN, i64::MAX)),
+            },
             ..ServerOptions::default()
         },
         &metrics,
     );
+    let (rules_api, targets_api, metadata_api, exemplars_api) =
+        crate::fanout::apis::server::ProxyApis::new(set.clone()).servers();
     // One --query.max-concurrent gate for PromQL and the series API.
     let gate = Arc::new(tokio::sync::Semaphore::new(args.max_concurrent.max(1)));
     let mut http = axum::Router::new().merge(crate::api::query::router(
@@ -457,6 +466,10 @@ pub async fn start(
     let handle = process.serve(http, Arc::new(|| Ok(())), |r| {
         r.add_service(proxy.info_server())
             .add_service(proxy.store_server())
+            .add_service(rules_api)
+            .add_service(targets_api)
+            .add_service(metadata_api)
+            .add_service(exemplars_api)
     })?;
     Ok((
         RunningQuery {

@@ -148,6 +148,10 @@ pub fn make_blocks(
     ));
     std::fs::remove_file(&om).ok();
     let list = crate::paths::block_dirs(&blocks)?;
-    ensure!(!list.is_empty(), "promtool made no blocks in {}", blocks.display());
+    ensure!(
+        !list.is_empty(),
+        "promtool made no blocks in {}",
+        blocks.display()
+    );
     Ok(list)
 }

@@ -83,7 +83,9 @@ pub async fn sluice_read(
                     count_thanos_series(s, &mut c)?;
                 }
             }
-            Some(series_response::Result::Warning(w)) => bail!("the StoreAPI server sent a warning: {w}"),
+            Some(series_response::Result::Warning(w)) => {
+                bail!("the StoreAPI server sent a warning: {w}")
+            }
             Some(series_response::Result::Hints(_)) | None => {}
         }
     }
@@ -111,7 +113,11 @@ pub fn remote_read_body((mint, maxt): (i64, i64)) -> anyhow::Result<Vec<u8>> {
 }
 
 /// One streamed remote read, decoded frame by frame and counted.
-pub async fn prometheus_read(http: &reqwest::Client, url: &str, body: &[u8]) -> anyhow::Result<Count> {
+pub async fn prometheus_read(
+    http: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+) -> anyhow::Result<Count> {
     let mut resp = http
         .post(url)
         .header("Content-Type", "application/x-protobuf")
@@ -169,4 +175,3 @@ pub async fn prometheus_read(http: &reqwest::Client, url: &str, body: &[u8]) -> 
     c.frames = frames.frames();
     Ok(c)
 }
-

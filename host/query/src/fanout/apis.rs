@@ -466,3 +466,160 @@ mod tests {
         assert_eq!(out[0].rules.len(), 2);
     }
 }
+
+/// The querier's own `thanos.Rules`, `thanos.Targets`, `thanos.Metadata` and `thanos.Exemplars` (querier of
+/// queriers): each call fans out to the endpoints and answers with the merged result, the endpoints' warnings
+/// as warning frames. Replicas are left for the querier above to deduplicate with its own replica labels.
+pub mod server {
+    use std::pin::Pin;
+    use std::sync::Arc;
+
+    use futures::Stream;
+    use sluice_proto::MAX_GRPC_MESSAGE_SIZE;
+    use sluice_proto::thanos::exemplars_server::{Exemplars, ExemplarsServer};
+    use sluice_proto::thanos::metadata_server::{Metadata, MetadataServer};
+    use sluice_proto::thanos::rules_server::{Rules, RulesServer};
+    use sluice_proto::thanos::targets_server::{Targets, TargetsServer};
+    use sluice_proto::thanos::{
+        ExemplarsRequest, ExemplarsResponse, MetricMetadataRequest, MetricMetadataResponse,
+        RulesRequest, RulesResponse, TargetsRequest, TargetsResponse, exemplars_response,
+        metric_metadata_response, rules_response, targets_response,
+    };
+    use tonic::{Request, Response, Status};
+
+    use crate::fanout::EndpointSet;
+
+    type Frames<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+    fn frames<T: Send + 'static>(items: Vec<T>) -> Frames<T> {
+        Box::pin(futures::stream::iter(items.into_iter().map(Ok)))
+    }
+
+    /// The four services over an endpoint set.
+    #[derive(Clone)]
+    pub struct ProxyApis {
+        set: Arc<EndpointSet>,
+    }
+
+    impl std::fmt::Debug for ProxyApis {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("ProxyApis")
+        }
+    }
+
+    impl ProxyApis {
+        pub fn new(set: Arc<EndpointSet>) -> Self {
+            ProxyApis { set }
+        }
+
+        /// The four gRPC services, ready to add to a server.
+        pub fn servers(
+            &self,
+        ) -> (
+            RulesServer<ProxyApis>,
+            TargetsServer<ProxyApis>,
+            MetadataServer<ProxyApis>,
+            ExemplarsServer<ProxyApis>,
+        ) {
+            let max = MAX_GRPC_MESSAGE_SIZE;
+            (
+                RulesServer::new(self.clone()).max_encoding_message_size(max),
+                TargetsServer::new(self.clone()).max_encoding_message_size(max),
+                MetadataServer::new(self.clone()).max_encoding_message_size(max),
+                ExemplarsServer::new(self.clone()).max_encoding_message_size(max),
+            )
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Rules for ProxyApis {
+        type RulesStream = Frames<RulesResponse>;
+
+        async fn rules(
+            &self,
+            req: Request<RulesRequest>,
+        ) -> Result<Response<Self::RulesStream>, Status> {
+            let a = super::rules(&self.set, req.into_inner(), &[]).await?;
+            let mut out: Vec<RulesResponse> = a
+                .warnings
+                .into_iter()
+                .map(|w| RulesResponse {
+                    result: Some(rules_response::Result::Warning(w)),
+                })
+                .collect();
+            out.extend(a.value.into_iter().map(|g| RulesResponse {
+                result: Some(rules_response::Result::Group(g)),
+            }));
+            Ok(Response::new(frames(out)))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Targets for ProxyApis {
+        type TargetsStream = Frames<TargetsResponse>;
+
+        async fn targets(
+            &self,
+            req: Request<TargetsRequest>,
+        ) -> Result<Response<Self::TargetsStream>, Status> {
+            let a = super::targets(&self.set, req.into_inner(), &[]).await?;
+            let mut out: Vec<TargetsResponse> = a
+                .warnings
+                .into_iter()
+                .map(|w| TargetsResponse {
+                    result: Some(targets_response::Result::Warning(w)),
+                })
+                .collect();
+            out.push(TargetsResponse {
+                result: Some(targets_response::Result::Targets(a.value)),
+            });
+            Ok(Response::new(frames(out)))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Metadata for ProxyApis {
+        type MetricMetadataStream = Frames<MetricMetadataResponse>;
+
+        async fn metric_metadata(
+            &self,
+            req: Request<MetricMetadataRequest>,
+        ) -> Result<Response<Self::MetricMetadataStream>, Status> {
+            let a = super::metadata(&self.set, req.into_inner()).await?;
+            let mut out: Vec<MetricMetadataResponse> = a
+                .warnings
+                .into_iter()
+                .map(|w| MetricMetadataResponse {
+                    result: Some(metric_metadata_response::Result::Warning(w)),
+                })
+                .collect();
+            out.push(MetricMetadataResponse {
+                result: Some(metric_metadata_response::Result::Metadata(a.value)),
+            });
+            Ok(Response::new(frames(out)))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Exemplars for ProxyApis {
+        type ExemplarsStream = Frames<ExemplarsResponse>;
+
+        async fn exemplars(
+            &self,
+            req: Request<ExemplarsRequest>,
+        ) -> Result<Response<Self::ExemplarsStream>, Status> {
+            let a = super::exemplars(&self.set, req.into_inner(), &[]).await?;
+            let mut out: Vec<ExemplarsResponse> = a
+                .warnings
+                .into_iter()
+                .map(|w| ExemplarsResponse {
+                    result: Some(exemplars_response::Result::Warning(w)),
+                })
+                .collect();
+            out.extend(a.value.into_iter().map(|d| ExemplarsResponse {
+                result: Some(exemplars_response::Result::Data(d)),
+            }));
+            Ok(Response::new(frames(out)))
+        }
+    }
+}

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use sluice_bench::fixture::{Fixture, METRIC, make_blocks};
-use sluice_bench::reads::{Count, prometheus_read, remote_read_body, sluice_read};
 use sluice_bench::paths;
 use sluice_bench::procs::{self, Mem};
+use sluice_bench::reads::{Count, prometheus_read, remote_read_body, sluice_read};
 use sluice_bench::stats::{best, median};
 use sluice_proto::thanos::store_client::StoreClient;
 use tonic::transport::Endpoint;

@@ -66,7 +66,10 @@ fn parse_args() -> anyhow::Result<Args> {
             other => anyhow::bail!("unknown argument {other}\n\n{USAGE}"),
         }
     }
-    ensure!(a.series > 0 && a.hours > 0 && a.rounds > 0, "sizes must be positive");
+    ensure!(
+        a.series > 0 && a.hours > 0 && a.rounds > 0,
+        "sizes must be positive"
+    );
     Ok(a)
 }
 
@@ -105,6 +108,11 @@ fn mib(kib: u64) -> f64 {
 /// Seconds per call of each side over one range, and what they returned.
 #[derive(Default)]
 struct Sides {
+    /// CPU seconds summed over the measured rounds: Prometheus on the direct path; Prometheus and the sidecar on
+    /// the sidecar path.
+    direct_prom_cpu: f64,
+    sidecar_prom_cpu: f64,
+    sidecar_cpu: f64,
     direct: Vec<f64>,
     sidecar: Vec<f64>,
     direct_count: Count,
@@ -165,6 +173,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let quarter = (mint, mint + (maxt - mint) / 4);
     let full = (mint, maxt);
     let sidecar_pid = sidecar.guard.pid();
+    let prom_pid = prom.pid();
+    let tck = procs::clk_tck();
     let idle = mem(sidecar_pid)?;
     log(format!(
         "prometheus {prom_base} (pid {}), sidecar grpc {} (pid {sidecar_pid}, idle RSS {:.1} MiB)",
@@ -181,13 +191,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // One unmeasured round each, then interleaved measured rounds.
         prometheus_read(&http, &read_url, &body).await?;
         sluice_read(&mut client, range, 64, false).await?;
+        let cpu = |pid: u32| procs::cpu_seconds(&pid.to_string(), tck);
         for _ in 0..args.rounds {
+            let p0 = cpu(prom_pid)?;
             let t = Instant::now();
             sides.direct_count = prometheus_read(&http, &read_url, &body).await?;
             sides.direct.push(t.elapsed().as_secs_f64());
+            let (p1, s1) = (cpu(prom_pid)?, cpu(sidecar_pid)?);
+            sides.direct_prom_cpu += p1 - p0;
             let t = Instant::now();
             sides.sidecar_count = sluice_read(&mut client, range, 64, false).await?;
             sides.sidecar.push(t.elapsed().as_secs_f64());
+            sides.sidecar_prom_cpu += cpu(prom_pid)? - p1;
+            sides.sidecar_cpu += cpu(sidecar_pid)? - s1;
         }
         ensure!(
             sides.direct_count.samples == sides.sidecar_count.samples
@@ -227,6 +243,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             best(&s.sidecar) * 1e3,
             d / c,
             if d / c >= 0.9 { "MET" } else { "NOT MET" }
+        );
+    }
+    for (name, s) in &results {
+        let per = |v: f64| v * 1e3 / args.rounds as f64;
+        println!(
+            "CPU per call  : {name}: direct: Prometheus {:.1} ms; via the sidecar: Prometheus {:.1} ms + sidecar {:.1} ms",
+            per(s.direct_prom_cpu),
+            per(s.sidecar_prom_cpu),
+            per(s.sidecar_cpu)
         );
     }
     println!(
