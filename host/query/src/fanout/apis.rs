@@ -223,24 +223,26 @@ fn dedup_groups(groups: Vec<RuleGroup>, replica: &[String], strategy: i32) -> Ve
                 None => {}
             }
         }
-        match by.entry((g.file.clone(), g.name.clone())) {
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(g);
-            }
-            std::collections::btree_map::Entry::Occupied(mut o) => {
-                let cur = o.get_mut();
-                for r in g.rules {
-                    let k = rule_key(&r);
-                    match cur.rules.iter_mut().find(|x| rule_key(x) == k) {
-                        Some(x) if rule_rank(x) >= rule_rank(&r) => {}
-                        Some(x) => *x = r,
-                        None => cur.rules.push(r),
-                    }
-                }
+        // Rules are merged one by one, also within a group: a querier below may already have put both
+        // replicas' copies of a rule into one group.
+        let rules = std::mem::take(&mut g.rules);
+        let cur = match by.entry((g.file.clone(), g.name.clone())) {
+            std::collections::btree_map::Entry::Vacant(v) => v.insert(g),
+            std::collections::btree_map::Entry::Occupied(o) => {
+                let cur = o.into_mut();
                 if ts_key(&g.last_evaluation) > ts_key(&cur.last_evaluation) {
                     cur.last_evaluation = g.last_evaluation;
                     cur.evaluation_duration_seconds = g.evaluation_duration_seconds;
                 }
+                cur
+            }
+        };
+        for r in rules {
+            let k = rule_key(&r);
+            match cur.rules.iter_mut().find(|x| rule_key(x) == k) {
+                Some(x) if rule_rank(x) >= rule_rank(&r) => {}
+                Some(x) => *x = r,
+                None => cur.rules.push(r),
             }
         }
     }
@@ -454,6 +456,11 @@ mod tests {
             vec![("severity".to_string(), "page".to_string())]
         );
         assert_eq!(a.alerts.len(), 1);
+        // Both copies in one group (as a querier below sends them) become one too.
+        let mut both = group("0", AlertState::Pending);
+        both.rules.extend(group("1", AlertState::Firing).rules);
+        let out = dedup_groups(vec![both], &["replica".to_string()], 0);
+        assert_eq!(out[0].rules.len(), 1);
         // Without replica labels configured both copies stay.
         let out = dedup_groups(
             vec![
