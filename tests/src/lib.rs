@@ -3,6 +3,7 @@
 //! querier's HTTP API, misbehaving fake StoreAPI servers, a DNS server the test controls, and headless Chromium
 //! through WebDriver.
 
+pub mod answers;
 pub mod api;
 pub mod bucket;
 pub mod certs;

@@ -160,6 +160,21 @@ fn cases() -> Vec<Case> {
             Want::Error(TOO_COMPLEX),
         ));
     }
+    // The same depth through the other places a request's PromQL is parsed.
+    let deep = format!("{}1{}", "(".repeat(200_000), ")".repeat(200_000));
+    let deep_selector = format!("{}up{}", "(".repeat(200_000), ")".repeat(200_000));
+    v.push(case(
+        "200000 nested parentheses in query_exemplars",
+        "/api/v1/query_exemplars",
+        &[("query", deep.as_str())],
+        Want::Error(TOO_COMPLEX),
+    ));
+    v.push(case(
+        "200000 nested parentheses in match[]",
+        "/api/v1/series",
+        &[("match[]", deep_selector.as_str())],
+        Want::Error(TOO_COMPLEX),
+    ));
     for (op, n) in [
         ("+", 1_500),
         ("*", 3_000),

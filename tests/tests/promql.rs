@@ -7,15 +7,15 @@
 //!
 //! Needs `promtool` and `prometheus` (`apt-get install prometheus`).
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::Value;
+use sluice_e2e::answers::{Normalized, normalize};
 use sluice_e2e::bucket::{copy_dir, fs_objstore_yaml, put_block};
 use sluice_e2e::fixture::{self, Family, Kind, T0, T0_MS, create_blocks, om_timestamp, om_value};
 use sluice_e2e::process::{eventually, free_port};
@@ -261,91 +261,11 @@ async fn get_json(url: &str, params: &[(&str, String)]) -> Result<(u16, Value)> 
 }
 
 /// A result normalized for comparison: label set (sorted JSON) → points.
-type Normalized = (String, BTreeMap<String, Vec<(f64, f64)>>);
-
-fn parse_value(v: &Value) -> Result<f64> {
-    let s = v.as_str().context("sample value is not a string")?;
-    Ok(match s {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        _ => s.parse()?,
-    })
-}
-
-fn normalize(body: &Value) -> Result<Normalized> {
-    ensure!(body["status"] == "success", "not a success: {body}");
-    let data = &body["data"];
-    let kind = data["resultType"]
-        .as_str()
-        .context("resultType")?
-        .to_owned();
-    let mut out = BTreeMap::new();
-    let point = |p: &Value| -> Result<(f64, f64)> {
-        Ok((p[0].as_f64().context("time")?, parse_value(&p[1])?))
-    };
-    match kind.as_str() {
-        "scalar" | "string" => {
-            out.insert(String::new(), vec![point(&data["result"])?]);
-        }
-        "vector" | "matrix" => {
-            for s in data["result"].as_array().context("result")? {
-                let labels: BTreeMap<String, String> = serde_json::from_value(s["metric"].clone())?;
-                let key = serde_json::to_string(&labels)?;
-                let pts = if kind == "vector" {
-                    vec![point(&s["value"])?]
-                } else {
-                    s["values"]
-                        .as_array()
-                        .context("values")?
-                        .iter()
-                        .map(point)
-                        .collect::<Result<_>>()?
-                };
-                ensure!(
-                    out.insert(key.clone(), pts).is_none(),
-                    "duplicate series {key}"
-                );
-            }
-        }
-        other => bail!("unknown resultType {other}"),
-    }
-    Ok((kind, out))
-}
-
-fn close(a: f64, b: f64) -> bool {
-    (a.is_nan() && b.is_nan()) || a == b || ((a - b).abs() / (a.abs() + b.abs())) < 1e-6
-}
+/// Values may differ in the last bits (summation order).
+const REL: f64 = 1e-6;
 
 fn compare(what: &str, want: &Normalized, got: &Normalized) -> Result<()> {
-    ensure!(
-        want.0 == got.0,
-        "{what}: result type {} (Prometheus) vs {} (Sluice)",
-        want.0,
-        got.0
-    );
-    let wk: Vec<&String> = want.1.keys().collect();
-    let gk: Vec<&String> = got.1.keys().collect();
-    ensure!(
-        wk == gk,
-        "{what}: series differ\n Prometheus: {wk:?}\n Sluice:     {gk:?}"
-    );
-    for (k, w) in &want.1 {
-        let g = &got.1[k];
-        ensure!(
-            w.len() == g.len(),
-            "{what}: {k}: {} points (Prometheus) vs {} (Sluice)\n{w:?}\n{g:?}",
-            w.len(),
-            g.len()
-        );
-        for (a, b) in w.iter().zip(g) {
-            ensure!(
-                a.0 == b.0 && close(a.1, b.1),
-                "{what}: {k}: Prometheus {a:?} vs Sluice {b:?}"
-            );
-        }
-    }
-    Ok(())
+    sluice_e2e::answers::compare(what, want, got, REL)
 }
 
 const QUERIES: &[&str] = &[
@@ -627,7 +547,7 @@ async fn promtool_query_instant_and_range() -> Result<()> {
             && pi
                 .iter()
                 .zip(&si)
-                .all(|(a, b)| a.0 == b.0 && close(a.1, b.1)),
+                .all(|(a, b)| a.0 == b.0 && sluice_e2e::answers::close(a.1, b.1, REL)),
         "promtool query instant differs:\nPrometheus:\n{}\nSluice:\n{}",
         p.0,
         s.0

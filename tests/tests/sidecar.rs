@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::Value;
+use sluice_e2e::answers::{Normalized, normalize_with};
 use sluice_e2e::api::expect_warning_naming;
 use sluice_e2e::bucket::{fs_objstore_yaml, s3_objstore_yaml};
 use sluice_e2e::process::eventually;
@@ -198,91 +199,23 @@ async fn safe_fraction(p: &Prometheus, secs: u64) -> Result<(f64, f64)> {
     Ok((best as f64 / 1000.0, first + 16.0))
 }
 
-type Normalized = (String, BTreeMap<String, Vec<(f64, f64)>>);
+/// Same data, same engine semantics: values agree to the last bits.
+const REL: f64 = 1e-9;
 
-fn parse_value(v: &Value) -> Result<f64> {
-    let s = v.as_str().context("sample value is not a string")?;
-    Ok(match s {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        _ => s.parse()?,
+/// `body` normalized; `add` is merged into every label set that still has the target's `instance` (external
+/// labels Prometheus does not show in its own answers; aggregations drop them on both sides).
+fn normalize(body: &Value, add: &[(&str, &str)]) -> Result<Normalized> {
+    normalize_with(body, |labels| {
+        if labels.contains_key("instance") {
+            for (k, v) in add {
+                labels.insert((*k).to_owned(), (*v).to_owned());
+            }
+        }
     })
 }
 
-/// `body`'s result keyed by label set; `add` is merged into every label set that still has the target's `instance`
-/// (external labels Prometheus does not show in its own answers; aggregations drop them on both sides).
-fn normalize(body: &Value, add: &[(&str, &str)]) -> Result<Normalized> {
-    ensure!(body["status"] == "success", "not a success: {body}");
-    let data = &body["data"];
-    let kind = data["resultType"]
-        .as_str()
-        .context("resultType")?
-        .to_owned();
-    let mut out = BTreeMap::new();
-    let point = |p: &Value| -> Result<(f64, f64)> {
-        Ok((p[0].as_f64().context("time")?, parse_value(&p[1])?))
-    };
-    match kind.as_str() {
-        "scalar" => {
-            out.insert(String::new(), vec![point(&data["result"])?]);
-        }
-        "vector" | "matrix" => {
-            for s in data["result"].as_array().context("result")? {
-                let mut labels: BTreeMap<String, String> =
-                    serde_json::from_value(s["metric"].clone())?;
-                if labels.contains_key("instance") {
-                    for (k, v) in add {
-                        labels.insert((*k).to_owned(), (*v).to_owned());
-                    }
-                }
-                let key = serde_json::to_string(&labels)?;
-                let pts = if kind == "vector" {
-                    vec![point(&s["value"])?]
-                } else {
-                    s["values"]
-                        .as_array()
-                        .context("values")?
-                        .iter()
-                        .map(point)
-                        .collect::<Result<_>>()?
-                };
-                ensure!(
-                    out.insert(key.clone(), pts).is_none(),
-                    "duplicate series {key}"
-                );
-            }
-        }
-        other => bail!("unexpected resultType {other}"),
-    }
-    Ok((kind, out))
-}
-
-fn close(a: f64, b: f64) -> bool {
-    (a.is_nan() && b.is_nan()) || a == b || ((a - b).abs() / (a.abs() + b.abs())) < 1e-9
-}
-
 fn compare(what: &str, want: &Normalized, got: &Normalized) -> Result<()> {
-    ensure!(
-        want.0 == got.0,
-        "{what}: result type {} vs {}",
-        want.0,
-        got.0
-    );
-    let wk: Vec<&String> = want.1.keys().collect();
-    let gk: Vec<&String> = got.1.keys().collect();
-    ensure!(
-        wk == gk,
-        "{what}: series differ\n Prometheus: {wk:?}\n Sluice:     {gk:?}"
-    );
-    for (k, w) in &want.1 {
-        let g = &got.1[k];
-        ensure!(
-            w.len() == g.len() && w.iter().zip(g).all(|(a, b)| a.0 == b.0 && close(a.1, b.1)),
-            "{what}: {k}:\n Prometheus {w:?}\n Sluice     {g:?}"
-        );
-    }
-    Ok(())
+    sluice_e2e::answers::compare(what, want, got, REL)
 }
 
 /// Range queries over `[start, end]` asked of Prometheus and of the querier; the querier's series carry `add`.

@@ -141,9 +141,7 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<QueryResult, PromqlError> {
-        super::limits::check_text(query)?;
-        let expr = super::limits::parse(query)?;
-        let expr = std::sync::Arc::new(super::limits::check_tree(expr)?);
+        let expr = std::sync::Arc::new(super::limits::parse_checked(query)?);
         let mut plan = super::plan::Plan::new(&expr, start, end, step, &self.opts)?;
         plan.invalid_utf8 = invalid_utf8_literals(query);
         let fetched = plan.fetch(storage).await?;

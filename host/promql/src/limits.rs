@@ -29,6 +29,14 @@ pub fn parse(query: &str) -> Result<Expr, PromqlError> {
     }
 }
 
+/// Parses a query from outside with every limit of this module: the text is
+/// checked before the parser runs, the tree after it. The one way a request's
+/// PromQL (a query, a `match[]` selector) becomes an expression.
+pub fn parse_checked(query: &str) -> Result<Expr, PromqlError> {
+    check_text(query)?;
+    check_tree(parse(query)?)
+}
+
 /// Most brackets (`(`, `[`, `{`) open at once in a query.
 pub const MAX_BRACKET_DEPTH: usize = 256;
 

@@ -181,7 +181,8 @@ pub(crate) async fn exemplars(
     if query.is_empty() {
         return bad_data("invalid parameter \"query\": empty query").into_response();
     }
-    if let Err(e) = promql_parser::parser::parse(query) {
+    // Checked against the PromQL limits before and after parsing: a hostile query cannot overflow the stack.
+    if let Err(e) = crate::promql::limits::parse_checked(query) {
         return bad_data(format!("invalid parameter \"query\": {e}")).into_response();
     }
     let time = |k: &str, default: i64| -> Result<i64, ApiError> {

@@ -225,7 +225,7 @@ pub(crate) fn parse_bool(s: &str) -> Result<bool, String> {
 
 /// Parses a series selector (`match[]`) into its alternatives (`or` in braces).
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
-    let expr = promql_parser::parser::parse(s)
+    let expr = crate::promql::limits::parse_checked(s)
         .map_err(|e| format!("invalid parameter \"match[]\": {e}"))?;
     let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
         return Err(format!(
