@@ -15,6 +15,7 @@ use axum::routing::get;
 mod fanned;
 pub mod promql;
 pub mod query;
+pub mod status;
 pub mod ui;
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};

@@ -1,6 +1,6 @@
 //! The `sluice` binary: parses flags and runs a subcommand.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 /// Stack of every runtime thread (async workers and the blocking pool that
 /// evaluates PromQL). Expression depth is capped (`sluice_promql::limits`),
@@ -10,7 +10,13 @@ const THREAD_STACK_BYTES: usize = 16 << 20;
 
 fn main() -> std::process::ExitCode {
     sluice::tls::install_default_provider();
-    let cli = sluice::cli::Cli::parse();
+    let command = sluice::cli::Cli::command();
+    let matches = command.clone().get_matches();
+    let cli = match sluice::cli::Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    sluice::api::status::set_process_flags(&matches, &command);
     sluice::cli::init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -474,6 +474,168 @@ async fn api_errors_and_status_endpoints() -> Result<()> {
     Ok(())
 }
 
+/// Keys of a JSON object, sorted.
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    k.sort();
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_query_and_status_endpoints_match_prometheus() -> Result<()> {
+    let e = env().await?;
+    let (q, p) = (e.query.url(), e.prom.url.clone());
+    // format_query: byte-identical pretty printing, short and long (split over lines past 100 characters).
+    let exprs = [
+        "sum(rate(demo_requests_total{job=\"api\"}[5m])) by (instance)",
+        "a+b*c",
+        "(a + b) * c",
+        "foo offset 5m @ 100",
+        "x[5m:1m]",
+        "-x",
+        "a and on(b) c",
+        "topk(3, x)",
+        "count_values(\"v\", x)",
+        "label_replace(up, \"a\", \"$1\", \"b\", \"(.*)\")",
+        "histogram_quantile(0.9, sum by (le) (rate(demo_latency_seconds_bucket{job=\"api\"}[5m])))",
+        "sum by (job, instance) (rate(demo_requests_total{job=\"api\",instance=~\"a.*\"}[5m])) / ignoring (code) group_left sum by (job, instance) (rate(demo_requests_total[5m])) > bool 0.5",
+        "quantile_over_time(0.5, demo_temperature{instance=\"a-very-long-instance-name:9100\",job=\"node-exporter-of-the-cluster\"}[1h] offset 1d)",
+    ];
+    for expr in exprs {
+        let (pc, pv) = get_json(
+            &format!("{p}/api/v1/format_query"),
+            &[("query", expr.into())],
+        )
+        .await?;
+        let (qc, qv) = get_json(
+            &format!("{q}/api/v1/format_query"),
+            &[("query", expr.into())],
+        )
+        .await?;
+        ensure!(
+            pc == 200 && qc == 200,
+            "format_query {expr:?}: prometheus {pc} {pv}, sluice {qc} {qv}"
+        );
+        ensure!(
+            pv["data"] == qv["data"],
+            "format_query {expr:?}:\nprometheus:\n{}\nsluice:\n{}",
+            pv["data"].as_str().unwrap_or_default(),
+            qv["data"].as_str().unwrap_or_default()
+        );
+    }
+    let (qc, qv) = get_json(
+        &format!("{q}/api/v1/format_query"),
+        &[("query", "sum(".into())],
+    )
+    .await?;
+    ensure!(
+        qc == 400 && qv["errorType"] == "bad_data",
+        "format_query error: {qc} {qv}"
+    );
+    // parse_query (Prometheus 3.x's tree for its UI; 2.42 predates it).
+    let (qc, qv) = get_json(
+        &format!("{q}/api/v1/parse_query"),
+        &[("query", "sum by (job) (rate(x[5m]))".into())],
+    )
+    .await?;
+    ensure!(
+        qc == 200
+            && qv["data"]["type"] == "aggregation"
+            && qv["data"]["grouping"] == serde_json::json!(["job"])
+            && qv["data"]["expr"]["args"][0]["range"] == 300_000,
+        "parse_query: {qc} {qv}"
+    );
+    // Status endpoints: Prometheus' fields, values of our own process.
+    let (_, pv) = get_json(&format!("{p}/api/v1/status/runtimeinfo"), &[]).await?;
+    let (qc, qv) = get_json(&format!("{q}/api/v1/status/runtimeinfo"), &[]).await?;
+    ensure!(
+        qc == 200 && keys(&pv["data"]) == keys(&qv["data"]),
+        "runtimeinfo: prometheus {pv}, sluice {qv}"
+    );
+    ensure!(
+        qv["data"]["GOMAXPROCS"].as_u64().is_some_and(|n| n > 0),
+        "runtimeinfo: {qv}"
+    );
+    let (qc, qv) = get_json(&format!("{q}/api/v1/status/flags"), &[]).await?;
+    ensure!(
+        qc == 200
+            && qv["data"]["query.timeout"] == "2m"
+            && qv["data"]["log.format"] == "logfmt"
+            && qv["data"]["endpoint"]
+                .as_str()
+                .is_some_and(|s| s.contains("127.0.0.1")),
+        "flags: {qc} {qv}"
+    );
+    let (qc, qv) = get_json(&format!("{q}/api/v1/status/config"), &[]).await?;
+    ensure!(
+        qc == 200
+            && qv["data"]["yaml"]
+                .as_str()
+                .is_some_and(|y| y.contains("--query.timeout=2m")),
+        "config: {qc} {qv}"
+    );
+    // TSDB status: Prometheus' shape; our counts over the fixture's window checked against the series Prometheus
+    // lists for the same blocks.
+    let (_, pv) = get_json(&format!("{p}/api/v1/status/tsdb"), &[]).await?;
+    let window = [
+        ("start", fmt_s(T0_MS - 60_000)),
+        ("end", fmt_s(T0_MS + N * STEP_S * 1000 + 60_000)),
+    ];
+    let (qc, qv) = get_json(
+        &format!("{q}/api/v1/status/tsdb"),
+        &[window[0].clone(), window[1].clone(), ("limit", "3".into())],
+    )
+    .await?;
+    ensure!(
+        qc == 200
+            && keys(&pv["data"]) == keys(&qv["data"])
+            && keys(&pv["data"]["headStats"]) == keys(&qv["data"]["headStats"]),
+        "tsdb shape: prometheus {pv}, sluice {qv}"
+    );
+    let (_, series) = get_json(
+        &format!("{p}/api/v1/series"),
+        &[
+            ("match[]", "{__name__=~\".+\"}".into()),
+            window[0].clone(),
+            window[1].clone(),
+        ],
+    )
+    .await?;
+    let series = series["data"].as_array().cloned().unwrap_or_default();
+    let mut by_name: std::collections::BTreeMap<String, u64> = Default::default();
+    for s in &series {
+        *by_name
+            .entry(s["__name__"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    let mut top: Vec<(String, u64)> = by_name.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(3);
+    let want: Vec<Value> = top
+        .iter()
+        .map(|(n, c)| serde_json::json!({"name": n, "value": c}))
+        .collect();
+    let d = &qv["data"];
+    ensure!(
+        d["headStats"]["numSeries"] == series.len()
+            && d["seriesCountByMetricName"] == Value::Array(want)
+            && d["headStats"]["chunkCount"]
+                .as_u64()
+                .is_some_and(|c| c >= series.len() as u64)
+            && d["headStats"]["minTime"]
+                .as_i64()
+                .is_some_and(|t| t >= T0_MS - 60_000),
+        "tsdb counts over {} series: {d}",
+        series.len()
+    );
+    let (qc, _) = get_json(&format!("{q}/api/v1/status/tsdb"), &[("limit", "0".into())]).await?;
+    ensure!(qc == 400, "tsdb limit=0: {qc}");
+    Ok(())
+}
+
 async fn promtool(args: &[String]) -> Result<String> {
     let bin = tools::promtool()?;
     let out = tokio::time::timeout(

@@ -168,3 +168,11 @@ mod tests {
         assert_eq!((s, n), (1_796_446_357, 350_000_001));
     }
 }
+
+/// Milliseconds since the Unix epoch (negative before it), saturating.
+pub fn system_to_millis(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |m| -m),
+    }
+}

@@ -75,6 +75,20 @@ pub fn router(querier: Arc<Querier>, cfg: PromqlApiConfig) -> Router {
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
         .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route(
+            "/api/v1/format_query",
+            get(super::status::format_query).post(super::status::format_query),
+        )
+        .route(
+            "/api/v1/parse_query",
+            get(super::status::parse_query).post(super::status::parse_query),
+        )
+        .route("/api/v1/status/flags", get(super::status::flags))
+        .route(
+            "/api/v1/status/runtimeinfo",
+            get(super::status::runtimeinfo),
+        )
+        .route("/api/v1/status/config", get(super::status::config))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(PState {
             querier,

@@ -51,6 +51,7 @@ pub fn router(
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/stores", get(stores))
+        .route("/api/v1/status/tsdb", get(super::status::tsdb))
         .route("/api/v1/rules", get(super::fanned::rules))
         .route("/api/v1/alerts", get(super::fanned::alerts))
         .route("/api/v1/targets", get(super::fanned::targets))

@@ -592,6 +592,26 @@ impl<'a> SeriesView<'a> {
         eq_at(self.frame, self.idx, other.frame, other.idx)
     }
 
+    /// The lowest chunk min time and highest chunk max time, read from the
+    /// chunk headers without decoding anything; `None` without chunks.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let widen = |acc: Option<(i64, i64)>, (lo, hi): (i64, i64)| {
+            Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))))
+        };
+        match self.merged {
+            Some(m) => m.iter().map(|c| (c.min, c.max)).fold(None, widen),
+            None => self
+                .frame
+                .chunk_spans(self.idx)
+                .iter()
+                .map(|&s| {
+                    let k = chunk_key(&self.frame.buf, s);
+                    (k.0, k.1)
+                })
+                .fold(None, widen),
+        }
+    }
+
     /// The encoded `Series` message, when this series is exactly what its
     /// endpoint sent (not merged with another).
     pub fn encoded(&self) -> Option<&'a [u8]> {
