@@ -16,6 +16,7 @@ mod fanned;
 pub mod promql;
 pub mod query;
 pub mod status;
+pub mod tenancy;
 pub mod ui;
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};

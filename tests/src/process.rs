@@ -75,13 +75,18 @@ impl SluiceProcess {
             .args(args)
             .envs(env.iter().copied())
             .current_dir(dir.path())
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
+        // RUST_LOG (info unless the test run sets it) would override a `--log.level` a test asks for.
+        if args.iter().any(|a| a.starts_with("--log.level")) {
+            cmd.env_remove("RUST_LOG");
+        } else {
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        }
         let mut child = cmd
             .spawn()
             .with_context(|| format!("spawn {}", bin.display()))?;

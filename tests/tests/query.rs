@@ -786,6 +786,140 @@ async fn stacked_querier_returns_the_same_series() -> Result<()> {
     Ok(())
 }
 
+/// The tenant of an HTTP request (`THANOS-TENANT` header) reaches the stores as `thanos-tenant` gRPC metadata and
+/// their log, through a stacked querier too; `--query.enforce-tenancy` scopes every selection to the tenant's
+/// `tenant_id` (here an external label of each store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_forwarded_logged_and_enforced() -> Result<()> {
+    let f = fixtures();
+    let (bucket_a, bucket_b) = (
+        bucket(&f.a.blocks, &labels(&[("tenant_id", "team-a")]))?,
+        bucket(&f.other.blocks, &labels(&[("tenant_id", "team-b")]))?,
+    );
+    let (yaml_a, yaml_b) = (
+        fs_objstore_yaml(bucket_a.path()),
+        fs_objstore_yaml(bucket_b.path()),
+    );
+    let (sa, sb) = tokio::try_join!(
+        SluiceStore::start_ready(&yaml_a, &["--log.level=debug"]),
+        SluiceStore::start_ready(&yaml_b, &["--log.level=debug"]),
+    )?;
+    let eps = vec![sa.grpc.to_string(), sb.grpc.to_string()];
+    let q1 = querier(&eps, &[]).await?;
+    let q2 = querier(&[q1.grpc.to_string()], &[]).await?;
+    let enforced = querier(&eps, &["--query.enforce-tenancy"]).await?;
+    let client = reqwest::Client::new();
+    let get = |q: &SluiceQuery, path: &str, params: &[(&str, &str)], tenant: Option<&str>| {
+        let mut r = client
+            .get(format!(
+                "http://{}{path}?{}",
+                q.http,
+                sluice_e2e::api::form(params)
+            ))
+            .timeout(Duration::from_secs(30));
+        if let Some(t) = tenant {
+            r = r.header("THANOS-TENANT", t);
+        }
+        async move {
+            let r = r.send().await?;
+            let code = r.status().as_u16();
+            let v: serde_json::Value = serde_json::from_str(&r.text().await?)?;
+            anyhow::Ok((code, v))
+        }
+    };
+    let all = [("match[]", r#"{__name__=~".+"}"#)];
+    // Series, PromQL and labels each carry the tenant; through q2 it crosses a querier's StoreAPI too.
+    let at = ((END_MS - 60_000) / 1000).to_string();
+    let calls: [(&SluiceQuery, &str, &[(&str, &str)], &str); 4] = [
+        (&q1, "/api/v1/series", &all, "team-series"),
+        (
+            &q1,
+            "/api/v1/query",
+            &[("query", "count({__name__=~\".+\"})"), ("time", &at)],
+            "team-promql",
+        ),
+        (&q1, "/api/v1/labels", &[], "team-labels"),
+        (&q2, "/api/v1/series", &all, "team-stacked"),
+    ];
+    for (q, path, params, tenant) in calls {
+        let (code, v) = get(q, path, params, Some(tenant)).await?;
+        ensure!(code == 200, "{path} as {tenant}: {code} {v}");
+        for (name, store) in [("store a", &sa), ("store b", &sb)] {
+            eventually(
+                Duration::from_secs(10),
+                &format!("{name} logs tenant {tenant}"),
+                || async {
+                    let logs = store.logs();
+                    Ok((logs.contains(tenant).then_some(()), String::new()))
+                },
+            )
+            .await?;
+        }
+    }
+    ensure!(
+        !sa.logs().contains("default-tenant"),
+        "no call without a tenant yet"
+    );
+    let (code, _) = get(&q1, "/api/v1/series", &all, None).await?;
+    ensure!(code == 200, "series without a tenant: {code}");
+    eventually(
+        Duration::from_secs(10),
+        "a request without a tenant is the default tenant's",
+        || async {
+            Ok((
+                sa.logs().contains("default-tenant").then_some(()),
+                String::new(),
+            ))
+        },
+    )
+    .await?;
+    // Enforced: a tenant sees only the series labelled with it, the default tenant none.
+    let (code, v) = get(&enforced, "/api/v1/series", &all, Some("team-a")).await?;
+    let sets = v["data"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        code == 200 && !sets.is_empty() && sets.iter().all(|s| s["tenant_id"] == "team-a"),
+        "enforced series of team-a: {code} {} sets, first {:?}",
+        sets.len(),
+        sets.first()
+    );
+    let (code, v) = get(
+        &enforced,
+        "/api/v1/query",
+        &[
+            ("query", "count(count by (tenant_id) ({__name__=~\".+\"}))"),
+            ("time", &at),
+        ],
+        Some("team-b"),
+    )
+    .await?;
+    ensure!(
+        code == 200 && v["data"]["result"][0]["value"][1] == "1",
+        "enforced PromQL of team-b sees one tenant: {code} {v}"
+    );
+    let (code, v) = get(
+        &enforced,
+        "/api/v1/label/tenant_id/values",
+        &[],
+        Some("team-b"),
+    )
+    .await?;
+    ensure!(
+        code == 200 && v["data"] == serde_json::json!(["team-b"]),
+        "enforced label values: {code} {v}"
+    );
+    let (code, v) = get(&enforced, "/api/v1/series", &all, None).await?;
+    ensure!(
+        code == 200 && v["data"] == serde_json::json!([]),
+        "default tenant sees nothing: {code} {v}"
+    );
+    let (code, v) = get(&q1, "/api/v1/series", &all, Some("../etc")).await?;
+    ensure!(
+        code == 400 && v["errorType"] == "bad_data",
+        "invalid tenant: {code} {v}"
+    );
+    Ok(())
+}
+
 // --- 3. Faults --------------------------------------------------------------------------------------------------
 
 /// What a Series stream delivered before it ended.

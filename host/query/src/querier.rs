@@ -65,6 +65,8 @@ pub struct SelectParams {
     pub max_resolution_window: i64,
     /// What downsampled chunks contribute (see [`Aggregate::for_function`]).
     pub aggregate: Aggregate,
+    /// The caller's tenant, forwarded to the endpoints.
+    pub tenant: Option<String>,
 }
 
 /// Which aggregate of a downsampled chunk a selection reads (Thanos'
@@ -396,6 +398,7 @@ impl Querier {
             },
             matchers: p.matchers.clone(),
             partial_response: partial,
+            tenant: p.tenant.clone(),
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let set = self.set.clone();

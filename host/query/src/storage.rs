@@ -18,6 +18,11 @@ pub struct ReadOptions {
     pub partial_response: Option<bool>,
     /// Coarsest downsampling resolution accepted (ms); 0 = raw only.
     pub max_source_resolution: i64,
+    /// The caller's tenant, forwarded to the endpoints.
+    pub tenant: Option<String>,
+    /// `--query.enforce-tenancy`: a matcher (tenant label = tenant) added
+    /// to every selection.
+    pub tenant_matcher: Option<sluice_model::Matcher>,
 }
 
 impl Default for ReadOptions {
@@ -28,6 +33,8 @@ impl Default for ReadOptions {
             replica_labels: None,
             partial_response: None,
             max_source_resolution: 0,
+            tenant: None,
+            tenant_matcher: None,
         }
     }
 }
@@ -47,8 +54,12 @@ impl Storage for QuerierStorage {
                 max_resolution_window = max_resolution_window.min(h.range / 2);
             }
             let aggregate = Aggregate::for_function(&h.func);
+            let mut matchers = h.matchers;
+            if let Some(m) = &self.opts.tenant_matcher {
+                matchers.push(m.clone());
+            }
             let p = SelectParams {
-                matchers: h.matchers,
+                matchers,
                 start: h.start,
                 end: h.end,
                 hints: DedupHints {
@@ -64,6 +75,7 @@ impl Storage for QuerierStorage {
                 partial_response: self.opts.partial_response,
                 max_resolution_window,
                 aggregate,
+                tenant: self.opts.tenant.clone(),
             };
             let r = self.querier.select(p).await.map_err(|e| e.to_string())?;
             Ok(SeriesSet {

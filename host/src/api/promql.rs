@@ -143,6 +143,17 @@ struct Request {
     stats: bool,
 }
 
+impl Request {
+    /// Forwards the tenant and scopes every selection to it when enforced.
+    fn for_tenant(mut self, tenant: Option<super::tenancy::Tenant>) -> Self {
+        if let Some(t) = tenant {
+            self.read.tenant = Some(t.id);
+            self.read.tenant_matcher = t.matcher;
+        }
+        self
+    }
+}
+
 fn request(p: &[(String, String)], s: &PState, step: i64) -> Result<Request, ApiError> {
     let query = get_one(p, "query").unwrap_or("").to_string();
     if query.is_empty() {
@@ -210,6 +221,8 @@ fn request(p: &[(String, String)], s: &PState, step: i64) -> Result<Request, Api
             replica_labels: (!replica_labels.is_empty()).then_some(replica_labels),
             partial_response: Some(partial),
             max_source_resolution,
+            tenant: None,
+            tenant_matcher: None,
         },
         opts,
         timeout,
@@ -225,6 +238,7 @@ fn now_ms() -> i64 {
 
 async fn query(
     State(s): State<PState>,
+    tenant: Option<axum::Extension<super::tenancy::Tenant>>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -238,7 +252,7 @@ async fn query(
         None => now_ms(),
     };
     let req = match request(&p, &s, 0) {
-        Ok(r) => r,
+        Ok(r) => r.for_tenant(tenant.map(|t| t.0)),
         Err(e) => return e.into_response(),
     };
     run(s, req, t, t, 0).await
@@ -246,6 +260,7 @@ async fn query(
 
 async fn query_range(
     State(s): State<PState>,
+    tenant: Option<axum::Extension<super::tenancy::Tenant>>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -284,7 +299,7 @@ async fn query_range(
         return bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)").into_response();
     }
     let req = match request(&p, &s, step) {
-        Ok(r) => r,
+        Ok(r) => r.for_tenant(tenant.map(|t| t.0)),
         Err(e) => return e.into_response(),
     };
     run(s, req, start, end, step).await

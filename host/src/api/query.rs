@@ -274,12 +274,16 @@ struct Common {
     end: i64,
     partial: bool,
     replica_labels: Vec<String>,
+    tenant: Option<String>,
 }
+
+type TenantExt = Option<axum::Extension<super::tenancy::Tenant>>;
 
 fn common(
     p: &[(String, String)],
     cfg: &QueryApiConfig,
     require_match: bool,
+    tenant: TenantExt,
 ) -> Result<Common, ApiError> {
     let mut selectors = Vec::new();
     for m in get_all(p, "match[]") {
@@ -287,6 +291,15 @@ fn common(
     }
     if require_match && selectors.is_empty() {
         return Err(bad_data("no match[] parameter provided"));
+    }
+    let tenant = tenant.map(|t| t.0);
+    if let Some(t) = &tenant
+        && t.matcher.is_some()
+    {
+        if selectors.is_empty() {
+            selectors.push(vec![]);
+        }
+        selectors = selectors.into_iter().map(|s| t.scope(s)).collect();
     }
     let start = get_one(p, "start")
         .filter(|s| !s.is_empty())
@@ -331,17 +344,19 @@ fn common(
         end,
         partial,
         replica_labels,
+        tenant: tenant.map(|t| t.id),
     })
 }
 
 async fn series(
     State(s): State<QState>,
+    tenant: TenantExt,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let p = params(q, &headers, &body);
-    let c = match common(&p, &s.cfg, true) {
+    let c = match common(&p, &s.cfg, true, tenant) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -370,6 +385,7 @@ async fn series(
             },
             matchers: ms.clone(),
             partial_response: c.partial,
+            tenant: c.tenant.clone(),
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let set = s.set.clone();
@@ -460,22 +476,24 @@ fn relabel(
 
 async fn labels(
     State(s): State<QState>,
+    tenant: TenantExt,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let p = params(q, &headers, &body);
-    labels_answer(&s, &p, LabelsKind::Names).await
+    labels_answer(&s, &p, LabelsKind::Names, tenant).await
 }
 
 async fn label_values(
     State(s): State<QState>,
+    tenant: TenantExt,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let p = params(q, &headers, &[]);
-    labels_answer(&s, &p, LabelsKind::Values(name)).await
+    labels_answer(&s, &p, LabelsKind::Values(name), tenant).await
 }
 
 /// Prometheus' `limit` parameter: absent, empty or 0 means no limit.
@@ -493,8 +511,13 @@ fn parse_limit(p: &[(String, String)]) -> Result<Option<usize>, ApiError> {
 /// `/api/v1/labels` and `/api/v1/label/<name>/values`: one label query per
 /// `match[]` (or one without matchers) through the fan-out, unioned, and
 /// Prometheus' `limit` with its warning when the answer was cut.
-async fn labels_answer(s: &QState, p: &[(String, String)], kind: LabelsKind) -> Response {
-    let c = match common(p, &s.cfg, false) {
+async fn labels_answer(
+    s: &QState,
+    p: &[(String, String)],
+    kind: LabelsKind,
+    tenant: TenantExt,
+) -> Response {
+    let c = match common(p, &s.cfg, false, tenant) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -524,6 +547,7 @@ async fn labels_answer(s: &QState, p: &[(String, String)], kind: LabelsKind) -> 
             without_replica_labels: c.replica_labels.clone(),
             limit: 0,
             partial_response: c.partial,
+            tenant: c.tenant.clone(),
         };
         match crate::fanout::labels(&s.set, &q).await {
             Ok(answer) => {

@@ -360,17 +360,22 @@ const TSDB_STATUS_WINDOW_MS: i64 = 2 * 3600 * 1000;
 /// labels), in the shape of Prometheus' head statistics.
 pub(crate) async fn tsdb(
     State(s): State<QState>,
+    tenant: Option<axum::Extension<super::tenancy::Tenant>>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let p = params(q, &headers, &[]);
-    match tsdb_status(&s, &p).await {
+    match tsdb_status(&s, &p, tenant.map(|t| t.0)).await {
         Ok(v) => success(v, vec![]),
         Err(e) => e.into_response(),
     }
 }
 
-async fn tsdb_status(s: &QState, p: &[(String, String)]) -> Result<Value, ApiError> {
+async fn tsdb_status(
+    s: &QState,
+    p: &[(String, String)],
+    tenant: Option<super::tenancy::Tenant>,
+) -> Result<Value, ApiError> {
     let limit = match get_one(p, "limit") {
         None | Some("") => 10,
         Some(v) => v
@@ -408,16 +413,21 @@ async fn tsdb_status(s: &QState, p: &[(String, String)]) -> Result<Value, ApiErr
     let all =
         crate::model::Matcher::new(crate::model::MatchOp::Re, crate::model::METRIC_NAME, ".+")
             .map_err(|e| execution(e.to_string()))?;
+    let matchers = match &tenant {
+        Some(t) => t.scope(vec![all]),
+        None => vec![all],
+    };
     let req = ProxyRequest {
         request: SeriesRequest {
             min_time: start,
             max_time: end,
-            matchers: sluice_storeapi::matchers_to_pb(std::slice::from_ref(&all)),
+            matchers: sluice_storeapi::matchers_to_pb(&matchers),
             without_replica_labels: replica.clone(),
             ..Default::default()
         },
-        matchers: vec![all],
+        matchers,
         partial_response: s.cfg.partial_response,
+        tenant: tenant.map(|t| t.id),
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let set = s.set.clone();

@@ -109,6 +109,22 @@ pub struct QueryArgs {
     /// Requests without max_source_resolution use `auto` (a fifth of the step), as Thanos' flag does.
     #[arg(long = "query.auto-downsampling")]
     pub auto_downsampling: bool,
+    /// HTTP header naming the tenant of a request; forwarded to the endpoints as `thanos-tenant` gRPC metadata.
+    #[arg(long = "query.tenant-header", default_value = "THANOS-TENANT")]
+    pub tenant_header: String,
+    /// Tenant of requests that name none.
+    #[arg(long = "query.default-tenant-id", default_value = "default-tenant")]
+    pub default_tenant_id: String,
+    /// Take the tenant from this field of the verified client certificate (organization, organizationalUnit or
+    /// commonName); a header naming another tenant is then refused.
+    #[arg(long = "query.tenant-certificate-field", value_enum)]
+    pub tenant_certificate_field: Option<crate::api::tenancy::CertField>,
+    /// Every selection gets the matcher <query.tenant-label-name>="<tenant>": a tenant sees only its series.
+    #[arg(long = "query.enforce-tenancy")]
+    pub enforce_tenancy: bool,
+    /// The label that holds the tenant, for --query.enforce-tenancy.
+    #[arg(long = "query.tenant-label-name", default_value = "tenant_id")]
+    pub tenant_label_name: String,
     #[command(flatten)]
     pub ignored: IgnoredQueryFlags,
 }
@@ -248,6 +264,11 @@ impl QueryArgs {
             policies_admin_allow_plaintext: false,
             endpoint_group: vec![],
             auto_downsampling: false,
+            tenant_header: "THANOS-TENANT".into(),
+            default_tenant_id: crate::storeapi::DEFAULT_TENANT.into(),
+            tenant_certificate_field: None,
+            enforce_tenancy: false,
+            tenant_label_name: "tenant_id".into(),
             ignored: Default::default(),
             policies_cache_dir: None,
             policies_admin_client_identity: vec![],
@@ -452,6 +473,17 @@ pub async fn start(
             },
             gate: Some(gate),
         },
+    ));
+    // Every API request's tenant, before the handlers (which forward and enforce it).
+    http = http.layer(axum::middleware::from_fn_with_state(
+        Arc::new(crate::api::tenancy::Tenancy {
+            header: args.tenant_header.clone(),
+            default_id: args.default_tenant_id.clone(),
+            cert_field: args.tenant_certificate_field,
+            enforce: args.enforce_tenancy,
+            label: args.tenant_label_name.clone(),
+        }),
+        crate::api::tenancy::resolve,
     ));
     let admin_api = admin.enabled();
     if admin_api {

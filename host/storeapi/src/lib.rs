@@ -43,6 +43,19 @@ pub use sink::{
     aggr_chunk_samples, chunk_samples, series_samples,
 };
 
+/// The gRPC metadata key that carries the tenant of a call (Thanos').
+pub const TENANT_METADATA: &str = "thanos-tenant";
+
+/// The tenant of calls that name none (Thanos' default).
+pub const DEFAULT_TENANT: &str = "default-tenant";
+
+/// The tenant a call names in its metadata: non-empty, printable, at most
+/// 256 bytes (anything else is ignored, as a header a client controls).
+pub fn tenant_of(meta: &tonic::metadata::MetadataMap) -> Option<String> {
+    let v = meta.get(TENANT_METADATA)?.to_str().ok()?;
+    (!v.is_empty() && v.len() <= 256).then(|| v.to_owned())
+}
+
 /// Something that answers Series, labels and Info at the level of the wire.
 ///
 /// Contract (checked by the conformance suite in `host/tests`):

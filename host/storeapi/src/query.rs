@@ -36,6 +36,8 @@ pub struct SeriesQuery {
     pub block_matchers: Vec<Matcher>,
     /// The request as received, for sources that forward it (the proxy).
     pub request: SeriesRequest,
+    /// The caller's tenant (`thanos-tenant` metadata), when it sent one.
+    pub tenant: Option<String>,
 }
 
 impl SeriesQuery {
@@ -82,6 +84,7 @@ impl SeriesQuery {
                 r.partial_response_strategy,
             ),
             request: r,
+            tenant: None,
         })
     }
 
@@ -184,6 +187,8 @@ pub struct LabelsQuery {
     /// Maximum names or values to return, 0 = all.
     pub limit: usize,
     pub partial_response: bool,
+    /// The caller's tenant (`thanos-tenant` metadata), when it sent one.
+    pub tenant: Option<String>,
 }
 
 impl LabelsQuery {
@@ -249,6 +254,7 @@ impl LabelsQuery {
                 w.partial_response_disabled,
                 w.partial_response_strategy,
             ),
+            tenant: None,
         })
     }
 
@@ -440,6 +446,7 @@ mod tests {
             without_replica_labels: vec!["replica".into()],
             limit: 2,
             partial_response: true,
+            tenant: None,
         };
         let got = q.finish(vec![
             "b".into(),

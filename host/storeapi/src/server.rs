@@ -209,13 +209,15 @@ impl<S: StoreSource> StoreApi<S> {
     /// Serves one Series call: validates it, waits for a turn, runs the
     /// source on a task of its own and streams the frames it produces. The
     /// task ends when the source is done, fails, or the client goes.
-    pub fn series_frames(&self, r: SeriesRequest) -> Result<FrameStream, Status> {
+    pub fn series_frames(&self, r: Request<SeriesRequest>) -> Result<FrameStream, Status> {
+        let tenant = crate::tenant_of(r.metadata());
+        let r = r.into_inner();
         let sh = &self.shared;
         sh.grpc.started(STORE_SERVICE, "Series", "server_stream");
         let start = Instant::now();
         let batch_size = r.response_batch_size;
         let q = match SeriesQuery::from_request(r) {
-            Ok(q) => q,
+            Ok(q) => SeriesQuery { tenant, ..q },
             Err(e) => {
                 let s = status(&e);
                 sh.grpc
@@ -251,6 +253,13 @@ impl<S: StoreSource> StoreApi<S> {
                 None => None,
             };
             sh.series.in_flight.inc();
+            tracing::debug!(
+                tenant = q.tenant.as_deref().unwrap_or(crate::DEFAULT_TENANT),
+                min_time = q.min_time,
+                max_time = q.max_time,
+                matchers = %q.matchers.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                "Series call"
+            );
             let mut sink = SeriesSink::new(tx, batch_size, q.limit, sh.opts.limits);
             let result = tokio::select! {
                 r = sh.source.series(q, &mut sink) => r,
@@ -297,6 +306,12 @@ impl<S: StoreSource> StoreApi<S> {
         let start = Instant::now();
         let res = async {
             let q = q?;
+            tracing::debug!(
+                tenant = q.tenant.as_deref().unwrap_or(crate::DEFAULT_TENANT),
+                start = q.start,
+                end = q.end,
+                "{method} call"
+            );
             let answer = sh.source.labels(q.clone()).await?;
             Ok::<_, StoreError>((q.finish(answer.values), answer.warnings, answer.hints))
         }
@@ -349,7 +364,7 @@ impl<S: StoreSource> Store for StoreApi<S> {
         &self,
         request: Request<SeriesRequest>,
     ) -> Result<Response<SeriesStream>, Status> {
-        let frames = self.series_frames(request.into_inner())?;
+        let frames = self.series_frames(request)?;
         Ok(Response::new(Box::pin(frames.map(|f| {
             f.and_then(|b| {
                 <SeriesResponse as prost::Message>::decode(b)
@@ -362,7 +377,9 @@ impl<S: StoreSource> Store for StoreApi<S> {
         &self,
         request: Request<LabelNamesRequest>,
     ) -> Result<Response<LabelNamesResponse>, Status> {
-        let q = LabelsQuery::from_names_request(request.get_ref());
+        let tenant = crate::tenant_of(request.metadata());
+        let q =
+            LabelsQuery::from_names_request(request.get_ref()).map(|q| LabelsQuery { tenant, ..q });
         let (names, warnings, hints) = self.labels("LabelNames", q).await?;
         Ok(Response::new(LabelNamesResponse {
             names,
@@ -375,7 +392,9 @@ impl<S: StoreSource> Store for StoreApi<S> {
         &self,
         request: Request<LabelValuesRequest>,
     ) -> Result<Response<LabelValuesResponse>, Status> {
-        let q = LabelsQuery::from_values_request(request.get_ref());
+        let tenant = crate::tenant_of(request.metadata());
+        let q = LabelsQuery::from_values_request(request.get_ref())
+            .map(|q| LabelsQuery { tenant, ..q });
         let (values, warnings, hints) = self.labels("LabelValues", q).await?;
         Ok(Response::new(LabelValuesResponse {
             values,
@@ -469,7 +488,7 @@ impl<S: StoreSource> tonic::server::ServerStreamingService<SeriesRequest> for Se
 
     fn call(&mut self, r: Request<SeriesRequest>) -> Self::Future {
         let api = self.0.clone();
-        Box::pin(async move { api.series_frames(r.into_inner()).map(Response::new) })
+        Box::pin(async move { api.series_frames(r).map(Response::new) })
     }
 }
 

@@ -13,6 +13,10 @@ pub struct PeerIdentity {
     /// are never used for authorization.
     pub verified: bool,
     pub common_name: Option<String>,
+    /// Subject O values, in certificate order.
+    pub organizations: Vec<String>,
+    /// Subject OU values, in certificate order.
+    pub organizational_units: Vec<String>,
     pub dns_names: Vec<String>,
     pub uris: Vec<String>,
     pub ips: Vec<IpAddr>,
@@ -110,6 +114,10 @@ const OID: u8 = 0x06;
 const OCTET_STRING: u8 = 0x04;
 /// id-at-commonName 2.5.4.3
 const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
+/// id-at-organizationName 2.5.4.10
+const OID_O: &[u8] = &[0x55, 0x04, 0x0a];
+/// id-at-organizationalUnitName 2.5.4.11
+const OID_OU: &[u8] = &[0x55, 0x04, 0x0b];
 /// id-ce-subjectAltName 2.5.29.17
 const OID_SAN: &[u8] = &[0x55, 0x1d, 0x11];
 
@@ -159,6 +167,10 @@ pub fn parse_identity(der: &[u8], verified: bool) -> Result<PeerIdentity, DerErr
                 if let Some(s) = directory_string(tag, value) {
                     id.common_name = Some(s);
                 }
+            } else if oid == OID_O {
+                id.organizations.extend(directory_string(tag, value));
+            } else if oid == OID_OU {
+                id.organizational_units.extend(directory_string(tag, value));
             }
         }
     }
@@ -215,6 +227,8 @@ mod tests {
             .push(DnType::CommonName, "sluice-admin");
         p.distinguished_name
             .push(DnType::OrganizationName, "Sluice");
+        p.distinguished_name
+            .push(DnType::OrganizationalUnitName, "team-a");
         p.subject_alt_names.push(SanType::URI(
             "spiffe://cluster-a/ns/monitoring/sa/admin"
                 .try_into()
@@ -227,6 +241,8 @@ mod tests {
         let cert = p.self_signed(&key).unwrap();
         let id = parse_identity(cert.der(), true).unwrap();
         assert_eq!(id.common_name.as_deref(), Some("sluice-admin"));
+        assert_eq!(id.organizations, vec!["Sluice"]);
+        assert_eq!(id.organizational_units, vec!["team-a"]);
         assert_eq!(id.dns_names, vec!["store.cluster-a.svc"]);
         assert_eq!(id.uris, vec!["spiffe://cluster-a/ns/monitoring/sa/admin"]);
         assert_eq!(id.ips.len(), 2);

@@ -42,6 +42,8 @@ pub struct ProxyRequest {
     pub matchers: Vec<Matcher>,
     /// WARN: endpoint failures become warnings; ABORT: they fail the call.
     pub partial_response: bool,
+    /// The caller's tenant, forwarded to every endpoint as `thanos-tenant`.
+    pub tenant: Option<String>,
 }
 
 /// What the merged stream yields.
@@ -91,6 +93,7 @@ impl Drop for OpenStream {
 async fn call_series(
     ep: &Endpoint,
     req: SeriesRequest,
+    tenant: Option<&str>,
 ) -> Result<tonic::Streaming<bytes::Bytes>, Status> {
     let mut grpc = tonic::client::Grpc::new(ep.channel.clone())
         .max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
@@ -98,12 +101,21 @@ async fn call_series(
         .await
         .map_err(|e| Status::unavailable(format!("endpoint not ready: {e}")))?;
     let mut req = tonic::Request::new(req);
+    with_tenant(&mut req, tenant);
     req.extensions_mut()
         .insert(tonic::GrpcMethod::new("thanos.Store", "Series"));
     let path = tonic::codegen::http::uri::PathAndQuery::from_static("/thanos.Store/Series");
     grpc.server_streaming(req, path, FrameCodec)
         .await
         .map(|r| r.into_inner())
+}
+
+/// Names the caller's tenant in a call's metadata (`thanos-tenant`).
+pub(crate) fn with_tenant<T>(req: &mut tonic::Request<T>, tenant: Option<&str>) {
+    if let Some(v) = tenant.and_then(|t| tonic::metadata::MetadataValue::try_from(t).ok()) {
+        req.metadata_mut()
+            .insert(sluice_storeapi::TENANT_METADATA, v);
+    }
 }
 
 /// Series of a response buffered for stripping, encoded again as frames of
@@ -141,6 +153,7 @@ async fn fail(tx: &mpsc::Sender<Frame>, held: Vec<Arc<RawFrame>>, error: String)
 async fn pump(
     ep: Arc<Endpoint>,
     mut req: SeriesRequest,
+    tenant: Option<String>,
     response_timeout: Duration,
     tx: mpsc::Sender<Frame>,
 ) {
@@ -165,7 +178,7 @@ async fn pump(
     // endpoint's Series call instead of holding it until the endpoint answers.
     let call = tokio::select! {
         _ = tx.closed() => return,
-        r = tokio::time::timeout(wait(response_timeout), call_series(&ep, req)) => r,
+        r = tokio::time::timeout(wait(response_timeout), call_series(&ep, req, tenant.as_deref())) => r,
     };
     let mut stream = match call {
         Ok(Ok(s)) => s,
@@ -565,7 +578,7 @@ pub async fn series(
     let mut src = Vec::with_capacity(eps.len());
     for ep in eps {
         let (tx, rx) = mpsc::channel(PUMP_BUFFER_FRAMES);
-        tokio::spawn(pump(ep, forwarded.clone(), timeout, tx));
+        tokio::spawn(pump(ep, forwarded.clone(), req.tenant.clone(), timeout, tx));
         src.push(Source {
             rx: Some(rx),
             frame: Arc::new(RawFrame::default()),
@@ -602,12 +615,20 @@ pub async fn labels(set: &EndpointSet, q: &LabelsQuery) -> Result<LabelsAnswer, 
             async move {
                 let r = match &q.kind {
                     LabelsKind::Names => c
-                        .label_names(q.to_names_request())
+                        .label_names({
+                            let mut r = tonic::Request::new(q.to_names_request());
+                            with_tenant(&mut r, q.tenant.as_deref());
+                            r
+                        })
                         .await
                         .map(|r| r.into_inner())
                         .map(|r| (r.names, r.warnings)),
                     LabelsKind::Values(name) => c
-                        .label_values(q.to_values_request(name))
+                        .label_values({
+                            let mut r = tonic::Request::new(q.to_values_request(name));
+                            with_tenant(&mut r, q.tenant.as_deref());
+                            r
+                        })
                         .await
                         .map(|r| r.into_inner())
                         .map(|r| (r.values, r.warnings)),
@@ -856,6 +877,7 @@ mod tests {
             },
             matchers: vec![],
             partial_response: false,
+            tenant: None,
         };
         let set2 = set.clone();
         tokio::spawn(async move { super::series(&set2, req, tx).await });

@@ -66,6 +66,7 @@ impl StoreSource for ProxyStore {
             partial_response: q.partial_response,
             matchers: q.matchers,
             request: q.request,
+            tenant: q.tenant,
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         let set = self.set.clone();
