@@ -355,3 +355,90 @@ mod tests {
         assert_eq!(metric_sum(text, "z"), None);
     }
 }
+
+/// What [`series_snappy`] saw.
+#[derive(Debug, Default)]
+pub struct SnappyAnswer {
+    /// The response's `grpc-encoding` header.
+    pub encoding: Option<String>,
+    /// Messages with the compressed flag set, and without.
+    pub compressed_messages: usize,
+    pub plain_messages: usize,
+    /// The trailers' `grpc-status`.
+    pub grpc_status: Option<String>,
+    pub responses: Vec<thanos::SeriesResponse>,
+}
+
+/// Calls `thanos.Store/Series` on `addr` over plain HTTP/2 with the request compressed as Thanos' snappy
+/// compressor does (one snappy framed stream per message, compressed flag set, `grpc-encoding: snappy`) and
+/// `grpc-accept-encoding: snappy`; decodes the answer by hand. Independent of tonic's and Sluice's codecs.
+pub async fn series_snappy(addr: &str, req: &SeriesRequest) -> anyhow::Result<SnappyAnswer> {
+    use std::io::{Read, Write};
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let (mut client, conn) = h2::client::handshake(tcp).await?;
+    tokio::spawn(conn);
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/thanos.Store/Series"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-encoding", "snappy")
+        .header("grpc-accept-encoding", "snappy")
+        .body(())?;
+    let mut enc = snap::write::FrameEncoder::new(Vec::new());
+    enc.write_all(&prost::Message::encode_to_vec(req))?;
+    let payload = enc
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("snappy: {e}"))?;
+    let mut msg = vec![1u8];
+    msg.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    msg.extend_from_slice(&payload);
+    let (resp, mut send) = client.send_request(request, false)?;
+    send.send_data(bytes::Bytes::from(msg), true)?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), resp).await??;
+    let mut out = SnappyAnswer {
+        encoding: resp
+            .headers()
+            .get("grpc-encoding")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        ..Default::default()
+    };
+    let mut body = resp.into_body();
+    let mut buf = Vec::new();
+    while let Some(chunk) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), body.data()).await?
+    {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        buf.extend_from_slice(&chunk);
+    }
+    if let Some(t) = body.trailers().await? {
+        out.grpc_status = t
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+    }
+    let mut rest = &buf[..];
+    while !rest.is_empty() {
+        anyhow::ensure!(rest.len() >= 5, "truncated gRPC message header");
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        anyhow::ensure!(rest.len() >= 5 + len, "truncated gRPC message");
+        let data = &rest[5..5 + len];
+        let plain = if rest[0] == 1 {
+            out.compressed_messages += 1;
+            let mut v = Vec::new();
+            snap::read::FrameDecoder::new(data).read_to_end(&mut v)?;
+            v
+        } else {
+            out.plain_messages += 1;
+            data.to_vec()
+        };
+        out.responses
+            .push(<thanos::SeriesResponse as prost::Message>::decode(
+                &plain[..],
+            )?);
+        rest = &rest[5 + len..];
+    }
+    Ok(out)
+}

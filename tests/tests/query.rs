@@ -920,6 +920,91 @@ async fn tenant_forwarded_logged_and_enforced() -> Result<()> {
     Ok(())
 }
 
+/// Thanos' snappy gRPC compression: a hand-made client sending a snappy-compressed Series request and accepting
+/// snappy gets compressed answers with the same series from a store and from a querier; a querier with
+/// `--grpc-compression=snappy` talks snappy to its store and answers as an uncompressed one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snappy_compression_between_clients_queriers_and_stores() -> Result<()> {
+    let f = fixtures();
+    let dir = bucket(&f.a.blocks, &ext_a())?;
+    let yaml = fs_objstore_yaml(dir.path());
+    let store = SluiceStore::start_ready(&yaml, &["--log.level=debug"]).await?;
+    let plain_q = querier(&[store.grpc.to_string()], &[]).await?;
+    let snappy_q = querier(&[store.grpc.to_string()], &["--grpc-compression=snappy"]).await?;
+    let want = held(&f.a, &ext_a());
+
+    let req = req_all(&[]);
+    for (what, addr) in [
+        ("store", store.grpc.to_string()),
+        ("querier", snappy_q.grpc.to_string()),
+    ] {
+        let a = grpc::series_snappy(&addr, &req).await?;
+        ensure!(
+            a.encoding.as_deref() == Some("snappy") && a.grpc_status.as_deref() == Some("0"),
+            "{what}: answer encoding {:?}, status {:?}",
+            a.encoding,
+            a.grpc_status
+        );
+        ensure!(
+            a.compressed_messages > 0 && a.plain_messages == 0,
+            "{what}: {} compressed and {} plain messages",
+            a.compressed_messages,
+            a.plain_messages
+        );
+        let mut sets = Vec::new();
+        for r in &a.responses {
+            match &r.result {
+                Some(series_response::Result::Series(s)) => sets.push(s.labels.len()),
+                Some(series_response::Result::Batch(b)) => {
+                    sets.extend(b.series.iter().map(|s| s.labels.len()))
+                }
+                _ => {}
+            }
+        }
+        ensure!(
+            sets.len() == want.len(),
+            "{what}: {} series over snappy, {} held",
+            sets.len(),
+            want.len()
+        );
+    }
+    // The querier's calls to the store go compressed, with the same answers.
+    let series_calls = || {
+        store
+            .logs()
+            .lines()
+            .filter(|l| {
+                l.contains("snappy-compressed gRPC request") && l.contains("/thanos.Store/Series")
+            })
+            .count()
+    };
+    // The hand-made client's call to the store, and the snappy querier's fan-out of the one made to it.
+    ensure!(
+        series_calls() == 2,
+        "snappy Series calls the store saw so far: {}",
+        series_calls()
+    );
+    let (a, wa) = http_series(&plain_q, &[]).await?;
+    let (b, wb) = http_series(&snappy_q, &[]).await?;
+    ensure!(
+        wa.is_empty() && wb.is_empty() && !a.is_empty() && a == b,
+        "series differ: {wa:?} {wb:?}"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the store logs the querier's snappy Series call",
+        || async {
+            let n = series_calls();
+            Ok((
+                (n == 3).then_some(()),
+                format!("{n} snappy Series calls logged"),
+            ))
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 // --- 3. Faults --------------------------------------------------------------------------------------------------
 
 /// What a Series stream delivered before it ended.

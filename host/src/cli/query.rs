@@ -125,6 +125,9 @@ pub struct QueryArgs {
     /// The label that holds the tenant, for --query.enforce-tenancy.
     #[arg(long = "query.tenant-label-name", default_value = "tenant_id")]
     pub tenant_label_name: String,
+    /// Compression of the gRPC calls to endpoints: snappy or none (an sd-config's `compression` overrides it).
+    #[arg(long = "grpc-compression", default_value = "none", value_parser = ["none", "snappy"])]
+    pub grpc_compression: String,
     #[command(flatten)]
     pub ignored: IgnoredQueryFlags,
 }
@@ -181,8 +184,6 @@ impl ClientTlsArgs {
 /// querier, and each one that is set is named in the log once, with why it does nothing.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct IgnoredQueryFlags {
-    #[arg(long = "grpc-compression", hide = true)]
-    pub grpc_compression: Option<String>,
     #[arg(long = "query.max-concurrent-select", hide = true)]
     pub max_concurrent_select: Option<String>,
     #[arg(long = "web.route-prefix", hide = true)]
@@ -197,13 +198,6 @@ impl IgnoredQueryFlags {
     fn log(&self) {
         let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
         super::log_no_effect_flags(&[
-            (
-                self.grpc_compression
-                    .as_deref()
-                    .is_some_and(|c| c != "none"),
-                "--grpc-compression",
-                "gRPC calls to endpoints are not compressed (loopback and cluster links are not the bottleneck)",
-            ),
             (
                 set(&self.max_concurrent_select),
                 "--query.max-concurrent-select",
@@ -269,6 +263,7 @@ impl QueryArgs {
             tenant_certificate_field: None,
             enforce_tenancy: false,
             tenant_label_name: "tenant_id".into(),
+            grpc_compression: "none".into(),
             ignored: Default::default(),
             policies_cache_dir: None,
             policies_admin_client_identity: vec![],
@@ -390,6 +385,7 @@ pub async fn start(
             response_timeout: args.response_timeout,
             client_tls,
             tls_reload_interval: args.tls.reload_interval,
+            snappy: args.grpc_compression == "snappy",
             ..Default::default()
         },
     );

@@ -99,6 +99,11 @@ impl Process {
         let http = crate::api::ops_router(metrics, ready).merge(http);
         let http_task = super::spawn_http(listeners.http, http, &security, stop.clone())?;
         let grpc = tonic::transport::Server::builder()
+            // Thanos' snappy compression (`--grpc-compression=snappy` on its querier) on every service.
+            .layer(crate::storeapi::snappy::SnappyLayer {
+                max_request: crate::storeapi::MAX_REQUEST_SIZE,
+                max_response: sluice_proto::MAX_GRPC_MESSAGE_SIZE,
+            })
             .add_routes(grpc(health_routes).prepare())
             .serve_with_incoming_shutdown(
                 super::grpc_incoming(listeners.grpc, &security, stop.clone())?,

@@ -22,6 +22,7 @@ pub mod promjson;
 mod query;
 mod server;
 mod sink;
+pub mod snappy;
 
 use std::future::Future;
 

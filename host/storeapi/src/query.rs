@@ -151,7 +151,7 @@ impl Shard {
         }
         let mut buf = Vec::with_capacity(256);
         for l in labels.iter() {
-            let listed = self.labels.iter().any(|n| *n == l.name);
+            let listed = self.labels.contains(&l.name);
             if listed == self.by {
                 buf.extend_from_slice(l.name.as_bytes());
                 buf.push(0xff);

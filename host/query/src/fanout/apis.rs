@@ -19,7 +19,6 @@ use sluice_proto::thanos::{
     rules_response, targets_response,
 };
 use tonic::Status;
-use tonic::transport::Channel;
 
 use super::endpoints::{EndpointSet, EndpointState};
 use super::merge::status_text;
@@ -66,7 +65,7 @@ async fn fan<T, F, Fut>(
     call: F,
 ) -> Result<(Vec<T>, Vec<String>), Status>
 where
-    F: Fn(Channel) -> Fut,
+    F: Fn(super::endpoints::EndpointChannel) -> Fut,
     Fut: Future<Output = Result<Vec<Frame<T>>, Status>>,
 {
     let eps: Vec<_> = set
@@ -258,7 +257,6 @@ pub async fn targets(
 ) -> Result<Answer<TargetDiscovery>, Status> {
     let partial = partial_of(req.partial_response_strategy);
     let (all, warnings) = fan(set, Api::Targets, partial, |ch| {
-        let req = req.clone();
         async move {
             let mut c = TargetsClient::new(ch).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
             drain(c.targets(req).await, |m| match m.result? {

@@ -7,7 +7,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sluice_proto::thanos::info::InfoRequest;
 use sluice_proto::thanos::info::info_client::InfoClient;
+use sluice_storeapi::snappy::SnappyChannel;
 use tonic::transport::Channel;
+
+/// The channel to an endpoint: tonic's, snappy-compressed when configured.
+pub type EndpointChannel = SnappyChannel<Channel>;
 
 use crate::discovery::{Discovery, Target};
 use sluice_model::{Labels, Matcher};
@@ -29,6 +33,9 @@ pub struct EndpointSetOptions {
     pub client_tls: Option<ClientTlsOptions>,
     /// How often client certificate files are checked for changes.
     pub tls_reload_interval: Duration,
+    /// `--grpc-compression=snappy`: calls to endpoints without their own
+    /// `client_config` are snappy-compressed.
+    pub snappy: bool,
 }
 
 impl Default for EndpointSetOptions {
@@ -40,6 +47,7 @@ impl Default for EndpointSetOptions {
             connect_timeout: Duration::from_secs(5),
             client_tls: None,
             tls_reload_interval: sluice_tls::DEFAULT_RELOAD_INTERVAL,
+            snappy: false,
         }
     }
 }
@@ -76,7 +84,7 @@ enum Transport {
 pub struct Endpoint {
     pub address: String,
     pub strict: bool,
-    pub(crate) channel: Channel,
+    pub(crate) channel: EndpointChannel,
     transport: Transport,
     /// Set for TLS endpoints: dials, and remembers the last TLS failure.
     connector: Option<TlsConnector>,
@@ -125,6 +133,12 @@ impl Endpoint {
                 (endpoint.connect_with_connector_lazy(c.clone()), Some(c))
             }
         };
+        // An sd-config's `compression` decides for its endpoints; else `--grpc-compression`.
+        let snappy = match &target.client {
+            Some(c) => c.compression == sluice_storeapi::snappy::NAME,
+            None => opts.snappy,
+        };
+        let channel = SnappyChannel::new(channel, snappy, sluice_proto::MAX_GRPC_MESSAGE_SIZE);
         let mut state = EndpointState::default();
         if target.strict {
             // Thanos' placeholder for a strict endpoint never seen healthy.
