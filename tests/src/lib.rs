@@ -5,6 +5,7 @@
 
 pub mod answers;
 pub mod api;
+pub mod azurite;
 pub mod bucket;
 pub mod certs;
 pub mod dns;

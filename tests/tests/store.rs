@@ -1111,17 +1111,53 @@ async fn s3_store_matches_filesystem_store() -> Result<()> {
         keys.iter().filter(|k| k.ends_with("/meta.json")).count() == fx.blocks.len(),
         "uploaded keys: {keys:?}"
     );
-    let (s3_store, mut s3) = start_store(
-        &s3_objstore_yaml(&moto.endpoint(), "sluice-e2e", Some(prefix)),
-        &[],
+    let yaml = s3_objstore_yaml(&moto.endpoint(), "sluice-e2e", Some(prefix));
+    same_answers_as_filesystem("S3", &yaml, fx, fs_dir.path()).await
+}
+
+/// The same blocks in an Azurite container (Microsoft's Azure Blob emulator, filled with Microsoft's SDK, reached
+/// through a Thanos `storage_connection_string`) give the same answers as from the filesystem and promtool's dump.
+#[tokio::test]
+async fn azure_store_matches_filesystem_store() -> Result<()> {
+    let fx = fixture();
+    let az = sluice_e2e::azurite::Azurite::start().await?;
+    az.make_container("sluice-e2e")?;
+    let fs_dir = main_fs_bucket(fx)?;
+    let prefix = "tenant-a/blocks";
+    az.put_dir("sluice-e2e", fs_dir.path(), prefix)?;
+    let keys = az.list("sluice-e2e")?;
+    ensure!(
+        keys.iter().filter(|k| k.ends_with("/meta.json")).count() == fx.blocks.len(),
+        "uploaded blobs: {keys:?}"
+    );
+    same_answers_as_filesystem(
+        "Azure",
+        &az.objstore_yaml("sluice-e2e", Some(prefix)),
+        fx,
+        fs_dir.path(),
     )
-    .await?;
-    let (fs_store, mut fs) = start_store(&fs_objstore_yaml(fs_dir.path()), &[]).await?;
+    .await
+}
+
+/// A store over `objstore_yaml` (a remote bucket holding `fs_dir`'s blocks) answers Series, the label APIs and
+/// Info as a store over the filesystem bucket `fs_dir` does, and as promtool's dump says.
+async fn same_answers_as_filesystem(
+    kind: &str,
+    objstore_yaml: &str,
+    fx: &Fixture,
+    fs_dir: &Path,
+) -> Result<()> {
+    let (remote_store, mut remote) = start_store(objstore_yaml, &[]).await?;
+    let (fs_store, mut fs) = start_store(&fs_objstore_yaml(fs_dir), &[]).await?;
 
     let want_all = main_expected(fx);
     let (mint, maxt) = full_range();
-    let s3_all = select(&mut s3, grpc::series_request(&all(), mint, maxt)).await?;
-    model::diff_series("S3 store vs promtool dump", &s3_all.samples(), &want_all)?;
+    let remote_all = select(&mut remote, grpc::series_request(&all(), mint, maxt)).await?;
+    model::diff_series(
+        &format!("{kind} store vs promtool dump"),
+        &remote_all.samples(),
+        &want_all,
+    )?;
 
     let queries: Vec<(Vec<Matcher>, (i64, i64))> = vec![
         (all(), full_range()),
@@ -1139,11 +1175,11 @@ async fn s3_store_matches_filesystem_store() -> Result<()> {
     ];
     for (ms, (a, b)) in &queries {
         let what = format!("{} [{a}, {b}]", fmt_matchers(ms));
-        let r1 = select(&mut s3, grpc::series_request(ms, *a, *b)).await?;
+        let r1 = select(&mut remote, grpc::series_request(ms, *a, *b)).await?;
         let r2 = select(&mut fs, grpc::series_request(ms, *a, *b)).await?;
         ensure!(
             r1.label_sets() == r2.label_sets(),
-            "{what}: S3 {:?} vs FS {:?}",
+            "{what}: {kind} {:?} vs FS {:?}",
             r1.label_sets(),
             r2.label_sets()
         );
@@ -1160,7 +1196,7 @@ async fn s3_store_matches_filesystem_store() -> Result<()> {
         };
         ensure!(
             chunks(&r1) == chunks(&r2),
-            "{what}: chunks differ between S3 and FS"
+            "{what}: chunks differ between {kind} and FS"
         );
         check_against(
             &r1,
@@ -1171,32 +1207,32 @@ async fn s3_store_matches_filesystem_store() -> Result<()> {
         )?;
         let mut req = grpc::series_request(ms, *a, *b);
         req.without_replica_labels = vec!["replica".into()];
-        let w1 = select(&mut s3, req.clone()).await?;
+        let w1 = select(&mut remote, req.clone()).await?;
         let w2 = select(&mut fs, req).await?;
         ensure!(
             w1.samples() == w2.samples(),
-            "{what} without replica: S3 and FS differ"
+            "{what} without replica: {kind} and FS differ"
         );
     }
     for (ms, (a, b)) in &queries {
-        let n1 = grpc::label_names(&mut s3, ms, *a, *b).await?;
+        let n1 = grpc::label_names(&mut remote, ms, *a, *b).await?;
         let n2 = grpc::label_names(&mut fs, ms, *a, *b).await?;
         ensure!(
             n1 == n2,
-            "LabelNames {}: S3 {n1:?} vs FS {n2:?}",
+            "LabelNames {}: {kind} {n1:?} vs FS {n2:?}",
             fmt_matchers(ms)
         );
         for name in ["job", "__name__", "cluster", "replica"] {
-            let v1 = grpc::label_values(&mut s3, name, ms, *a, *b).await?;
+            let v1 = grpc::label_values(&mut remote, name, ms, *a, *b).await?;
             let v2 = grpc::label_values(&mut fs, name, ms, *a, *b).await?;
             ensure!(
                 v1 == v2,
-                "LabelValues {name} {}: S3 {v1:?} vs FS {v2:?}",
+                "LabelValues {name} {}: {kind} {v1:?} vs FS {v2:?}",
                 fmt_matchers(ms)
             );
         }
     }
-    let i1 = s3_store
+    let i1 = remote_store
         .info_client()
         .await?
         .info(InfoRequest {})
@@ -1218,14 +1254,14 @@ async fn s3_store_matches_filesystem_store() -> Result<()> {
     };
     ensure!(
         key(&i1) == key(&i2),
-        "Info differs: S3 {:?} vs FS {:?}",
+        "Info differs: {kind} {:?} vs FS {:?}",
         key(&i1),
         key(&i2)
     );
     expect_code(
-        grpc::series(&mut s3, grpc::series_request(&[], mint, maxt)).await,
+        grpc::series(&mut remote, grpc::series_request(&[], mint, maxt)).await,
         Code::InvalidArgument,
-        "S3: no matchers",
+        &format!("{kind}: no matchers"),
     )?;
     Ok(())
 }

@@ -561,10 +561,12 @@ fn build_azure(
             }
         }
     }
+    // A connection string's plain-HTTP blob endpoint (Azurite, the emulator) is allowed as written.
+    let plain_http = blob_endpoint.starts_with("http://");
     let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
         .with_account(&account)
         .with_container_name(&c.container)
-        .with_client_options(client_options(&c.http_config)?)
+        .with_client_options(client_options(&c.http_config)?.with_allow_http(plain_http))
         .with_retry(retry(c.max_retries));
     if !key.is_empty() {
         b = b.with_access_key(key);

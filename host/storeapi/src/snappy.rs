@@ -418,9 +418,13 @@ mod tests {
         // A header claiming 4 GiB is refused before anything is buffered.
         let lie = vec![1u8, 0xff, 0xff, 0xff, 0xff, 0];
         assert!(
-            collect(Recode::boxed(chunked(lie, 6), Direction::Decompress, 1 << 20))
-                .await
-                .is_err()
+            collect(Recode::boxed(
+                chunked(lie, 6),
+                Direction::Decompress,
+                1 << 20
+            ))
+            .await
+            .is_err()
         );
     }
 }

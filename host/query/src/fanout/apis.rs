@@ -256,15 +256,13 @@ pub async fn targets(
     replica_labels: &[String],
 ) -> Result<Answer<TargetDiscovery>, Status> {
     let partial = partial_of(req.partial_response_strategy);
-    let (all, warnings) = fan(set, Api::Targets, partial, |ch| {
-        async move {
-            let mut c = TargetsClient::new(ch).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
-            drain(c.targets(req).await, |m| match m.result? {
-                targets_response::Result::Targets(t) => Some(Frame::Data(t)),
-                targets_response::Result::Warning(w) => Some(Frame::Warning(w)),
-            })
-            .await
-        }
+    let (all, warnings) = fan(set, Api::Targets, partial, |ch| async move {
+        let mut c = TargetsClient::new(ch).max_decoding_message_size(MAX_GRPC_MESSAGE_SIZE);
+        drain(c.targets(req).await, |m| match m.result? {
+            targets_response::Result::Targets(t) => Some(Frame::Data(t)),
+            targets_response::Result::Warning(w) => Some(Frame::Warning(w)),
+        })
+        .await
     })
     .await?;
     let mut active: BTreeMap<(String, Vec<(String, String)>), ActiveTarget> = BTreeMap::new();
