@@ -996,6 +996,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         request: series_req.clone(),
         matchers: vec![m],
         partial_response: false,
+        tenant: None,
     };
     let (set, clients) = querier_rt.block_on(async {
         let sources = addrs
