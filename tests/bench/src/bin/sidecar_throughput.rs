@@ -30,6 +30,8 @@ usage: cargo run --release -p sluice-bench --bin sidecar-throughput -- [options]
   --rounds R      measured rounds per side and range, interleaved (default 7)
   --sluice PATH   sluice binary (default <target>/release/sluice, built if missing)
   --build         rebuild the sluice binary first
+  --fixed-window  gRPC client with HTTP/2's fixed 64 KiB flow-control window instead of the adaptive one
+                  (grpc-go, Thanos' querier, estimates the bandwidth-delay product; so does Sluice's querier)
   --help          this text
 
 Needs promtool and prometheus 2.42 on PATH (apt-get install prometheus).";
@@ -40,6 +42,7 @@ struct Args {
     rounds: usize,
     sluice: Option<PathBuf>,
     build: bool,
+    fixed_window: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -49,6 +52,7 @@ fn parse_args() -> anyhow::Result<Args> {
         rounds: 7,
         sluice: None,
         build: false,
+        fixed_window: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -59,6 +63,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--rounds" => a.rounds = val("--rounds")?.parse()?,
             "--sluice" => a.sluice = Some(PathBuf::from(val("--sluice")?)),
             "--build" => a.build = true,
+            "--fixed-window" => a.fixed_window = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -165,6 +170,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .await?;
     let channel = Endpoint::from_shared(format!("http://{}", sidecar.grpc))?
         .tcp_nodelay(true)
+        .http2_adaptive_window(!args.fixed_window)
         .connect()
         .await?;
     let mut client = StoreClient::new(channel).max_decoding_message_size(usize::MAX);
