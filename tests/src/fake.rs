@@ -402,3 +402,102 @@ async fn answer(
     send.send_trailers(trailers)?;
     Ok(())
 }
+
+/// A TCP proxy in front of an HTTP/1.1 object store that forwards everything until a client sends a request
+/// whose line matches `PUT <path ending in suffix>`: that request is held (neither it nor anything after it on its
+/// connection is forwarded), as a network that stops mid-upload would, and its path is recorded. A process
+/// killed while it waits there has been killed mid-upload.
+pub struct StallingProxy {
+    pub addr: SocketAddr,
+    stalled: Arc<std::sync::Mutex<Option<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl StallingProxy {
+    /// Listens on 127.0.0.1 and forwards to `upstream`, stalling the first `PUT` of a path ending in `suffix`.
+    pub async fn start(upstream: SocketAddr, suffix: &'static str) -> Result<StallingProxy> {
+        let l = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = l.local_addr()?;
+        let stalled: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let st = stalled.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((client, _)) = l.accept().await {
+                let st = st.clone();
+                conns.push(tokio::spawn(async move {
+                    let _ = proxy_conn(client, upstream, suffix, st).await;
+                }));
+            }
+        });
+        Ok(StallingProxy {
+            addr,
+            stalled,
+            task,
+        })
+    }
+
+    /// The path of the held request, once one was.
+    pub fn stalled(&self) -> Option<String> {
+        self.stalled.lock().ok().and_then(|g| g.clone())
+    }
+}
+
+async fn proxy_conn(
+    mut client: tokio::net::TcpStream,
+    upstream: SocketAddr,
+    suffix: &str,
+    stalled: Arc<std::sync::Mutex<Option<String>>>,
+) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = tokio::net::TcpStream::connect(upstream).await?;
+    let (mut cr, mut cw) = client.split();
+    let (mut sr, mut sw) = tokio::io::split(server);
+    let up = async {
+        let mut buf = vec![0u8; 64 << 10];
+        // The tail of what was forwarded, so a request line split across reads is still seen.
+        let mut tail: Vec<u8> = Vec::new();
+        loop {
+            let n = cr.read(&mut buf).await?;
+            if n == 0 {
+                return anyhow::Ok(());
+            }
+            let mut window = tail.clone();
+            window.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&window);
+            let hit = text.match_indices("PUT /").find_map(|(i, _)| {
+                let line = text[i + 4..].split(' ').next()?;
+                let path = line.split('?').next()?;
+                path.ends_with(suffix).then(|| path.to_owned())
+            });
+            let first = hit.is_some_and(|path| match stalled.lock() {
+                Ok(mut g) if g.is_none() => {
+                    *g = Some(path);
+                    true
+                }
+                _ => false,
+            });
+            if first {
+                // Hold the connection open, forwarding nothing more, until the client goes.
+                while cr.read(&mut buf).await? > 0 {}
+                return Ok(());
+            }
+            sw.write_all(&buf[..n]).await?;
+            let keep = window.len().min(512);
+            tail = window[window.len() - keep..].to_vec();
+        }
+    };
+    let down = async {
+        tokio::io::copy(&mut sr, &mut cw).await?;
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        r = up => r,
+        r = down => r,
+    }
+}

@@ -879,31 +879,78 @@ async fn blocks_are_shipped_and_served() -> Result<()> {
     .await?;
     eprintln!("{n} points across the shipped block and the head equal to Prometheus's");
 
-    // A half-uploaded block, as a crash between index and meta.json leaves it (meta.json missing, the shipper file
-    // not yet written), is never served by a store that syncs the bucket; the next sidecar run completes it.
-    drop(q);
-    drop(store);
-    drop(sc);
-    let victim = shipped.last().context("a block")?.clone();
-    let vmeta: Value = serde_json::from_slice(&std::fs::read(
-        bucket.path().join(&victim).join("meta.json"),
+    Ok(())
+}
+
+/// A sidecar killed (SIGKILL) in the middle of uploading a block, its index upload held by the network, leaves no
+/// visible block: the bucket has no meta.json for it, the shipper file does not list it and a store syncing the
+/// bucket serves nothing of it. The next sidecar run uploads it whole, and the store then serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_killed_mid_upload_leaves_no_visible_block() -> Result<()> {
+    let exporter = Exporter::start().await?;
+    let p = Prometheus::start(
+        &prometheus_config(exporter.addr, "{cluster: c3, replica: \"a\"}", ""),
+        &[
+            "--storage.tsdb.min-block-duration=1m",
+            "--storage.tsdb.max-block-duration=1m",
+        ],
+    )
+    .await?;
+    let moto = Moto::start().await?;
+    moto.make_bucket("crash")?;
+    let proxy = sluice_e2e::fake::StallingProxy::start(moto.endpoint().parse()?, "/index").await?;
+    let via_proxy = p.dir().join("objstore-proxy.yml");
+    std::fs::write(
+        &via_proxy,
+        s3_objstore_yaml(&proxy.addr.to_string(), "crash", None),
+    )?;
+    let direct = p.dir().join("objstore-direct.yml");
+    std::fs::write(&direct, s3_objstore_yaml(&moto.endpoint(), "crash", None))?;
+    let tsdb = format!("--tsdb.path={}", p.data_dir().display());
+    let mut sc = SluiceSidecar::start_ready(
+        &p.url(),
+        &sidecar_args(&[
+            tsdb.clone(),
+            format!("--objstore.config-file={}", via_proxy.display()),
+        ]),
+    )
+    .await?;
+
+    // Prometheus cuts its first block after ~90 s of data plus up to a minute of compaction tick.
+    let path = eventually(
+        Duration::from_secs(300),
+        "an index upload held mid-way",
+        || async { Ok((proxy.stalled(), String::new())) },
+    )
+    .await?;
+    sc.kill()?;
+    let victim = path
+        .trim_end_matches("/index")
+        .rsplit('/')
+        .next()
+        .context("block ULID in the held path")?
+        .to_owned();
+    let keys = moto.list("crash")?;
+    ensure!(
+        keys.iter().any(|k| k == &format!("{victim}/chunks/000001"))
+            && !keys.iter().any(|k| k == &format!("{victim}/meta.json")),
+        "after the kill: chunks uploaded, no meta.json: {keys:?}"
+    );
+    let shipper = std::fs::read(p.data_dir().join("thanos.shipper.json")).unwrap_or_default();
+    ensure!(
+        !String::from_utf8_lossy(&shipper).contains(&victim),
+        "the shipper file lists the killed upload: {}",
+        String::from_utf8_lossy(&shipper)
+    );
+    let local: Value = serde_json::from_slice(&std::fs::read(
+        p.data_dir().join(&victim).join("meta.json"),
     )?)?;
     let (vmin, vmax) = (
-        vmeta["minTime"].as_i64().context("minTime")?,
-        vmeta["maxTime"].as_i64().context("maxTime")? - 1,
+        local["minTime"].as_i64().context("minTime")?,
+        local["maxTime"].as_i64().context("maxTime")? - 1,
     );
-    std::fs::remove_file(bucket.path().join(&victim).join("meta.json"))?;
-    let mut shipper: Value =
-        serde_json::from_slice(&std::fs::read(p.data_dir().join("thanos.shipper.json"))?)?;
-    if let Some(u) = shipper["uploaded"].as_array_mut() {
-        u.retain(|x| x != victim.as_str());
-    }
-    std::fs::write(
-        p.data_dir().join("thanos.shipper.json"),
-        serde_json::to_vec_pretty(&shipper)?,
-    )?;
     let store = SluiceStore::start_ready(
-        &fs_objstore_yaml(bucket.path()),
+        &s3_objstore_yaml(&moto.endpoint(), "crash", None),
         &["--sync-block-duration=1s"],
     )
     .await?;
@@ -920,23 +967,20 @@ async fn blocks_are_shipped_and_served() -> Result<()> {
         served().await? == 0,
         "the store serves the half-uploaded block {victim}"
     );
+
+    // The next run, with the network back, completes it.
     let _sc = SluiceSidecar::start_ready(
         &p.url(),
-        &sidecar_args(&[
-            tsdb,
-            format!("--objstore.config-file={}", objstore.display()),
-        ]),
+        &sidecar_args(&[tsdb, format!("--objstore.config-file={}", direct.display())]),
     )
     .await?;
     eventually(
         Duration::from_secs(90),
-        "the half block completed",
+        "the killed upload completed",
         || async {
-            let b = bucket_blocks(bucket.path())?;
-            let ok = b
-                .get(&victim)
-                .is_some_and(|f| f.iter().any(|f| f == "meta.json"));
-            Ok((ok.then_some(()), format!("{:?}", b.get(&victim))))
+            let keys = moto.list("crash")?;
+            let ok = keys.iter().any(|k| k == &format!("{victim}/meta.json"));
+            Ok((ok.then_some(()), format!("{keys:?}")))
         },
     )
     .await?;
