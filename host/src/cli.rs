@@ -1,6 +1,7 @@
 //! cli owns the command line: subcommands and flags with Thanos' names, and
 //! wiring the modules into running processes.
 
+pub mod frontend;
 pub mod plugin;
 pub mod query;
 mod runtime;
@@ -34,6 +35,9 @@ pub enum Command {
     Query(query::QueryArgs),
     /// Next to a Prometheus server: its live data over StoreAPI, its blocks shipped to the bucket, its config reloaded.
     Sidecar(sidecar::SidecarArgs),
+    /// In front of a querier: range queries split by day, answered from a results cache where exact, retried.
+    #[command(name = "query-frontend")]
+    QueryFrontend(frontend::FrontendArgs),
     /// All-in-one demo: a local bucket with demo data, a store and a querier in one process.
     Up(up::UpArgs),
 }
@@ -63,6 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(args) => plugin::run(args).await,
         Command::Query(args) => query::run(args).await,
         Command::Sidecar(args) => sidecar::run(args).await,
+        Command::QueryFrontend(args) => frontend::run(args).await,
         Command::Up(args) => up::run(args).await,
     }
 }

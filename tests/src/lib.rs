@@ -22,5 +22,7 @@ pub mod webdriver;
 pub use fixture::{Block, Fixture};
 pub use grpc::{SeriesResult, label_names, label_values, series, series_request};
 pub use model::{Labels, Matcher, Sample, SeriesMap, ServedBlock, eq, labels, neq, nre, re};
-pub use process::{HttpsAccess, Moto, SluiceProcess, SluiceQuery, SluiceSidecar, SluiceStore};
+pub use process::{
+    HttpsAccess, Moto, SluiceFrontend, SluiceProcess, SluiceQuery, SluiceSidecar, SluiceStore,
+};
 pub use prometheus::Prometheus;

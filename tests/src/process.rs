@@ -69,9 +69,12 @@ impl SluiceProcess {
         let bin = tools::sluice_bin()?;
         let stderr = File::create(dir.path().join("stderr.log"))?;
         let mut cmd = Command::new(&bin);
-        cmd.arg(kind)
-            .arg("--grpc-address=127.0.0.1:0")
-            .arg("--http-address=127.0.0.1:0")
+        cmd.arg(kind);
+        // The query frontend serves HTTP only.
+        if kind != "query-frontend" {
+            cmd.arg("--grpc-address=127.0.0.1:0");
+        }
+        cmd.arg("--http-address=127.0.0.1:0")
             .args(args)
             .envs(env.iter().copied())
             .current_dir(dir.path())
@@ -477,6 +480,10 @@ pub fn parse_listening(line: &str) -> Result<(SocketAddr, SocketAddr)> {
             );
         }
     }
+    // An HTTP-only process (the query frontend) has no gRPC address.
+    if grpc.is_none() && http.is_some() && !line.contains("grpc=") {
+        grpc = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
     match (grpc, http) {
         (Some(g), Some(h)) => {
             if !g.ip().is_loopback() || !h.ip().is_loopback() {
@@ -485,6 +492,35 @@ pub fn parse_listening(line: &str) -> Result<(SocketAddr, SocketAddr)> {
             Ok((g, h))
         }
         _ => bail!("listening line lacks grpc= or http=: {line:?}"),
+    }
+}
+
+/// A `sluice query-frontend` (HTTP only; `grpc` is unused).
+pub struct SluiceFrontend(SluiceProcess);
+
+impl std::ops::Deref for SluiceFrontend {
+    type Target = SluiceProcess;
+    fn deref(&self) -> &SluiceProcess {
+        &self.0
+    }
+}
+
+impl SluiceFrontend {
+    /// Starts `sluice query-frontend --query-frontend.downstream-url=<downstream> <args>` and waits for `/-/ready`.
+    pub async fn start_ready(downstream: &str, args: &[String]) -> Result<SluiceFrontend> {
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-frontend-")
+            .tempdir()?;
+        let mut all = vec![format!("--query-frontend.downstream-url={downstream}")];
+        all.extend(args.iter().cloned());
+        let f = SluiceFrontend(SluiceProcess::spawn("query-frontend", &all, dir)?);
+        f.wait_ready(Duration::from_secs(30)).await?;
+        Ok(f)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
     }
 }
 

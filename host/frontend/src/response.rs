@@ -1,0 +1,306 @@
+//! Range-query answers (Prometheus' `matrix` JSON) taken apart and put
+//! together without touching a value: samples keep the exact strings the
+//! querier wrote, series are ordered as Prometheus orders them.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+/// The warning a Thanos or Sluice querier gives when no store covers a
+/// query's time range: true of a piece of a split query without being true
+/// of the whole.
+pub const NO_STORE_MATCHED: &str = "No StoreAPIs matched for this query";
+
+/// One series of a matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Label pairs sorted by name: the merge key and the sort order.
+    pub key: Vec<(String, String)>,
+    pub metric: Value,
+    /// `[t, "v"]` pairs, ascending.
+    pub values: Vec<Value>,
+    /// `[t, {histogram}]` pairs, ascending.
+    pub histograms: Vec<Value>,
+}
+
+/// A successful range-query answer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Matrix {
+    pub series: Vec<Series>,
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+/// The ms timestamp of a `[t, …]` pair.
+fn ts(v: &Value) -> Option<i64> {
+    let f = v.get(0)?.as_f64()?;
+    Some((f * 1000.0).round() as i64)
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Matrix {
+    /// Reads a downstream answer; anything but a successful matrix is an error.
+    pub fn parse(body: &[u8]) -> Result<Matrix, String> {
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| format!("downstream answer is not JSON: {e}"))?;
+        if v.get("status").and_then(Value::as_str) != Some("success") {
+            return Err("downstream answer is not a success".into());
+        }
+        let data = v.get("data").ok_or("downstream answer has no data")?;
+        if data.get("resultType").and_then(Value::as_str) != Some("matrix") {
+            return Err("downstream answer is not a matrix".into());
+        }
+        let mut series = Vec::new();
+        for s in data
+            .get("result")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let metric = s
+                .get("metric")
+                .cloned()
+                .unwrap_or_else(|| Value::Object(Map::new()));
+            let mut key: Vec<(String, String)> = metric
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            key.sort();
+            let arr = |k: &str| {
+                s.get(k)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            series.push(Series {
+                key,
+                metric,
+                values: arr("values"),
+                histograms: arr("histograms"),
+            });
+        }
+        Ok(Matrix {
+            series,
+            warnings: strings(v.get("warnings")),
+            infos: strings(v.get("infos")),
+        })
+    }
+
+    /// The samples in `[start, end]` (ms); series left without samples go.
+    pub fn extract(&self, start: i64, end: i64) -> Matrix {
+        let keep = |v: &Vec<Value>| -> Vec<Value> {
+            v.iter()
+                .filter(|p| ts(p).is_some_and(|t| t >= start && t <= end))
+                .cloned()
+                .collect()
+        };
+        Matrix {
+            series: self
+                .series
+                .iter()
+                .map(|s| Series {
+                    key: s.key.clone(),
+                    metric: s.metric.clone(),
+                    values: keep(&s.values),
+                    histograms: keep(&s.histograms),
+                })
+                .filter(|s| !s.values.is_empty() || !s.histograms.is_empty())
+                .collect(),
+            warnings: self.warnings.clone(),
+            infos: self.infos.clone(),
+        }
+    }
+
+    /// The earliest sample time, if any.
+    fn first_ts(&self) -> Option<i64> {
+        self.series
+            .iter()
+            .filter_map(|s| {
+                let a = s.values.first().and_then(ts);
+                let b = s.histograms.first().and_then(ts);
+                a.into_iter().chain(b).min()
+            })
+            .min()
+    }
+
+    /// Answers of adjacent or overlapping ranges as one: per series, samples
+    /// appended in time order, a sample at or before the last one kept
+    /// dropped; series in Prometheus' label order; warnings and infos
+    /// concatenated without repeats.
+    /// [`NO_STORE_MATCHED`] stays only when every part has it, as the
+    /// querier asked for the whole range would say.
+    pub fn merge(mut parts: Vec<Matrix>) -> Matrix {
+        let all_unmatched = !parts.is_empty()
+            && parts
+                .iter()
+                .all(|m| m.warnings.iter().any(|w| w == NO_STORE_MATCHED));
+        parts.sort_by_key(|m| m.first_ts().unwrap_or(i64::MAX));
+        let mut by: BTreeMap<Vec<(String, String)>, Series> = BTreeMap::new();
+        let mut out = Matrix::default();
+        for m in parts {
+            for w in m.warnings {
+                if !out.warnings.contains(&w) {
+                    out.warnings.push(w);
+                }
+            }
+            for i in m.infos {
+                if !out.infos.contains(&i) {
+                    out.infos.push(i);
+                }
+            }
+            for s in m.series {
+                match by.get_mut(&s.key) {
+                    None => {
+                        by.insert(s.key.clone(), s);
+                    }
+                    Some(have) => {
+                        append(&mut have.values, s.values);
+                        append(&mut have.histograms, s.histograms);
+                    }
+                }
+            }
+        }
+        if !all_unmatched {
+            out.warnings.retain(|w| w != NO_STORE_MATCHED);
+        }
+        out.series = by.into_values().collect();
+        out
+    }
+
+    /// Prometheus' JSON answer.
+    pub fn to_json(&self) -> Value {
+        let result: Vec<Value> = self
+            .series
+            .iter()
+            .map(|s| {
+                let mut o = Map::new();
+                o.insert("metric".into(), s.metric.clone());
+                if !s.values.is_empty() {
+                    o.insert("values".into(), Value::Array(s.values.clone()));
+                }
+                if !s.histograms.is_empty() {
+                    o.insert("histograms".into(), Value::Array(s.histograms.clone()));
+                }
+                Value::Object(o)
+            })
+            .collect();
+        let mut v =
+            json!({"status": "success", "data": {"resultType": "matrix", "result": result}});
+        if !self.warnings.is_empty() {
+            v["warnings"] = json!(self.warnings);
+        }
+        if !self.infos.is_empty() {
+            v["infos"] = json!(self.infos);
+        }
+        v
+    }
+
+    /// Rough size in bytes (for the cache's size bound).
+    pub fn size(&self) -> usize {
+        self.series
+            .iter()
+            .map(|s| {
+                s.key
+                    .iter()
+                    .map(|(a, b)| a.len() + b.len() + 8)
+                    .sum::<usize>()
+                    * 2
+                    + (s.values.len() + s.histograms.len()) * 48
+                    + 64
+            })
+            .sum::<usize>()
+            + 64
+    }
+}
+
+fn append(have: &mut Vec<Value>, more: Vec<Value>) {
+    let mut last = have.last().and_then(ts);
+    for p in more {
+        let t = ts(&p);
+        if last.is_none_or(|l| t.is_some_and(|t| t > l)) {
+            last = t;
+            have.push(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(series: &[(&str, &[(f64, &str)])]) -> Matrix {
+        let result: Vec<Value> = series
+            .iter()
+            .map(|(job, pts)| {
+                json!({"metric": {"job": job, "__name__": "up"}, "values": pts.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>()})
+            })
+            .collect();
+        let body = json!({"status": "success", "data": {"resultType": "matrix", "result": result}});
+        Matrix::parse(body.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn merge_appends_in_time_order_without_repeats_and_sorts_series() {
+        let a = m(&[("b", &[(1.0, "1"), (2.0, "2")]), ("a", &[(2.0, "x")])]);
+        let b = m(&[
+            ("b", &[(2.0, "2"), (3.0, "3.50")]),
+            ("c", &[(3.0, "1e+21")]),
+        ]);
+        let got = Matrix::merge(vec![b, a]).to_json();
+        let want = json!({"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": {"job": "a", "__name__": "up"}, "values": [[2.0, "x"]]},
+            {"metric": {"job": "b", "__name__": "up"}, "values": [[1.0, "1"], [2.0, "2"], [3.0, "3.50"]]},
+            {"metric": {"job": "c", "__name__": "up"}, "values": [[3.0, "1e+21"]]},
+        ]}});
+        assert_eq!(got, want, "value strings untouched");
+    }
+
+    #[test]
+    fn no_store_matched_only_when_no_part_had_a_store() {
+        let mut a = m(&[("a", &[(1.0, "1")])]);
+        let mut b = Matrix::default();
+        b.warnings.push(NO_STORE_MATCHED.into());
+        assert!(
+            Matrix::merge(vec![a.clone(), b.clone()])
+                .warnings
+                .is_empty()
+        );
+        a.warnings.push(NO_STORE_MATCHED.into());
+        assert_eq!(
+            Matrix::merge(vec![a, b]).warnings,
+            vec![NO_STORE_MATCHED.to_string()]
+        );
+    }
+
+    #[test]
+    fn extract_keeps_the_range_and_drops_empty_series() {
+        let a = m(&[
+            ("a", &[(1.0, "1"), (2.5, "2"), (4.0, "3")]),
+            ("b", &[(9.0, "1")]),
+        ]);
+        let e = a.extract(2_000, 4_000);
+        assert_eq!(e.series.len(), 1);
+        assert_eq!(
+            e.series[0].values,
+            vec![json!([2.5, "2"]), json!([4.0, "3"])]
+        );
+        assert!(Matrix::parse(br#"{"status":"error","error":"x"}"#).is_err());
+        assert!(
+            Matrix::parse(br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,368 @@
+//! `sluice query-frontend` end to end, real processes on 127.0.0.1: stores over promtool-written blocks (an HA pair
+//! of cluster "a"), a querier, and a frontend with an in-memory results cache in front of it.
+//! - Differential: a seeded random set of dashboard-style range queries (ranges, steps, `@`, offsets, dedup on and
+//!   off, partial response) through the frontend cold, then warm, and straight to the querier: every answer equal,
+//!   sample for sample (the exact value strings), and the warm pass answered from the cache.
+//! - A store added behind the querier (another cluster's data, for time ranges already cached): the next answers
+//!   through the frontend equal the querier's again, with no flush.
+//! - Retries against a downstream served by the test: 503, 503, then 200 is answered; a 400 is not retried.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+use sluice_e2e::bucket::{fs_objstore_yaml, put_block};
+use sluice_e2e::fixture::{self, END_MS, HaReplica, T0_MS};
+use sluice_e2e::process::eventually;
+use sluice_e2e::{Fixture, SluiceFrontend, SluiceQuery, SluiceStore, labels};
+use tempfile::TempDir;
+
+struct Fixtures {
+    a: Fixture,
+    b: Fixture,
+    other: Fixture,
+}
+
+fn fixtures() -> &'static Fixtures {
+    static F: OnceLock<Fixtures> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("sluice-e2e-frontend-{}", std::process::id()));
+        let make = |name: &str, om: Result<fixture::OpenMetrics>| {
+            om.and_then(|om| Fixture::from_openmetrics(om, &dir.join(name)))
+                .unwrap_or_else(|e| panic!("fixture {name}: {e:#}"))
+        };
+        Fixtures {
+            a: make("a", fixture::ha_openmetrics(HaReplica::A)),
+            b: make("b", fixture::ha_openmetrics(HaReplica::B)),
+            other: make("other", fixture::other_cluster_openmetrics()),
+        }
+    })
+}
+
+async fn store(fx: &Fixture, ext: &[(&str, &str)]) -> Result<(SluiceStore, TempDir)> {
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-frontend-bucket-")
+        .tempdir()?;
+    let ext = labels(ext);
+    for b in &fx.blocks {
+        put_block(dir.path(), b, Some(&ext))?;
+    }
+    let s = SluiceStore::start_ready(&fs_objstore_yaml(dir.path()), &[]).await?;
+    Ok((s, dir))
+}
+
+/// A tiny deterministic generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[(self.next() % v.len() as u64) as usize]
+    }
+}
+
+/// A range query's form parameters.
+type Params = Vec<(&'static str, String)>;
+
+fn queries(n: usize) -> Vec<Params> {
+    let exprs = [
+        "up".to_string(),
+        "sum by (job) (up)".into(),
+        "rate(http_requests_total[5m])".into(),
+        "sum by (job) (rate(http_requests_total[5m]))".into(),
+        "max_over_time(up[10m])".into(),
+        "count(up)".into(),
+        "http_requests_total offset 10m".into(),
+        "avg_over_time(up[1h:5m])".into(),
+        format!("up @ {}", (T0_MS + 3_600_000) / 1000),
+        "topk(2, rate(http_requests_total[5m]))".into(),
+        "increase(http_requests_total[15m]) > 100".into(),
+        "label_replace(up, \"host\", \"$1\", \"instance\", \"(.*):.*\")".into(),
+    ];
+    let steps = [15_000i64, 30_000, 60_000, 120_000, 300_000, 420_000];
+    let mut rng = Rng(0x5eed_1e55_f00d);
+    (0..n)
+        .map(|_| {
+            let step = *rng.pick(&steps);
+            let span = END_MS - T0_MS;
+            let len = 600_000 + (rng.next() as i64).rem_euclid(span - 600_000);
+            let start = T0_MS - 1_800_000 + (rng.next() as i64).rem_euclid(span - len + 1_800_000);
+            // Dashboards ask on the step grid (the frontend aligns, the querier would not).
+            let start = start.div_euclid(step) * step;
+            let end = (start + len).div_euclid(step) * step;
+            let mut p: Params = vec![
+                ("query", rng.pick(&exprs).clone()),
+                ("start", format!("{}", start / 1000)),
+                ("end", format!("{}", end / 1000)),
+                ("step", format!("{}", step / 1000)),
+            ];
+            match rng.next() % 4 {
+                0 => p.push(("dedup", "false".into())),
+                1 => p.push(("partial_response", "false".into())),
+                _ => {}
+            }
+            p
+        })
+        .collect()
+}
+
+async fn post(url: &str, p: &Params) -> Result<(u16, Value)> {
+    let pairs: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/v1/query_range"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(sluice_e2e::api::form(&pairs))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await?;
+    let code = r.status().as_u16();
+    let text = r.text().await?;
+    Ok((
+        code,
+        serde_json::from_str(&text).with_context(|| format!("not JSON: {text}"))?,
+    ))
+}
+
+/// The answer with series in a canonical order, every value string as written.
+fn canonical(v: &Value) -> Result<(String, BTreeMap<String, (Value, Value)>)> {
+    ensure!(v["status"] == "success", "not a success: {v}");
+    let mut out = BTreeMap::new();
+    for s in v["data"]["result"].as_array().context("result")? {
+        let metric: BTreeMap<String, Value> = serde_json::from_value(s["metric"].clone())?;
+        out.insert(
+            serde_json::to_string(&metric)?,
+            (s["values"].clone(), s["histograms"].clone()),
+        );
+    }
+    Ok((
+        v["data"]["resultType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        out,
+    ))
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn differential(
+    q: &SluiceQuery,
+    fe: &SluiceFrontend,
+    set: &[Params],
+    what: &str,
+) -> Result<()> {
+    for (i, p) in set.iter().enumerate() {
+        let (qc, qv) = post(&q.url(), p).await?;
+        let (fc, fv) = post(&fe.url(), p).await?;
+        ensure!(
+            qc == fc,
+            "{what} #{i} {p:?}: status querier {qc} frontend {fc}: {fv}"
+        );
+        if qc != 200 {
+            continue;
+        }
+        let (a, b) = (canonical(&qv)?, canonical(&fv)?);
+        ensure!(
+            a == b,
+            "{what} #{i} {p:?}: answers differ\nquerier:  {}\nfrontend: {}",
+            serde_json::to_string(&qv["data"])?
+                .chars()
+                .take(600)
+                .collect::<String>(),
+            serde_json::to_string(&fv["data"])?
+                .chars()
+                .take(600)
+                .collect::<String>()
+        );
+        ensure!(
+            qv["warnings"] == fv["warnings"],
+            "{what} #{i}: warnings differ: {qv} {fv}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frontend_answers_equal_the_querier_cold_warm_and_after_a_new_store() -> Result<()> {
+    let f = fixtures();
+    let (sa, _ba) = store(&f.a, &[("cluster", "a"), ("replica", "A")]).await?;
+    let (sb, _bb) = store(&f.b, &[("cluster", "a"), ("replica", "B")]).await?;
+    let sd = tempfile::tempdir()?;
+    let sd_file = sd.path().join("endpoints.yml");
+    let write_sd = |addrs: &[String]| -> Result<()> {
+        let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+        let tmp = sd.path().join("endpoints.yml.tmp");
+        std::fs::write(&tmp, format!("- targets: [{}]\n", list.join(", ")))?;
+        std::fs::rename(&tmp, &sd_file)?;
+        Ok(())
+    };
+    write_sd(&[sa.grpc.to_string(), sb.grpc.to_string()])?;
+    let q = SluiceQuery::start(&[
+        format!("--store.sd-files={}", sd_file.display()),
+        "--query.replica-label=replica".into(),
+    ])
+    .await?;
+    eventually(
+        Duration::from_secs(30),
+        "querier sees both stores",
+        || async {
+            let s = q.stores().await?;
+            Ok((
+                (s.len() == 2 && s.iter().all(|s| s.healthy)).then_some(()),
+                format!("{s:?}"),
+            ))
+        },
+    )
+    .await?;
+    let fe = SluiceFrontend::start_ready(
+        &q.url(),
+        &[
+            "--query-range.split-interval=1h".into(),
+            "--query-range.response-cache-config=type: IN-MEMORY\nconfig:\n  max_size: 256MB\n"
+                .into(),
+            "--query-frontend.downstream-check-interval=500ms".into(),
+        ],
+    )
+    .await?;
+
+    let set = queries(200);
+    differential(&q, &fe, &set, "cold").await?;
+    let m = fe.metrics().await?;
+    let (hits_cold, splits) = (
+        metric(&m, "cortex_cache_hits_total"),
+        metric(&m, "thanos_frontend_split_queries_total"),
+    );
+    ensure!(
+        splits > set.len() as f64,
+        "queries were split: {splits} pieces for {} queries",
+        set.len()
+    );
+    differential(&q, &fe, &set, "warm").await?;
+    let m = fe.metrics().await?;
+    let hits_warm = metric(&m, "cortex_cache_hits_total") - hits_cold;
+    ensure!(
+        hits_warm >= set.len() as f64,
+        "the warm pass was answered from the cache: {hits_warm} hits for {} queries",
+        set.len()
+    );
+
+    // Another cluster's store joins for the same (cached) time ranges.
+    let (so, _bo) = store(&f.other, &[("cluster", "b")]).await?;
+    write_sd(&[
+        sa.grpc.to_string(),
+        sb.grpc.to_string(),
+        so.grpc.to_string(),
+    ])?;
+    eventually(
+        Duration::from_secs(30),
+        "querier sees the new store",
+        || async {
+            let s = q.stores().await?;
+            Ok((
+                (s.len() == 3 && s.iter().all(|s| s.healthy)).then_some(()),
+                format!("{s:?}"),
+            ))
+        },
+    )
+    .await?;
+    // The frontend checks the store set every 500 ms.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, all) = post(
+        &q.url(),
+        &vec![
+            ("query", "count(up)".into()),
+            ("start", format!("{}", T0_MS / 1000)),
+            ("end", format!("{}", T0_MS / 1000 + 3600)),
+            ("step", "60".into()),
+        ],
+    )
+    .await?;
+    ensure!(
+        all["data"]["result"][0]["values"][0][1] == "5",
+        "the querier counts the new cluster's targets: {all}"
+    );
+    differential(&q, &fe, &set[..60], "after a new store").await?;
+    Ok(())
+}
+
+/// A downstream served by the test: `/api/v1/query` fails with 503 `fail` times, then answers; `/api/v1/labels`
+/// answers 400.
+async fn flaky_downstream(
+    fail: usize,
+) -> Result<(String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>)> {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let c2 = calls.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/query",
+            axum::routing::get(move || {
+                let n = c.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < fail {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "{\"status\":\"error\",\"errorType\":\"unavailable\",\"error\":\"try later\"}".to_string())
+                    } else {
+                        (axum::http::StatusCode::OK, "{\"status\":\"success\",\"data\":{\"resultType\":\"scalar\",\"result\":[1,\"1\"]}}".to_string())
+                    }
+                }
+            }),
+        )
+        .route(
+            "/api/v1/labels",
+            axum::routing::get(move || {
+                c2.fetch_add(1, Ordering::SeqCst);
+                async { (axum::http::StatusCode::BAD_REQUEST, "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"no\"}") }
+            }),
+        )
+        .route("/-/ready", axum::routing::get(|| async { "ready" }));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", l.local_addr()?);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    Ok((url, calls, task))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frontend_retries_5xx_but_not_4xx() -> Result<()> {
+    let (url, calls, task) = flaky_downstream(2).await?;
+    let fe = SluiceFrontend::start_ready(&url, &[]).await?;
+    let (code, body) = fe.http_get("/api/v1/query?query=1").await?;
+    ensure!(
+        code == 200 && body.contains("success"),
+        "after two 503s: {code} {body}"
+    );
+    ensure!(
+        calls.load(Ordering::SeqCst) == 3,
+        "three tries: {}",
+        calls.load(Ordering::SeqCst)
+    );
+    let before = calls.load(Ordering::SeqCst);
+    let (code, body) = fe.http_get("/api/v1/labels").await?;
+    ensure!(
+        code == 400 && body.contains("bad_data"),
+        "a 400 passes through: {code} {body}"
+    );
+    ensure!(
+        calls.load(Ordering::SeqCst) == before + 1,
+        "a 400 is not retried"
+    );
+    task.abort();
+    Ok(())
+}
