@@ -5,6 +5,8 @@
 //!   sample for sample (the exact value strings), and the warm pass answered from the cache.
 //! - A store added behind the querier (another cluster's data, for time ranges already cached): the next answers
 //!   through the frontend equal the querier's again, with no flush.
+//! - The same differential runs with a real `memcached` and a real `redis-server` as the cache; memcached killed
+//!   mid-run degrades to uncached answers (equal still) with a warning in the log.
 //! - Retries against a downstream served by the test: 503, 503, then 200 is answered; a 400 is not retried.
 
 use std::collections::BTreeMap;
@@ -364,5 +366,151 @@ async fn frontend_retries_5xx_but_not_4xx() -> Result<()> {
         "a 400 is not retried"
     );
     task.abort();
+    Ok(())
+}
+
+/// A cache server started by a test (`memcached` or `redis-server` from Debian), killed on drop.
+struct CacheServer {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for CacheServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl CacheServer {
+    async fn start(bin: &str, args: &dyn Fn(u16) -> Vec<String>) -> Result<CacheServer> {
+        let path = sluice_e2e::tools::which(bin)
+            .with_context(|| format!("{bin} not found: apt-get install memcached redis-server"))?;
+        let port = sluice_e2e::process::free_port()?;
+        let child = std::process::Command::new(path)
+            .args(args(port))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let addr = format!("127.0.0.1:{port}");
+        eventually(
+            Duration::from_secs(20),
+            &format!("{bin} listening"),
+            || async {
+                Ok((
+                    tokio::net::TcpStream::connect(&addr).await.ok().map(|_| ()),
+                    String::new(),
+                ))
+            },
+        )
+        .await?;
+        Ok(CacheServer { child, addr })
+    }
+}
+
+/// Store pair + querier + frontend with `cache_yaml`; cold and warm passes equal the querier, the warm one hit.
+async fn differential_with(
+    cache_yaml: &str,
+    n: usize,
+) -> Result<(
+    SluiceQuery,
+    SluiceFrontend,
+    Vec<Params>,
+    Vec<SluiceStore>,
+    Vec<TempDir>,
+)> {
+    let f = fixtures();
+    let (sa, ba) = store(&f.a, &[("cluster", "a"), ("replica", "A")]).await?;
+    let (sb, bb) = store(&f.b, &[("cluster", "a"), ("replica", "B")]).await?;
+    let q = SluiceQuery::start(&[
+        format!("--endpoint={}", sa.grpc),
+        format!("--endpoint={}", sb.grpc),
+        "--query.replica-label=replica".into(),
+    ])
+    .await?;
+    eventually(
+        Duration::from_secs(30),
+        "querier sees both stores",
+        || async {
+            let s = q.stores().await?;
+            Ok((
+                (s.len() == 2 && s.iter().all(|s| s.healthy)).then_some(()),
+                format!("{s:?}"),
+            ))
+        },
+    )
+    .await?;
+    let fe = SluiceFrontend::start_ready(
+        &q.url(),
+        &[
+            "--query-range.split-interval=1h".into(),
+            format!("--query-range.response-cache-config={cache_yaml}"),
+        ],
+    )
+    .await?;
+    let set = queries(n);
+    differential(&q, &fe, &set, "cold").await?;
+    let before = metric(&fe.metrics().await?, "cortex_cache_hits_total");
+    differential(&q, &fe, &set, "warm").await?;
+    let hits = metric(&fe.metrics().await?, "cortex_cache_hits_total") - before;
+    ensure!(
+        hits >= n as f64,
+        "warm pass from the cache: {hits} hits for {n} queries"
+    );
+    Ok((q, fe, set, vec![sa, sb], vec![ba, bb]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_cache_equal_answers_and_survives_memcached_dying() -> Result<()> {
+    let mut mc = CacheServer::start("memcached", &|port| {
+        vec![
+            // memcached refuses to run as root without a user to switch to.
+            "-u".into(),
+            "nobody".into(),
+            "-l".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-U".into(),
+            "0".into(),
+            "-m".into(),
+            "64".into(),
+        ]
+    })
+    .await?;
+    let yaml = format!(
+        "type: MEMCACHED\nconfig:\n  addresses: [\"{}\"]\n  timeout: 1s\n",
+        mc.addr
+    );
+    let (q, fe, set, _s, _b) = differential_with(&yaml, 80).await?;
+    let _ = mc.child.kill();
+    let _ = mc.child.wait();
+    differential(&q, &fe, &set, "memcached gone").await?;
+    ensure!(
+        fe.logs().contains("results cache read failed"),
+        "a dead memcached is logged:\n{}",
+        fe.logs()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cache_equal_answers() -> Result<()> {
+    let redis = CacheServer::start("redis-server", &|port| {
+        vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "no".into(),
+        ]
+    })
+    .await?;
+    let yaml = format!("type: REDIS\nconfig:\n  addr: {}\n  db: 1\n", redis.addr);
+    differential_with(&yaml, 80).await?;
     Ok(())
 }

@@ -40,7 +40,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 
-pub use cache::{Extent, ResultsCache};
+pub use cache::{Extent, PutOutcome, ResultsCache};
 pub use request::RangeQuery;
 pub use response::Matrix;
 
@@ -122,6 +122,7 @@ struct FrontendMetrics {
     hits: Counter,
     retries: Histogram,
     not_cached: Family<ReasonLabel, Counter>,
+    set_skips: Counter,
 }
 
 impl FrontendMetrics {
@@ -133,6 +134,7 @@ impl FrontendMetrics {
             hits: Counter::default(),
             retries: Histogram::new([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
             not_cached: Family::default(),
+            set_skips: Counter::default(),
         };
         let c = m.clone();
         registry.register(|r| {
@@ -141,6 +143,11 @@ impl FrontendMetrics {
             r.register("cortex_cache_fetched_keys", "Total count of keys requested from cache.", c.fetched_keys);
             r.register("cortex_cache_hits", "Total count of keys found in cache.", c.hits);
             r.register("cortex_query_frontend_retries", "Number of times a request is retried.", c.retries);
+            r.register(
+                "cortex_memcache_client_set_skip",
+                "Total number of results cache items skipped because they were over the backend's item size.",
+                c.set_skips,
+            );
             r.register(
                 "sluice_frontend_uncached_answers",
                 "Downstream answers not cached, by reason (warning, no_store, fresh, query, stores_changed).",
@@ -480,7 +487,7 @@ impl Frontend {
         };
         let stores = self.stores.load(Ordering::Relaxed);
         self.metrics.fetched_keys.inc();
-        let mut extents: Vec<Extent> = cache.get(&key).unwrap_or_default();
+        let mut extents: Vec<Extent> = cache.get(&key).await.unwrap_or_default();
         let before = extents.len();
         extents.retain(|e| e.stores == stores);
         if extents.len() < before {
@@ -531,8 +538,8 @@ impl Frontend {
             }
             parts.push(m);
         }
-        if changed {
-            cache.put(key, coalesce(extents, q.step));
+        if changed && cache.put(key, coalesce(extents, q.step)).await == PutOutcome::TooLarge {
+            self.metrics.set_skips.inc();
         }
         Ok(Matrix::merge(parts).extract(q.start, q.end))
     }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 pub const NO_STORE_MATCHED: &str = "No StoreAPIs matched for this query";
 
 /// One series of a matrix.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Series {
     /// Label pairs sorted by name: the merge key and the sort order.
     pub key: Vec<(String, String)>,
@@ -24,7 +24,7 @@ pub struct Series {
 }
 
 /// A successful range-query answer.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Matrix {
     pub series: Vec<Series>,
     pub warnings: Vec<String>,
