@@ -141,6 +141,52 @@ fn text_or_file(
 }
 
 impl FrontendArgs {
+    /// A frontend in front of `downstream` with Thanos' defaults and an
+    /// in-memory cache of `cache_bytes` (`sluice up`).
+    pub fn local(downstream: String, http_address: SocketAddr, cache_bytes: u64) -> Self {
+        FrontendArgs {
+            http_address,
+            http_config: None,
+            http_grace_period: Duration::from_secs(120),
+            downstream_url: downstream,
+            tripper_config: None,
+            tripper_config_file: None,
+            split_interval: Duration::from_secs(24 * 3600),
+            min_split_interval: None,
+            max_split_interval: None,
+            horizontal_shards: None,
+            align: true,
+            request_downsampled: true,
+            range_retries: 5,
+            instant_retries: 5,
+            max_query_length: Duration::ZERO,
+            parallelism: 14,
+            max_freshness: Duration::from_secs(60),
+            partial_response: true,
+            cache_config: Some(format!(
+                "type: IN-MEMORY\nconfig:\n  max_size: {cache_bytes}\n"
+            )),
+            cache_config_file: None,
+            labels_split_interval: None,
+            labels_retries: 5,
+            labels_parallelism: None,
+            labels_freshness: None,
+            labels_partial_response: None,
+            labels_default_time_range: None,
+            labels_cache_config: None,
+            labels_cache_config_file: None,
+            cache_compression: None,
+            compress_responses: false,
+            log_queries_longer_than: "0s".into(),
+            forward_header: Vec::new(),
+            tenant_header: "THANOS-TENANT".into(),
+            default_tenant: "default-tenant".into(),
+            vertical_shards: None,
+            x_functions: false,
+            check_interval: Duration::from_secs(10),
+        }
+    }
+
     /// The frontend's settings, checked as Thanos checks them.
     pub fn config(&self) -> anyhow::Result<FrontendConfig> {
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);

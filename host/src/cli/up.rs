@@ -28,6 +28,9 @@ pub struct UpArgs {
     /// Querier gRPC address (StoreAPI).
     #[arg(long = "grpc-address", default_value = "127.0.0.1:10901")]
     pub grpc_address: SocketAddr,
+    /// Query frontend HTTP address (split, cache and retry in front of the querier; point Grafana here).
+    #[arg(long = "frontend.http-address", default_value = "127.0.0.1:10903")]
+    pub frontend_http_address: SocketAddr,
     /// Hours of demo data to write on first run.
     #[arg(long = "demo.hours", default_value_t = 6)]
     pub hours: i64,
@@ -263,6 +266,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     qargs.policies_cache_dir = Some(args.data_dir.join("plugin-cache"));
     let (q, query_task) = query::start(&qargs, Metrics::new(), stop()).await?;
+    let fargs = super::frontend::FrontendArgs::local(
+        format!("http://{}", q.http_addr),
+        args.frontend_http_address,
+        256 << 20,
+    );
+    let (fe, frontend_task) = super::frontend::start(&fargs, Metrics::new(), stop()).await?;
     println!(
         "Sluice is up ({blocks} demo blocks in {}).",
         bucket.display()
@@ -286,11 +295,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         q.grpc_addr, q.grpc_addr
     );
     println!("  metrics:             http://{}/metrics", q.http_addr);
+    println!(
+        "  query frontend:      http://{}/api/v1/   (split by day, cached; point Grafana here)",
+        fe.http_addr
+    );
     println!("Press Ctrl-C to stop.");
     super::shutdown_signal().await;
     let _ = stop_tx.send(true);
     let _ = store_task.await;
     let _ = query_task.await;
+    let _ = frontend_task.await;
     Ok(())
 }
 
