@@ -11,6 +11,7 @@ pub mod certs;
 pub mod dns;
 pub mod fake;
 pub mod fixture;
+pub mod gcs;
 pub mod grpc;
 pub mod model;
 pub mod process;

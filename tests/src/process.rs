@@ -341,6 +341,27 @@ impl SluiceStore {
         Ok(SluiceStore(SluiceProcess::spawn("store", &args, dir)?))
     }
 
+    /// [`SluiceStore::start_ready`] with extra environment variables (e.g. `STORAGE_EMULATOR_HOST`).
+    pub async fn start_ready_env(
+        objstore_yaml: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<SluiceStore> {
+        let dir = tempfile::Builder::new().prefix("sluice-store-").tempdir()?;
+        let cfg = dir.path().join("objstore.yml");
+        fs::write(&cfg, objstore_yaml)?;
+        let data = dir.path().join("data");
+        fs::create_dir_all(&data)?;
+        let mut args = vec![
+            format!("--objstore.config-file={}", cfg.display()),
+            format!("--data-dir={}", data.display()),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let s = SluiceStore(SluiceProcess::spawn_env("store", &args, dir, env)?);
+        s.wait_ready(Duration::from_secs(60)).await?;
+        Ok(s)
+    }
+
     /// Starts a store and waits until `/-/ready` answers 200.
     pub async fn start_ready(objstore_yaml: &str, extra: &[&str]) -> Result<SluiceStore> {
         let s = Self::start(objstore_yaml, extra)?;

@@ -1139,6 +1139,33 @@ async fn azure_store_matches_filesystem_store() -> Result<()> {
     .await
 }
 
+/// The same blocks in a GCS emulator's bucket (`gcp-storage-emulator`, filled over the JSON API by plain HTTP; the
+/// store finds it through `STORAGE_EMULATOR_HOST`, as Google's SDKs do) give the same answers as from the filesystem.
+#[tokio::test]
+async fn gcs_store_matches_filesystem_store() -> Result<()> {
+    let fx = fixture();
+    let gcs = sluice_e2e::gcs::GcsEmulator::start().await?;
+    gcs.make_bucket("sluice-e2e").await?;
+    let fs_dir = main_fs_bucket(fx)?;
+    let prefix = "tenant-a/blocks";
+    gcs.put_dir("sluice-e2e", fs_dir.path(), prefix).await?;
+    let keys = gcs.list("sluice-e2e").await?;
+    ensure!(
+        keys.iter().filter(|k| k.ends_with("/meta.json")).count() == fx.blocks.len(),
+        "uploaded objects: {keys:?}"
+    );
+    let yaml = format!("type: GCS\nconfig:\n  bucket: sluice-e2e\nprefix: {prefix}\n");
+    let host = gcs.host();
+    let (remote_store, mut remote) = {
+        let s =
+            SluiceStore::start_ready_env(&yaml, &[], &[("STORAGE_EMULATOR_HOST", host.as_str())])
+                .await?;
+        let c = s.store_client().await?;
+        (s, c)
+    };
+    compare_with_filesystem("GCS", remote_store, &mut remote, fx, fs_dir.path()).await
+}
+
 /// A store over `objstore_yaml` (a remote bucket holding `fs_dir`'s blocks) answers Series, the label APIs and
 /// Info as a store over the filesystem bucket `fs_dir` does, and as promtool's dump says.
 async fn same_answers_as_filesystem(
@@ -1148,6 +1175,18 @@ async fn same_answers_as_filesystem(
     fs_dir: &Path,
 ) -> Result<()> {
     let (remote_store, mut remote) = start_store(objstore_yaml, &[]).await?;
+    compare_with_filesystem(kind, remote_store, &mut remote, fx, fs_dir).await
+}
+
+/// [`same_answers_as_filesystem`] with the remote store already started.
+async fn compare_with_filesystem(
+    kind: &str,
+    remote_store: SluiceStore,
+    remote_client: &mut Client,
+    fx: &Fixture,
+    fs_dir: &Path,
+) -> Result<()> {
+    let mut remote = remote_client.clone();
     let (fs_store, mut fs) = start_store(&fs_objstore_yaml(fs_dir), &[]).await?;
 
     let want_all = main_expected(fx);

@@ -14,6 +14,8 @@ use serde_json::Value;
 
 use sluice_config::parse_duration;
 
+pub mod gcs;
+
 /// The objstore configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjstoreError {
@@ -428,14 +430,24 @@ impl BucketConfig {
             }
             BucketKind::S3(c) => Arc::new(build_s3(c)?.build().map_err(wrap)?),
             BucketKind::Gcs(c) => {
+                let emulator = gcs::emulator_base();
+                let mut opts = client_options(&c.http_config)?;
                 let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(&c.bucket)
-                    .with_client_options(client_options(&c.http_config)?)
                     .with_retry(retry(c.max_retries));
-                if !c.service_account.0.is_empty() {
+                if let Some(base) = &emulator {
+                    // The SDKs' emulator variable: plain HTTP, no credentials.
+                    tracing::info!(emulator = %base, "GCS bucket on the emulator named by STORAGE_EMULATOR_HOST");
+                    opts = opts.with_allow_http(true);
+                    b = b.with_base_url(base.as_str()).with_skip_signature(true);
+                } else if !c.service_account.0.is_empty() {
                     b = b.with_service_account_key(&c.service_account.0);
                 }
-                Arc::new(b.build().map_err(wrap)?)
+                let inner = b.with_client_options(opts).build().map_err(wrap)?;
+                let base = emulator
+                    .clone()
+                    .unwrap_or_else(|| "https://storage.googleapis.com".into());
+                Arc::new(gcs::Gcs::new(inner, &base, &c.bucket, emulator.is_some()).map_err(wrap)?)
             }
             BucketKind::Azure(c) => Arc::new(build_azure(c)?.build().map_err(wrap)?),
         };
