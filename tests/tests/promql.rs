@@ -569,7 +569,21 @@ async fn format_query_and_status_endpoints_match_prometheus() -> Result<()> {
                 .is_some_and(|s| s.contains("127.0.0.1")),
         "flags: {qc} {qv}"
     );
+    let (_, pv) = get_json(&format!("{p}/api/v1/status/flags"), &[]).await?;
+    let all_strings = |v: &Value| {
+        v.as_object()
+            .is_some_and(|o| !o.is_empty() && o.values().all(Value::is_string))
+    };
+    ensure!(
+        all_strings(&pv["data"]) && all_strings(&qv["data"]),
+        "flags: a map of strings, as Prometheus': {pv} {qv}"
+    );
+    let (_, pv) = get_json(&format!("{p}/api/v1/status/config"), &[]).await?;
     let (qc, qv) = get_json(&format!("{q}/api/v1/status/config"), &[]).await?;
+    ensure!(
+        keys(&pv["data"]) == keys(&qv["data"]),
+        "config shape: prometheus {pv}, sluice {qv}"
+    );
     ensure!(
         qc == 200
             && qv["data"]["yaml"]
