@@ -20,6 +20,7 @@
 pub mod cache;
 pub mod request;
 pub mod response;
+pub mod shard;
 pub mod split;
 
 use std::collections::hash_map::DefaultHasher;
@@ -80,6 +81,9 @@ pub struct FrontendConfig {
     pub forward_headers: Vec<String>,
     /// `--query-frontend.log-queries-longer-than`: `None` off, zero all.
     pub slow_query: Option<Duration>,
+    /// `--query-frontend.vertical-shards`: shardable range queries are
+    /// asked as this many copies (0 or 1: not sharded).
+    pub vertical_shards: usize,
 }
 
 impl Default for FrontendConfig {
@@ -99,6 +103,7 @@ impl Default for FrontendConfig {
             default_tenant: "default-tenant".into(),
             forward_headers: Vec::new(),
             slow_query: None,
+            vertical_shards: 0,
         }
     }
 }
@@ -106,6 +111,11 @@ impl Default for FrontendConfig {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabel {
     op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardableLabel {
+    shardable: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -123,6 +133,7 @@ struct FrontendMetrics {
     retries: Histogram,
     not_cached: Family<ReasonLabel, Counter>,
     set_skips: Counter,
+    sharding: Family<ShardableLabel, Counter>,
 }
 
 impl FrontendMetrics {
@@ -135,6 +146,7 @@ impl FrontendMetrics {
             retries: Histogram::new([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
             not_cached: Family::default(),
             set_skips: Counter::default(),
+            sharding: Family::default(),
         };
         let c = m.clone();
         registry.register(|r| {
@@ -143,6 +155,11 @@ impl FrontendMetrics {
             r.register("cortex_cache_fetched_keys", "Total count of keys requested from cache.", c.fetched_keys);
             r.register("cortex_cache_hits", "Total count of keys found in cache.", c.hits);
             r.register("cortex_query_frontend_retries", "Number of times a request is retried.", c.retries);
+            r.register(
+                "thanos_frontend_sharding_middleware_queries",
+                "Total number of queries analyzed by the sharding middleware",
+                c.sharding,
+            );
             r.register(
                 "cortex_memcache_client_set_skip",
                 "Total number of results cache items skipped because they were over the backend's item size.",
@@ -712,10 +729,36 @@ async fn range_handler(State(fe): State<Arc<Frontend>>, req: Request) -> Respons
     let pieces = split::split(q.start, q.end, q.step, interval);
     fe.metrics.split_queries.inc_by(pieces.len() as u64);
     let fresh_edge = now_ms() - fe.cfg.max_freshness;
-    let jobs = pieces.into_iter().map(|(s, e)| {
-        let piece = q.with_range(s, e);
+    // Vertical sharding: copies of each piece, one per shard of the grouping labels.
+    let shards: Vec<Option<String>> = match (fe.cfg.vertical_shards, &q.shard_info) {
+        (n, None) if n > 1 => {
+            let labels = shard::shard_labels(&q.query);
+            fe.metrics
+                .sharding
+                .get_or_create(&ShardableLabel {
+                    shardable: labels.is_some().to_string(),
+                })
+                .inc();
+            match labels {
+                Some(l) => (0..n).map(|i| Some(shard::shard_info(i, n, &l))).collect(),
+                None => vec![None],
+            }
+        }
+        _ => vec![None],
+    };
+    let mut work: Vec<(i64, i64, Option<String>)> = Vec::with_capacity(pieces.len() * shards.len());
+    for (s, e) in pieces {
+        for sh in &shards {
+            work.push((s, e, sh.clone()));
+        }
+    }
+    let jobs = work.into_iter().map(|(s, e, sh)| {
+        let mut piece = q.with_range(s, e);
+        if sh.is_some() {
+            piece.shard_info = sh;
+        }
         let key = if uncacheable.is_none() && s <= fresh_edge {
-            fe.key(&q, &tenant, s)
+            fe.key(&piece, &tenant, s)
         } else {
             None
         };

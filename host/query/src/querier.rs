@@ -67,6 +67,9 @@ pub struct SelectParams {
     pub aggregate: Aggregate,
     /// The caller's tenant, forwarded to the endpoints.
     pub tenant: Option<String>,
+    /// Only this shard of the series (forwarded; applied here too, for
+    /// endpoints that do not shard).
+    pub shard: Option<sluice_proto::thanos::ShardInfo>,
 }
 
 /// Which aggregate of a downsampled chunk a selection reads (Thanos'
@@ -394,6 +397,7 @@ impl Querier {
                 without_replica_labels: strip.clone(),
                 max_resolution_window: p.max_resolution_window,
                 aggregates: p.aggregate.request(),
+                shard_info: p.shard.clone(),
                 ..Default::default()
             },
             matchers: p.matchers.clone(),
@@ -403,6 +407,16 @@ impl Querier {
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let set = self.set.clone();
         tokio::spawn(async move { crate::fanout::series(&set, req, tx).await });
+        let shard =
+            p.shard
+                .as_ref()
+                .filter(|s| s.total_shards > 1)
+                .map(|s| sluice_storeapi::Shard {
+                    index: s.shard_index.max(0) as u64,
+                    total: s.total_shards as u64,
+                    by: s.by,
+                    labels: s.labels.clone(),
+                });
         let mut merged: Vec<(Labels, Vec<AggrChunk>)> = Vec::new();
         let mut warnings = Vec::new();
         let limits = self.cfg.limits;
@@ -415,6 +429,11 @@ impl Querier {
                             s.labels().map(|(n, v)| (n.to_string(), v.to_string())),
                         );
                         l.remove_names(&strip);
+                        if let Some(sh) = &shard
+                            && !sh.matches(&l)
+                        {
+                            continue;
+                        }
                         let chunks = s.chunks();
                         if limits.series > 0 && merged.len() as u64 >= limits.series {
                             return Err(QueryError::Limit(format!(

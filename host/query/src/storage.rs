@@ -23,6 +23,9 @@ pub struct ReadOptions {
     /// `--query.enforce-tenancy`: a matcher (tenant label = tenant) added
     /// to every selection.
     pub tenant_matcher: Option<sluice_model::Matcher>,
+    /// Thanos' `shard_info`: only this shard of the series (vertical
+    /// sharding by a query frontend).
+    pub shard: Option<sluice_proto::thanos::ShardInfo>,
 }
 
 impl Default for ReadOptions {
@@ -35,6 +38,7 @@ impl Default for ReadOptions {
             max_source_resolution: 0,
             tenant: None,
             tenant_matcher: None,
+            shard: None,
         }
     }
 }
@@ -76,6 +80,7 @@ impl Storage for QuerierStorage {
                 max_resolution_window,
                 aggregate,
                 tenant: self.opts.tenant.clone(),
+                shard: self.opts.shard.clone(),
             };
             let r = self.querier.select(p).await.map_err(|e| e.to_string())?;
             Ok(SeriesSet {

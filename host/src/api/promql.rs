@@ -223,11 +223,46 @@ fn request(p: &[(String, String)], s: &PState, step: i64) -> Result<Request, Api
             max_source_resolution,
             tenant: None,
             tenant_matcher: None,
+            shard: match get_one(p, "shard_info").filter(|v| !v.is_empty()) {
+                None => None,
+                Some(v) => Some(parse_shard_info(v)?),
+            },
         },
         opts,
         timeout,
         stats: get_one(p, "stats").is_some_and(|v| !v.is_empty()),
     })
+}
+
+/// Thanos' `shard_info` parameter: `{"shard_index":0,"total_shards":3,"by":true,"labels":["job"]}`.
+fn parse_shard_info(v: &str) -> Result<sluice_proto::thanos::ShardInfo, ApiError> {
+    let bad = |why: &str| bad_data(format!("invalid parameter \"shard_info\": {why}"));
+    let j: serde_json::Value = serde_json::from_str(v).map_err(|e| bad(&e.to_string()))?;
+    let int = |k: &str| j.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
+    let info = sluice_proto::thanos::ShardInfo {
+        shard_index: int("shard_index"),
+        total_shards: int("total_shards"),
+        by: j
+            .get("by")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
+        labels: j
+            .get("labels")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    if info.total_shards < 0
+        || info.shard_index < 0
+        || (info.total_shards > 0 && info.shard_index >= info.total_shards)
+    {
+        return Err(bad("shard_index must be below total_shards"));
+    }
+    Ok(info)
 }
 
 fn now_ms() -> i64 {

@@ -116,7 +116,9 @@ pub struct FrontendArgs {
         hide = true
     )]
     pub default_tenant: String,
-    #[arg(long = "query-frontend.vertical-shards", hide = true)]
+    /// Ask shardable range queries (a top-level aggregation `by (labels)` over per-series expressions) as this
+    /// many copies, each with Thanos' shard_info (stores select their shard of the grouping labels); 0 = off.
+    #[arg(long = "query-frontend.vertical-shards")]
     pub vertical_shards: Option<u64>,
     #[arg(long = "query-frontend.enable-x-functions", hide = true)]
     pub x_functions: bool,
@@ -217,6 +219,7 @@ impl FrontendArgs {
             default_tenant: self.default_tenant.clone(),
             forward_headers: self.forward_header.clone(),
             slow_query,
+            vertical_shards: self.vertical_shards.unwrap_or(0).min(64) as usize,
         })
     }
 
@@ -252,11 +255,6 @@ impl FrontendArgs {
                 set(self.compress_responses),
                 "--query-frontend.compress-responses",
                 "answers are not gzipped",
-            ),
-            (
-                self.vertical_shards.is_some_and(|n| n > 0),
-                "--query-frontend.vertical-shards",
-                "vertical sharding is not implemented; queries are split by time only",
             ),
             (
                 set(self.x_functions),
