@@ -366,16 +366,16 @@ impl Frontend {
 
     /// Sends one request downstream, retrying transport errors and 5xx
     /// with backoff (200 ms doubling to 2 s, jittered), at most `tries`
-    /// times; reads at most `limit` bytes of the answer.
-    async fn call(
+    /// times. The last answer comes back unread (so it can be streamed);
+    /// `Err` when the downstream could not be reached at all.
+    async fn send(
         &self,
         method: Method,
         path_and_query: &str,
         headers: &HeaderMap,
         body: Bytes,
         tries: u32,
-        limit: usize,
-    ) -> Result<Passed, Passed> {
+    ) -> Result<reqwest::Response, Passed> {
         let url = format!("{}{path_and_query}", self.cfg.downstream);
         let tries = tries.max(1);
         let mut backoff = Duration::from_millis(200);
@@ -388,37 +388,52 @@ impl Frontend {
                     req = req.header(k, v);
                 }
             }
-            let outcome = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let headers = resp.headers().clone();
-                    match read_limited(resp, limit).await {
-                        Ok(body) => Ok(Passed {
-                            status,
-                            headers,
-                            body,
-                        }),
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => Err(format!("downstream {}: {e}", self.cfg.downstream)),
-            };
+            let outcome = req.send().await;
             let retry = match &outcome {
-                Ok(p) => p.status.is_server_error(),
+                Ok(r) => r.status().is_server_error(),
                 Err(_) => true,
             };
             if !retry || attempt >= tries {
                 self.metrics.retries.observe(f64::from(attempt));
-                return match outcome {
-                    Ok(p) if p.status.is_success() => Ok(p),
-                    Ok(p) => Err(p),
-                    Err(e) => Err(api_error(StatusCode::BAD_GATEWAY, "unavailable", e)),
-                };
+                return outcome.map_err(|e| {
+                    api_error(
+                        StatusCode::BAD_GATEWAY,
+                        "unavailable",
+                        format!("downstream {}: {e}", self.cfg.downstream),
+                    )
+                });
             }
             let jitter = Duration::from_millis(u64::from(now_ms().rem_euclid(50) as u32));
             tokio::time::sleep(backoff + jitter).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
+    }
+
+    /// [`Frontend::send`], the answer read (at most `limit` bytes); `Err`
+    /// for anything but a 2xx.
+    async fn call(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        tries: u32,
+        limit: usize,
+    ) -> Result<Passed, Passed> {
+        let resp = self
+            .send(method, path_and_query, headers, body, tries)
+            .await?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = read_limited(resp, limit)
+            .await
+            .map_err(|e| api_error(StatusCode::BAD_GATEWAY, "unavailable", e))?;
+        let p = Passed {
+            status,
+            headers,
+            body,
+        };
+        if status.is_success() { Ok(p) } else { Err(p) }
     }
 
     fn tenant(&self, headers: &HeaderMap) -> String {
@@ -832,19 +847,29 @@ async fn proxy_handler(State(fe): State<Arc<Frontend>>, req: Request) -> Respons
         .map_or(path.clone(), |p| p.to_string());
     let mut headers = parts.headers.clone();
     headers.remove(header::ACCEPT_ENCODING);
-    match fe
-        .call(parts.method, &pq, &headers, body, tries, usize::MAX >> 1)
-        .await
-    {
-        Ok(p) | Err(p) => {
-            let mut r = (p.status, p.body).into_response();
-            for (k, v) in &p.headers {
+    match fe.send(parts.method, &pq, &headers, body, tries).await {
+        // Streamed back as it arrives: a large answer is never held whole.
+        Ok(resp) => {
+            let status = resp.status();
+            let resp_headers = resp.headers().clone();
+            let stream = futures::stream::unfold(Some(resp), |resp| async move {
+                let mut resp = resp?;
+                match resp.chunk().await {
+                    Ok(Some(c)) => Some((Ok::<Bytes, reqwest::Error>(c), Some(resp))),
+                    Ok(None) => None,
+                    Err(e) => Some((Err(e), None)),
+                }
+            });
+            let mut r = Response::new(Body::from_stream(stream));
+            *r.status_mut() = status;
+            for (k, v) in &resp_headers {
                 if !hop_by_hop(k) {
                     r.headers_mut().append(k.clone(), v.clone());
                 }
             }
             r
         }
+        Err(p) => p.into_response(),
     }
 }
 
