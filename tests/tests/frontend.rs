@@ -567,3 +567,100 @@ async fn vertically_sharded_answers_equal_the_querier() -> Result<()> {
     ensure!(sharded > 0.0, "some queries were sharded: {m}");
     Ok(())
 }
+
+/// Label names, label values and series with a time range go split by `--labels.split-interval` (1h here), their
+/// finished pieces cached: cold and warm, every answer equals the querier's (values, order, warnings, `limit`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_and_series_split_and_cached_equal_the_querier() -> Result<()> {
+    let f = fixtures();
+    let (sa, _ba) = store(&f.a, &[("cluster", "a"), ("replica", "A")]).await?;
+    let (sb, _bb) = store(&f.b, &[("cluster", "a"), ("replica", "B")]).await?;
+    let q = SluiceQuery::start(&[
+        format!("--endpoint={}", sa.grpc),
+        format!("--endpoint={}", sb.grpc),
+        "--query.replica-label=replica".into(),
+    ])
+    .await?;
+    eventually(
+        Duration::from_secs(30),
+        "querier sees both stores",
+        || async {
+            let s = q.stores().await?;
+            Ok((
+                (s.len() == 2 && s.iter().all(|s| s.healthy)).then_some(()),
+                format!("{s:?}"),
+            ))
+        },
+    )
+    .await?;
+    let fe = SluiceFrontend::start_ready(
+        &q.url(),
+        &[
+            "--labels.split-interval=1h".into(),
+            "--labels.response-cache-config=type: IN-MEMORY\nconfig:\n  max_size: 64MB\n".into(),
+        ],
+    )
+    .await?;
+    let paths = [
+        "/api/v1/labels",
+        "/api/v1/label/instance/values",
+        "/api/v1/label/__name__/values",
+        "/api/v1/series",
+    ];
+    let matchers = ["", "up", "{job=\"api\"}", "http_requests_total"];
+    let mut rng = Rng(0x1abe1);
+    let mut set: Vec<(&str, Vec<(&str, String)>)> = Vec::new();
+    for _ in 0..60 {
+        let path = *rng.pick(&paths);
+        let start = T0_MS - 1_800_000 + (rng.next() as i64).rem_euclid(7 * 3_600_000);
+        let end = start + (rng.next() as i64).rem_euclid(5 * 3_600_000);
+        let mut p = vec![
+            ("start", format!("{}", start / 1000)),
+            ("end", format!("{}", end / 1000)),
+        ];
+        let m = *rng.pick(&matchers);
+        if !m.is_empty() || path == "/api/v1/series" {
+            p.push((
+                "match[]",
+                if m.is_empty() {
+                    "up".to_string()
+                } else {
+                    m.to_string()
+                },
+            ));
+        }
+        match rng.next() % 4 {
+            0 => p.push(("limit", "2".into())),
+            1 => p.push(("dedup", "false".into())),
+            _ => {}
+        }
+        set.push((path, p));
+    }
+    let get = |base: String, path: &'static str, p: Vec<(&'static str, String)>| async move {
+        let pairs: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = reqwest::Client::new()
+            .get(format!("{base}{path}?{}", sluice_e2e::api::form(&pairs)))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await?;
+        let code = r.status().as_u16();
+        let v: Value = serde_json::from_str(&r.text().await?)?;
+        anyhow::Ok((code, v))
+    };
+    for pass in ["cold", "warm"] {
+        for (i, (path, p)) in set.iter().enumerate() {
+            let (qc, qv) = get(q.url(), path, p.clone()).await?;
+            let (fc, fv) = get(fe.url(), path, p.clone()).await?;
+            ensure!(
+                qc == fc && qv == fv,
+                "{pass} #{i} {path} {p:?}:\nquerier  {qc} {qv}\nfrontend {fc} {fv}"
+            );
+        }
+    }
+    let m = fe.metrics().await?;
+    ensure!(
+        metric(&m, "cortex_cache_hits_total") > 0.0,
+        "label pieces served from the cache: {m}"
+    );
+    Ok(())
+}

@@ -29,12 +29,30 @@ pub struct Extent {
     pub answer: Matrix,
 }
 
+/// What is cached under one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Entry {
+    /// A range-query piece's answered extents.
+    Extents(Vec<Extent>),
+    /// A whole answer (a label or series piece).
+    Value(Value),
+}
+
+impl Entry {
+    fn size(&self) -> usize {
+        match self {
+            Entry::Extents(e) => e.iter().map(|e| e.answer.size()).sum(),
+            Entry::Value(v) => v.to_string().len(),
+        }
+    }
+}
+
 /// What a remote backend stores: the full key (checked on read, as hashed
-/// keys may collide) and the extents.
+/// keys may collide) and the entry.
 #[derive(Debug, Serialize, Deserialize)]
 struct Stored {
     key: String,
-    extents: Vec<Extent>,
+    entry: Entry,
 }
 
 /// Thanos' cache config: `type` and `config`.
@@ -319,6 +337,31 @@ impl ResultsCache {
 
     /// The extents stored under `key` (a miss when a remote backend fails).
     pub async fn get(&self, key: &str) -> Option<Vec<Extent>> {
+        match self.get_entry(key).await? {
+            Entry::Extents(e) => Some(e),
+            Entry::Value(_) => None,
+        }
+    }
+
+    /// The answer stored under `key`.
+    pub async fn get_value(&self, key: &str) -> Option<Value> {
+        match self.get_entry(key).await? {
+            Entry::Value(v) => Some(v),
+            Entry::Extents(_) => None,
+        }
+    }
+
+    /// Stores extents under `key`.
+    pub async fn put(&self, key: String, extents: Vec<Extent>) -> PutOutcome {
+        self.put_entry(key, Entry::Extents(extents)).await
+    }
+
+    /// Stores an answer under `key`.
+    pub async fn put_value(&self, key: String, value: Value) -> PutOutcome {
+        self.put_entry(key, Entry::Value(value)).await
+    }
+
+    async fn get_entry(&self, key: &str) -> Option<Entry> {
         let raw = match &self.backend {
             Backend::Memory(m) => return m.get(key),
             Backend::Memcached(m) => m.get(&hashed(key)).await,
@@ -334,49 +377,45 @@ impl ResultsCache {
         };
         let stored: Stored = serde_json::from_slice(&bytes).ok()?;
         // A hash collision is a miss, not someone else's answer.
-        (stored.key == key).then_some(stored.extents)
+        (stored.key == key).then_some(stored.entry)
     }
 
-    /// Stores `extents` under `key`. An item larger than the backend takes
+    /// Stores `entry` under `key`. An item larger than the backend takes
     /// is skipped, counted and logged; a failing backend is logged.
-    pub async fn put(&self, key: String, extents: Vec<Extent>) -> PutOutcome {
-        let outcome = match &self.backend {
+    async fn put_entry(&self, key: String, entry: Entry) -> PutOutcome {
+        let remote = match &self.backend {
             Backend::Memory(m) => {
-                return if m.put(key, extents) {
+                return if m.put(key, entry) {
                     PutOutcome::Stored
                 } else {
                     PutOutcome::TooLarge
                 };
             }
-            Backend::Memcached(mc) => {
-                let value = match serde_json::to_vec(&Stored {
+            Backend::Memcached(_) | Backend::Redis(_) => {
+                match serde_json::to_vec(&Stored {
                     key: key.clone(),
-                    extents,
+                    entry,
                 }) {
                     Ok(v) => v,
                     Err(_) => return PutOutcome::Failed,
-                };
-                if value.len() as u64 > mc.max_item_size {
+                }
+            }
+        };
+        let outcome = match &self.backend {
+            Backend::Memcached(mc) => {
+                if remote.len() as u64 > mc.max_item_size {
                     self.skipped_too_large.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
-                        bytes = value.len(),
+                        bytes = remote.len(),
                         max_item_size = mc.max_item_size,
                         "results cache item over memcached's max_item_size; not cached"
                     );
                     return PutOutcome::TooLarge;
                 }
-                mc.set(&hashed(&key), &value).await
+                mc.set(&hashed(&key), &remote).await
             }
-            Backend::Redis(r) => {
-                let value = match serde_json::to_vec(&Stored {
-                    key: key.clone(),
-                    extents,
-                }) {
-                    Ok(v) => v,
-                    Err(_) => return PutOutcome::Failed,
-                };
-                r.set(&hashed(&key), &value).await
-            }
+            Backend::Redis(r) => r.set(&hashed(&key), &remote).await,
+            Backend::Memory(_) => return PutOutcome::Failed,
         };
         match outcome {
             Ok(()) => PutOutcome::Stored,
@@ -428,7 +467,7 @@ struct Memory {
 
 #[derive(Debug, Default)]
 struct MemInner {
-    map: HashMap<String, (Vec<Extent>, Instant, usize)>,
+    map: HashMap<String, (Entry, Instant, usize)>,
     order: VecDeque<String>,
     bytes: usize,
 }
@@ -443,7 +482,7 @@ impl Memory {
         }
     }
 
-    fn get(&self, key: &str) -> Option<Vec<Extent>> {
+    fn get(&self, key: &str) -> Option<Entry> {
         let g = self.inner.lock().ok()?;
         let (e, at, _) = g.map.get(key)?;
         if self.validity.is_some_and(|v| at.elapsed() > v) {
@@ -452,8 +491,8 @@ impl Memory {
         Some(e.clone())
     }
 
-    fn put(&self, key: String, extents: Vec<Extent>) -> bool {
-        let size: usize = extents.iter().map(|e| e.answer.size()).sum::<usize>() + key.len();
+    fn put(&self, key: String, entry: Entry) -> bool {
+        let size: usize = entry.size() + key.len();
         if self.max_bytes > 0 && size as u64 > self.max_bytes {
             return false;
         }
@@ -474,7 +513,7 @@ impl Memory {
         }
         g.bytes += size;
         g.order.push_back(key.clone());
-        g.map.insert(key, (extents, Instant::now(), size));
+        g.map.insert(key, (entry, Instant::now(), size));
         true
     }
 }

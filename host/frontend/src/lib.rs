@@ -18,6 +18,7 @@
 //! is not served.
 
 pub mod cache;
+pub mod labels;
 pub mod request;
 pub mod response;
 pub mod shard;
@@ -40,6 +41,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
+use serde_json::{Value, json};
 
 pub use cache::{Extent, PutOutcome, ResultsCache};
 pub use request::RangeQuery;
@@ -84,6 +86,12 @@ pub struct FrontendConfig {
     /// `--query-frontend.vertical-shards`: shardable range queries are
     /// asked as this many copies (0 or 1: not sharded).
     pub vertical_shards: usize,
+    /// `--labels.split-interval` in ms; 0 = label and series calls forwarded whole.
+    pub labels_split_interval: i64,
+    /// `--labels.max-query-parallelism`.
+    pub labels_parallelism: usize,
+    /// `--labels.response-cache-max-freshness` in ms.
+    pub labels_max_freshness: i64,
 }
 
 impl Default for FrontendConfig {
@@ -104,6 +112,9 @@ impl Default for FrontendConfig {
             forward_headers: Vec::new(),
             slow_query: None,
             vertical_shards: 0,
+            labels_split_interval: 24 * 3_600_000,
+            labels_parallelism: 14,
+            labels_max_freshness: 60_000,
         }
     }
 }
@@ -180,6 +191,7 @@ pub struct Frontend {
     cfg: FrontendConfig,
     client: reqwest::Client,
     cache: Option<Arc<ResultsCache>>,
+    labels_cache: Option<Arc<ResultsCache>>,
     metrics: FrontendMetrics,
     /// Fingerprint of the downstream's `/api/v1/stores`.
     stores: AtomicU64,
@@ -267,12 +279,14 @@ impl Frontend {
         cfg: FrontendConfig,
         client: reqwest::Client,
         cache: Option<ResultsCache>,
+        labels_cache: Option<ResultsCache>,
         registry: &sluice_metrics::Metrics,
     ) -> Arc<Frontend> {
         Arc::new(Frontend {
             cfg,
             client,
             cache: cache.map(Arc::new),
+            labels_cache: labels_cache.map(Arc::new),
             metrics: FrontendMetrics::new(registry),
             stores: AtomicU64::new(0),
             ready: AtomicBool::new(false),
@@ -434,6 +448,109 @@ impl Frontend {
             body,
         };
         if status.is_success() { Ok(p) } else { Err(p) }
+    }
+
+    /// A label or series request split on `--labels.split-interval`, its
+    /// finished pieces cached, the answers merged.
+    async fn labels_split(&self, lr: labels::LabelsRequest, headers: &HeaderMap) -> Response {
+        let tenant = self.tenant(headers);
+        let fwd = self.forwarded(headers);
+        let no_store = headers
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("no-store"));
+        let cacheable_request = !no_store && !lr.rest.iter().any(|(k, _)| k == "storeMatch[]");
+        let edge = now_ms() - self.cfg.labels_max_freshness;
+        let pieces = split::split(lr.start, lr.end, 1, self.cfg.labels_split_interval);
+        self.metrics.split_queries.inc_by(pieces.len() as u64);
+        let jobs = pieces.into_iter().map(|(s, e)| {
+            let key = (cacheable_request && e <= edge && self.labels_cache.is_some())
+                .then(|| lr.key(&tenant, s, e));
+            let (lr, fwd) = (&lr, &fwd);
+            async move {
+                if let (Some(c), Some(k)) = (&self.labels_cache, &key) {
+                    self.metrics.fetched_keys.inc();
+                    if let Some(v) = c.get_value(k).await
+                        && let (Some(d), Some(w)) = (
+                            v.get("data").and_then(Value::as_array),
+                            v.get("warnings").and_then(Value::as_array),
+                        )
+                    {
+                        self.metrics.hits.inc();
+                        let w = w
+                            .iter()
+                            .filter_map(|x| x.as_str().map(str::to_owned))
+                            .collect();
+                        return Ok((d.clone(), w));
+                    }
+                }
+                let form = lr.form(s, e);
+                let p = match lr.api {
+                    labels::Api::Values(_) => {
+                        self.call(
+                            Method::GET,
+                            &format!("{}?{form}", lr.path),
+                            fwd,
+                            Bytes::new(),
+                            self.cfg.labels_retries,
+                            MAX_PIECE_BYTES,
+                        )
+                        .await?
+                    }
+                    _ => {
+                        self.call(
+                            Method::POST,
+                            &lr.path,
+                            fwd,
+                            Bytes::from(form),
+                            self.cfg.labels_retries,
+                            MAX_PIECE_BYTES,
+                        )
+                        .await?
+                    }
+                };
+                let (d, w) = labels::parse_answer(&p.body).ok_or_else(|| {
+                    api_error(
+                        StatusCode::BAD_GATEWAY,
+                        "internal",
+                        "downstream answer is not a success",
+                    )
+                })?;
+                let benign = w.iter().all(|x| x == response::NO_STORE_MATCHED);
+                let marked = p
+                    .headers
+                    .get(header::CACHE_CONTROL)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("no-store"));
+                if let (Some(c), Some(k)) = (&self.labels_cache, key)
+                    && benign
+                    && (!marked || !w.is_empty())
+                {
+                    c.put_value(k, json!({"data": d, "warnings": w})).await;
+                }
+                Ok::<_, Passed>((d, w))
+            }
+        });
+        let mut stream =
+            futures::stream::iter(jobs).buffer_unordered(self.cfg.labels_parallelism.max(1));
+        let mut parts = Vec::new();
+        while let Some(r) = stream.next().await {
+            match r {
+                Ok(x) => parts.push(x),
+                Err(e) => return e.into_response(),
+            }
+        }
+        let merged = labels::merge(&lr.api, parts, lr.limit);
+        let mut resp = (
+            [(header::CONTENT_TYPE, "application/json")],
+            merged.to_string(),
+        )
+            .into_response();
+        if merged.get("warnings").is_some() {
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        resp
     }
 
     fn tenant(&self, headers: &HeaderMap) -> String {
@@ -845,6 +962,22 @@ async fn proxy_handler(State(fe): State<Arc<Frontend>>, req: Request) -> Respons
         .uri
         .path_and_query()
         .map_or(path.clone(), |p| p.to_string());
+    if matches!(op, "label_names" | "series" | "label_values") && fe.cfg.labels_split_interval > 0 {
+        let form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let body_text = (parts.method == Method::POST && form)
+            .then(|| String::from_utf8_lossy(&body).into_owned());
+        if let Some(lr) = labels::LabelsRequest::parse(
+            &path,
+            parts.uri.query().unwrap_or(""),
+            body_text.as_deref(),
+        ) {
+            return fe.labels_split(lr, &parts.headers).await;
+        }
+    }
     let mut headers = parts.headers.clone();
     headers.remove(header::ACCEPT_ENCODING);
     match fe.send(parts.method, &pq, &headers, body, tries).await {

@@ -73,22 +73,26 @@ pub struct FrontendArgs {
     pub cache_config: Option<String>,
     #[arg(long = "query-range.response-cache-config-file")]
     pub cache_config_file: Option<PathBuf>,
-    #[arg(long = "labels.split-interval", value_parser = duration_arg, hide = true)]
-    pub labels_split_interval: Option<Duration>,
+    /// Split label and series calls with a time range on multiples of this interval (UTC); 0 = forward them whole.
+    #[arg(long = "labels.split-interval", default_value = "24h", value_parser = duration_arg)]
+    pub labels_split_interval: Duration,
     /// Tries of a label or series call on 5xx or transport errors.
     #[arg(long = "labels.max-retries-per-request", default_value_t = 5)]
     pub labels_retries: u32,
-    #[arg(long = "labels.max-query-parallelism", hide = true)]
-    pub labels_parallelism: Option<usize>,
-    #[arg(long = "labels.response-cache-max-freshness", hide = true)]
-    pub labels_freshness: Option<String>,
+    /// Pieces of one label or series call asked at once.
+    #[arg(long = "labels.max-query-parallelism", default_value_t = 14)]
+    pub labels_parallelism: usize,
+    /// Label and series pieces newer than this are never cached.
+    #[arg(long = "labels.response-cache-max-freshness", default_value = "1m", value_parser = duration_arg)]
+    pub labels_freshness: Duration,
     #[arg(long = "labels.partial-response", hide = true)]
     pub labels_partial_response: Option<String>,
     #[arg(long = "labels.default-time-range", hide = true)]
     pub labels_default_time_range: Option<String>,
-    #[arg(long = "labels.response-cache-config", hide = true)]
+    /// Cache of label and series pieces (Thanos' YAML, as --query-range.response-cache-config).
+    #[arg(long = "labels.response-cache-config")]
     pub labels_cache_config: Option<String>,
-    #[arg(long = "labels.response-cache-config-file", hide = true)]
+    #[arg(long = "labels.response-cache-config-file")]
     pub labels_cache_config_file: Option<PathBuf>,
     #[arg(long = "cache-compression-type", hide = true)]
     pub cache_compression: Option<String>,
@@ -169,10 +173,10 @@ impl FrontendArgs {
                 "type: IN-MEMORY\nconfig:\n  max_size: {cache_bytes}\n"
             )),
             cache_config_file: None,
-            labels_split_interval: None,
+            labels_split_interval: Duration::from_secs(24 * 3600),
             labels_retries: 5,
-            labels_parallelism: None,
-            labels_freshness: None,
+            labels_parallelism: 14,
+            labels_freshness: Duration::from_secs(60),
             labels_partial_response: None,
             labels_default_time_range: None,
             labels_cache_config: None,
@@ -220,6 +224,9 @@ impl FrontendArgs {
             forward_headers: self.forward_header.clone(),
             slow_query,
             vertical_shards: self.vertical_shards.unwrap_or(0).min(64) as usize,
+            labels_split_interval: ms(self.labels_split_interval),
+            labels_parallelism: self.labels_parallelism.max(1),
+            labels_max_freshness: ms(self.labels_freshness),
         })
     }
 
@@ -234,15 +241,9 @@ impl FrontendArgs {
                 "dynamic splitting is not implemented; --query-range.split-interval applies",
             ),
             (
-                self.labels_split_interval.is_some()
-                    || self.labels_parallelism.is_some()
-                    || self.labels_freshness.is_some()
-                    || self.labels_cache_config.is_some()
-                    || self.labels_cache_config_file.is_some()
-                    || self.labels_default_time_range.is_some()
-                    || self.labels_partial_response.is_some(),
-                "--labels.*",
-                "label and series calls are forwarded whole, with retries, not split or cached",
+                self.labels_default_time_range.is_some() || self.labels_partial_response.is_some(),
+                "--labels.default-time-range/--labels.partial-response",
+                "label and series calls keep the querier's own defaults (calls without a range are forwarded whole)",
             ),
             (
                 self.cache_compression
@@ -302,8 +303,20 @@ pub async fn start(
         anyhow::bail!("the results cache needs --query-range.split-interval > 0");
     }
     let client = sluice_frontend::downstream_client().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let labels_yaml = text_or_file(
+        &args.labels_cache_config,
+        &args.labels_cache_config_file,
+        "labels.response-cache-config",
+    )?;
+    let labels_cache = match labels_yaml {
+        Some(y) => ResultsCache::from_yaml(&y).map_err(|e| anyhow::anyhow!("labels cache: {e}"))?,
+        None => None,
+    };
+    if labels_cache.is_some() && args.labels_split_interval.is_zero() {
+        anyhow::bail!("the labels cache needs --labels.split-interval > 0");
+    }
     let cached = cache.is_some();
-    let frontend = Frontend::new(cfg, client, cache, &metrics);
+    let frontend = Frontend::new(cfg, client, cache, labels_cache, &metrics);
     let security = super::ServerTlsArgs {
         http_config: args.http_config.clone(),
         ..Default::default()
