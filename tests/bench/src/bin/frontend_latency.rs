@@ -306,16 +306,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )
     };
     let (mut via_fe, mut via_q) = (Vec::new(), Vec::new());
+    let tck = procs::clk_tck();
+    let cpu = |pid: u32| procs::cpu_seconds(&pid.to_string(), tck);
+    let (mut fe_cpu_warm, mut q_cpu_warm) = (0.0, 0.0);
     for k in 0..args.refreshes {
         let (s, e) = window(k);
         // Interleaved, the querier first, so neither side warms the other's page cache alone.
         via_q.push(load(&http, &direct, s, e, step).await?);
+        let (f0, q0) = (cpu(frontend.pid())?, cpu(query.guard.pid())?);
         via_fe.push(load(&http, &fe_base, s, e, step).await?);
+        let (f1, q1) = (cpu(frontend.pid())?, cpu(query.guard.pid())?);
+        if k > 0 {
+            fe_cpu_warm += f1 - f0;
+            q_cpu_warm += q1 - q0;
+        }
         log(format!(
-            "refresh {}: querier {:.0} ms, frontend {:.0} ms",
+            "refresh {}: querier {:.0} ms, frontend {:.0} ms (frontend CPU {:.0} ms, querier CPU behind it {:.0} ms)",
             k + 1,
             via_q[k] * 1e3,
-            via_fe[k] * 1e3
+            via_fe[k] * 1e3,
+            (f1 - f0) * 1e3,
+            (q1 - q0) * 1e3
         ));
     }
     store.guard.check_alive()?;
@@ -335,6 +346,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         via_q[0] * 1e3,
         via_fe[0] * 1e3,
         via_q[0] / via_fe[0]
+    );
+    let warm_n = (args.refreshes - 1) as f64;
+    println!(
+        "CPU per warm refresh through the frontend: frontend {:.0} ms, querier behind it {:.0} ms",
+        fe_cpu_warm / warm_n * 1e3,
+        q_cpu_warm / warm_n * 1e3
     );
     println!(
         "refreshes 2..{}  : median querier {:.1} ms, frontend {:.1} ms: frontend {:.1}x faster (goal >= 20x: {})",
