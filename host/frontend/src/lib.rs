@@ -923,7 +923,7 @@ async fn range_handler(State(fe): State<Arc<Frontend>>, req: Request) -> Respons
     }
     let mut resp = (
         [(header::CONTENT_TYPE, "application/json")],
-        merged.to_json().to_string(),
+        merged.to_json_string(),
     )
         .into_response();
     if !merged.warnings.is_empty() {

@@ -3,6 +3,8 @@
 //! querier wrote, series are ordered as Prometheus orders them.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
@@ -11,14 +13,45 @@ use serde_json::{Map, Value, json};
 /// of the whole.
 pub const NO_STORE_MATCHED: &str = "No StoreAPIs matched for this query";
 
+/// One float sample: its time (ms) and the value exactly as the querier
+/// wrote it (shared, so copies of an answer cost no allocation per sample).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub t: i64,
+    pub v: Arc<str>,
+}
+
+impl serde::Serialize for Point {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.t, &*self.v).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Point {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (t, v): (i64, String) = serde::Deserialize::deserialize(d)?;
+        Ok(Point { t, v: Arc::from(v) })
+    }
+}
+
+/// Writes a time (ms) as Prometheus writes API times: whole seconds as an
+/// integer, else the shortest decimal.
+fn write_time(out: &mut String, t: i64) {
+    if t % 1000 == 0 {
+        let _ = write!(out, "{}", t / 1000);
+    } else {
+        let _ = write!(out, "{}", t as f64 / 1000.0);
+    }
+}
+
 /// One series of a matrix.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Series {
     /// Label pairs sorted by name: the merge key and the sort order.
     pub key: Vec<(String, String)>,
     pub metric: Value,
-    /// `[t, "v"]` pairs, ascending.
-    pub values: Vec<Value>,
+    /// Float samples, ascending.
+    pub values: Vec<Point>,
     /// `[t, {histogram}]` pairs, ascending.
     pub histograms: Vec<Value>,
 }
@@ -85,10 +118,22 @@ impl Matrix {
                     .cloned()
                     .unwrap_or_default()
             };
+            let mut values = Vec::new();
+            for p in s
+                .get("values")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                match (ts(p), p.get(1).and_then(Value::as_str)) {
+                    (Some(t), Some(v)) => values.push(Point { t, v: Arc::from(v) }),
+                    _ => return Err(format!("downstream answer has a malformed sample: {p}")),
+                }
+            }
             series.push(Series {
                 key,
                 metric,
-                values: arr("values"),
+                values,
                 histograms: arr("histograms"),
             });
         }
@@ -107,6 +152,12 @@ impl Matrix {
                 .cloned()
                 .collect()
         };
+        let keep_points = |v: &Vec<Point>| -> Vec<Point> {
+            // Ascending: the range is a slice.
+            let a = v.partition_point(|p| p.t < start);
+            let b = v.partition_point(|p| p.t <= end);
+            v[a..b.max(a)].to_vec()
+        };
         Matrix {
             series: self
                 .series
@@ -114,7 +165,7 @@ impl Matrix {
                 .map(|s| Series {
                     key: s.key.clone(),
                     metric: s.metric.clone(),
-                    values: keep(&s.values),
+                    values: keep_points(&s.values),
                     histograms: keep(&s.histograms),
                 })
                 .filter(|s| !s.values.is_empty() || !s.histograms.is_empty())
@@ -129,7 +180,7 @@ impl Matrix {
         self.series
             .iter()
             .filter_map(|s| {
-                let a = s.values.first().and_then(ts);
+                let a = s.values.first().map(|p| p.t);
                 let b = s.histograms.first().and_then(ts);
                 a.into_iter().chain(b).min()
             })
@@ -167,7 +218,7 @@ impl Matrix {
                         by.insert(s.key.clone(), s);
                     }
                     Some(have) => {
-                        append(&mut have.values, s.values);
+                        append_points(&mut have.values, s.values);
                         append(&mut have.histograms, s.histograms);
                     }
                 }
@@ -189,7 +240,19 @@ impl Matrix {
                 let mut o = Map::new();
                 o.insert("metric".into(), s.metric.clone());
                 if !s.values.is_empty() {
-                    o.insert("values".into(), Value::Array(s.values.clone()));
+                    let pts = s
+                        .values
+                        .iter()
+                        .map(|p| {
+                            let mut t = String::new();
+                            write_time(&mut t, p.t);
+                            json!([
+                                serde_json::from_str::<Value>(&t).unwrap_or(Value::Null),
+                                &*p.v
+                            ])
+                        })
+                        .collect();
+                    o.insert("values".into(), Value::Array(pts));
                 }
                 if !s.histograms.is_empty() {
                     o.insert("histograms".into(), Value::Array(s.histograms.clone()));
@@ -208,6 +271,59 @@ impl Matrix {
         v
     }
 
+    /// Prometheus' JSON answer, written straight to text.
+    pub fn to_json_string(&self) -> String {
+        let mut out = String::with_capacity(64 + self.series.len() * 64);
+        out.push_str(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
+        for (i, s) in self.series.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(r#"{"metric":"#);
+            out.push_str(&s.metric.to_string());
+            if !s.values.is_empty() {
+                out.push_str(r#","values":["#);
+                for (j, p) in s.values.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    out.push('[');
+                    write_time(&mut out, p.t);
+                    out.push(',');
+                    // Sample values are number strings; anything else is escaped as JSON.
+                    if p.v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                    {
+                        out.push('"');
+                        out.push_str(&p.v);
+                        out.push('"');
+                    } else {
+                        out.push_str(&Value::String(p.v.to_string()).to_string());
+                    }
+                    out.push(']');
+                }
+                out.push(']');
+            }
+            if !s.histograms.is_empty() {
+                out.push_str(r#","histograms":"#);
+                out.push_str(&Value::Array(s.histograms.clone()).to_string());
+            }
+            out.push('}');
+        }
+        out.push_str("]}");
+        if !self.warnings.is_empty() {
+            out.push_str(r#","warnings":"#);
+            out.push_str(&json!(self.warnings).to_string());
+        }
+        if !self.infos.is_empty() {
+            out.push_str(r#","infos":"#);
+            out.push_str(&json!(self.infos).to_string());
+        }
+        out.push('}');
+        out
+    }
+
     /// Rough size in bytes (for the cache's size bound).
     pub fn size(&self) -> usize {
         self.series
@@ -223,6 +339,16 @@ impl Matrix {
             })
             .sum::<usize>()
             + 64
+    }
+}
+
+fn append_points(have: &mut Vec<Point>, more: Vec<Point>) {
+    let mut last = have.last().map(|p| p.t);
+    for p in more {
+        if last.is_none_or(|l| p.t > l) {
+            last = Some(p.t);
+            have.push(p);
+        }
     }
 }
 
@@ -245,7 +371,7 @@ mod tests {
         let result: Vec<Value> = series
             .iter()
             .map(|(job, pts)| {
-                json!({"metric": {"job": job, "__name__": "up"}, "values": pts.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>()})
+                json!({"metric": {"job": job, "__name__": "up"}, "values": pts.iter().map(|(t, v)| if t.fract() == 0.0 { json!([*t as i64, v]) } else { json!([t, v]) }).collect::<Vec<_>>()})
             })
             .collect();
         let body = json!({"status": "success", "data": {"resultType": "matrix", "result": result}});
@@ -261,11 +387,20 @@ mod tests {
         ]);
         let got = Matrix::merge(vec![b, a]).to_json();
         let want = json!({"status": "success", "data": {"resultType": "matrix", "result": [
-            {"metric": {"job": "a", "__name__": "up"}, "values": [[2.0, "x"]]},
-            {"metric": {"job": "b", "__name__": "up"}, "values": [[1.0, "1"], [2.0, "2"], [3.0, "3.50"]]},
-            {"metric": {"job": "c", "__name__": "up"}, "values": [[3.0, "1e+21"]]},
+            {"metric": {"job": "a", "__name__": "up"}, "values": [[2, "x"]]},
+            {"metric": {"job": "b", "__name__": "up"}, "values": [[1, "1"], [2, "2"], [3, "3.50"]]},
+            {"metric": {"job": "c", "__name__": "up"}, "values": [[3, "1e+21"]]},
         ]}});
         assert_eq!(got, want, "value strings untouched");
+        let again = Matrix::merge(vec![
+            m(&[("b", &[(1.0, "1"), (2.0, "2")]), ("a", &[(2.0, "x")])]),
+            m(&[
+                ("b", &[(2.0, "2"), (3.0, "3.50")]),
+                ("c", &[(3.0, "1e+21")]),
+            ]),
+        ]);
+        let text: Value = serde_json::from_str(&again.to_json_string()).unwrap();
+        assert_eq!(text, want, "the text writer says the same");
     }
 
     #[test]
@@ -293,10 +428,8 @@ mod tests {
         ]);
         let e = a.extract(2_000, 4_000);
         assert_eq!(e.series.len(), 1);
-        assert_eq!(
-            e.series[0].values,
-            vec![json!([2.5, "2"]), json!([4.0, "3"])]
-        );
+        let pts: Vec<(i64, &str)> = e.series[0].values.iter().map(|p| (p.t, &*p.v)).collect();
+        assert_eq!(pts, vec![(2_500, "2"), (4_000, "3")]);
         assert!(Matrix::parse(br#"{"status":"error","error":"x"}"#).is_err());
         assert!(
             Matrix::parse(br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#)
