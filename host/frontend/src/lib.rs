@@ -50,6 +50,10 @@ pub use response::Matrix;
 /// Largest request body accepted (Thanos: 10 MiB, 413 above).
 pub const MAX_REQUEST_BODY: usize = 10 << 20;
 
+/// Most pieces a label or series call is split into; a longer range is
+/// forwarded whole (its answer is not cached).
+pub const MAX_LABEL_PIECES: i64 = 400;
+
 /// Largest downstream answer read for one range-query piece.
 pub const MAX_PIECE_BYTES: usize = 1 << 30;
 
@@ -974,7 +978,9 @@ async fn proxy_handler(State(fe): State<Arc<Frontend>>, req: Request) -> Respons
             &path,
             parts.uri.query().unwrap_or(""),
             body_text.as_deref(),
-        ) {
+        ) && (lr.end - lr.start) / fe.cfg.labels_split_interval < MAX_LABEL_PIECES
+        {
+            // Counted before the pieces are made: a range of millennia is one call, not millions.
             return fe.labels_split(lr, &parts.headers).await;
         }
     }

@@ -98,8 +98,9 @@ impl Recode {
                 self.limit
             )));
         }
+        // Not reserved ahead: the buffer grows with bytes that arrived, never
+        // with a length a peer merely declared.
         if self.buf.len() < 5 + len {
-            self.buf.reserve(5 + len - self.buf.len());
             return Ok(None);
         }
         self.buf.advance(5);
