@@ -328,21 +328,11 @@ impl SluiceStore {
     /// --http-address=127.0.0.1:0 --data-dir=<tmp>` plus `extra` flags, and waits for its listening line (not for
     /// readiness: see [`SluiceProcess::wait_ready`]).
     pub fn start(objstore_yaml: &str, extra: &[&str]) -> Result<SluiceStore> {
-        let dir = tempfile::Builder::new().prefix("sluice-store-").tempdir()?;
-        let cfg = dir.path().join("objstore.yml");
-        fs::write(&cfg, objstore_yaml)?;
-        let data = dir.path().join("data");
-        fs::create_dir_all(&data)?;
-        let mut args = vec![
-            format!("--objstore.config-file={}", cfg.display()),
-            format!("--data-dir={}", data.display()),
-        ];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        Ok(SluiceStore(SluiceProcess::spawn("store", &args, dir)?))
+        Self::start_env(objstore_yaml, extra, &[])
     }
 
-    /// [`SluiceStore::start_ready`] with extra environment variables (e.g. `STORAGE_EMULATOR_HOST`).
-    pub async fn start_ready_env(
+    /// [`SluiceStore::start`] with extra environment variables (e.g. `STORAGE_EMULATOR_HOST`).
+    pub fn start_env(
         objstore_yaml: &str,
         extra: &[&str],
         env: &[(&str, &str)],
@@ -357,7 +347,18 @@ impl SluiceStore {
             format!("--data-dir={}", data.display()),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let s = SluiceStore(SluiceProcess::spawn_env("store", &args, dir, env)?);
+        Ok(SluiceStore(SluiceProcess::spawn_env(
+            "store", &args, dir, env,
+        )?))
+    }
+
+    /// [`SluiceStore::start_env`], then waits until `/-/ready` answers 200.
+    pub async fn start_ready_env(
+        objstore_yaml: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<SluiceStore> {
+        let s = Self::start_env(objstore_yaml, extra, env)?;
         s.wait_ready(Duration::from_secs(60)).await?;
         Ok(s)
     }

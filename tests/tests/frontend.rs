@@ -220,18 +220,7 @@ async fn frontend_answers_equal_the_querier_cold_warm_and_after_a_new_store() ->
         "--query.replica-label=replica".into(),
     ])
     .await?;
-    eventually(
-        Duration::from_secs(30),
-        "querier sees both stores",
-        || async {
-            let s = q.stores().await?;
-            Ok((
-                (s.len() == 2 && s.iter().all(|s| s.healthy)).then_some(()),
-                format!("{s:?}"),
-            ))
-        },
-    )
-    .await?;
+    wait_stores(&q, 2).await?;
     let fe = SluiceFrontend::start_ready(
         &q.url(),
         &[
@@ -271,18 +260,7 @@ async fn frontend_answers_equal_the_querier_cold_warm_and_after_a_new_store() ->
         sb.grpc.to_string(),
         so.grpc.to_string(),
     ])?;
-    eventually(
-        Duration::from_secs(30),
-        "querier sees the new store",
-        || async {
-            let s = q.stores().await?;
-            Ok((
-                (s.len() == 3 && s.iter().all(|s| s.healthy)).then_some(()),
-                format!("{s:?}"),
-            ))
-        },
-    )
-    .await?;
+    wait_stores(&q, 3).await?;
     // The frontend checks the store set every 500 ms.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, all) = post(
@@ -409,18 +387,30 @@ impl CacheServer {
     }
 }
 
-/// Store pair + querier + frontend with `cache_yaml`; cold and warm passes equal the querier, the warm one hit.
-async fn differential_with(
-    cache_yaml: &str,
-    n: usize,
-    extra: &[String],
-) -> Result<(
-    SluiceQuery,
-    SluiceFrontend,
-    Vec<Params>,
-    Vec<SluiceStore>,
-    Vec<TempDir>,
-)> {
+/// Waits until the querier lists `n` endpoints, all healthy.
+async fn wait_stores(q: &SluiceQuery, n: usize) -> Result<()> {
+    eventually(
+        Duration::from_secs(30),
+        &format!("querier sees {n} healthy stores"),
+        || async {
+            let s = q.stores().await?;
+            Ok((
+                (s.len() == n && s.iter().all(|s| s.healthy)).then_some(()),
+                format!("{s:?}"),
+            ))
+        },
+    )
+    .await
+}
+
+/// The HA pair of cluster "a" (two stores) behind a querier deduplicating by `replica`.
+struct HaPair {
+    q: SluiceQuery,
+    _stores: Vec<SluiceStore>,
+    _buckets: Vec<TempDir>,
+}
+
+async fn ha_pair() -> Result<HaPair> {
     let f = fixtures();
     let (sa, ba) = store(&f.a, &[("cluster", "a"), ("replica", "A")]).await?;
     let (sb, bb) = store(&f.b, &[("cluster", "a"), ("replica", "B")]).await?;
@@ -430,18 +420,22 @@ async fn differential_with(
         "--query.replica-label=replica".into(),
     ])
     .await?;
-    eventually(
-        Duration::from_secs(30),
-        "querier sees both stores",
-        || async {
-            let s = q.stores().await?;
-            Ok((
-                (s.len() == 2 && s.iter().all(|s| s.healthy)).then_some(()),
-                format!("{s:?}"),
-            ))
-        },
-    )
-    .await?;
+    wait_stores(&q, 2).await?;
+    Ok(HaPair {
+        q,
+        _stores: vec![sa, sb],
+        _buckets: vec![ba, bb],
+    })
+}
+
+/// The HA pair + a frontend with `cache_yaml`; cold and warm passes equal the querier, the warm one hit.
+async fn differential_with(
+    cache_yaml: &str,
+    n: usize,
+    extra: &[String],
+) -> Result<(HaPair, SluiceFrontend, Vec<Params>)> {
+    let pair = ha_pair().await?;
+    let q = &pair.q;
     let mut args = vec![
         "--query-range.split-interval=1h".to_string(),
         format!("--query-range.response-cache-config={cache_yaml}"),
@@ -457,7 +451,7 @@ async fn differential_with(
         hits >= n as f64,
         "warm pass from the cache: {hits} hits for {n} queries"
     );
-    Ok((q, fe, set, vec![sa, sb], vec![ba, bb]))
+    Ok((pair, fe, set))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,7 +476,8 @@ async fn memcached_cache_equal_answers_and_survives_memcached_dying() -> Result<
         "type: MEMCACHED\nconfig:\n  addresses: [\"{}\"]\n  timeout: 1s\n",
         mc.addr
     );
-    let (q, fe, set, _s, _b) = differential_with(&yaml, 80, &[]).await?;
+    let (pair, fe, set) = differential_with(&yaml, 80, &[]).await?;
+    let q = &pair.q;
     let _ = mc.child.kill();
     let _ = mc.child.wait();
     differential(&q, &fe, &set, "memcached gone").await?;
@@ -518,12 +513,13 @@ async fn redis_cache_equal_answers() -> Result<()> {
 /// shard_info, and every answer still equals the querier's, cold and warm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vertically_sharded_answers_equal_the_querier() -> Result<()> {
-    let (q, fe, _set, _s, _b) = differential_with(
+    let (pair, fe, _set) = differential_with(
         "type: IN-MEMORY\nconfig:\n  max_size: 64MB\n",
         80,
         &["--query-frontend.vertical-shards=3".into()],
     )
     .await?;
+    let q = &pair.q;
     // The querier honours shard_info: the shards' series are disjoint and together the whole answer.
     let base: Params = vec![
         ("query", "sum by (instance) (up)".into()),
@@ -572,27 +568,8 @@ async fn vertically_sharded_answers_equal_the_querier() -> Result<()> {
 /// finished pieces cached: cold and warm, every answer equals the querier's (values, order, warnings, `limit`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_and_series_split_and_cached_equal_the_querier() -> Result<()> {
-    let f = fixtures();
-    let (sa, _ba) = store(&f.a, &[("cluster", "a"), ("replica", "A")]).await?;
-    let (sb, _bb) = store(&f.b, &[("cluster", "a"), ("replica", "B")]).await?;
-    let q = SluiceQuery::start(&[
-        format!("--endpoint={}", sa.grpc),
-        format!("--endpoint={}", sb.grpc),
-        "--query.replica-label=replica".into(),
-    ])
-    .await?;
-    eventually(
-        Duration::from_secs(30),
-        "querier sees both stores",
-        || async {
-            let s = q.stores().await?;
-            Ok((
-                (s.len() == 2 && s.iter().all(|s| s.healthy)).then_some(()),
-                format!("{s:?}"),
-            ))
-        },
-    )
-    .await?;
+    let pair = ha_pair().await?;
+    let q = &pair.q;
     let fe = SluiceFrontend::start_ready(
         &q.url(),
         &[

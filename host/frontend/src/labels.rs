@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use crate::request::{form_pairs, parse_time, secs, url_encode};
-use crate::response::NO_STORE_MATCHED;
+use crate::response::{label_key, merge_warnings};
 
 /// Which API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,28 +148,13 @@ pub fn parse_answer(body: &[u8]) -> Option<(Vec<Value>, Vec<String>)> {
 
 /// The pieces' answers as one, as the querier answers the whole range.
 pub fn merge(api: &Api, parts: Vec<(Vec<Value>, Vec<String>)>, limit: Option<usize>) -> Value {
-    let all_unmatched = !parts.is_empty()
-        && parts
-            .iter()
-            .all(|(_, w)| w.iter().any(|w| w == NO_STORE_MATCHED));
-    let mut warnings: Vec<String> = Vec::new();
+    let mut warnings = merge_warnings(parts.iter().map(|(_, w)| w.as_slice()));
     let mut data: Vec<Value> = match api {
         Api::Series => {
             let mut sets: BTreeMap<Vec<(String, String)>, Value> = BTreeMap::new();
-            for (d, w) in &parts {
-                push_warnings(&mut warnings, w);
+            for (d, _) in &parts {
                 for s in d {
-                    let mut key: Vec<(String, String)> = s
-                        .as_object()
-                        .map(|o| {
-                            o.iter()
-                                .map(|(k, v)| {
-                                    (k.clone(), v.as_str().unwrap_or_default().to_owned())
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    key.sort();
+                    let key = label_key(s);
                     sets.entry(key).or_insert_with(|| s.clone());
                 }
             }
@@ -177,16 +162,12 @@ pub fn merge(api: &Api, parts: Vec<(Vec<Value>, Vec<String>)>, limit: Option<usi
         }
         _ => {
             let mut vals: BTreeSet<String> = BTreeSet::new();
-            for (d, w) in &parts {
-                push_warnings(&mut warnings, w);
+            for (d, _) in &parts {
                 vals.extend(d.iter().filter_map(|v| v.as_str().map(str::to_owned)));
             }
             vals.into_iter().map(Value::String).collect()
         }
     };
-    if !all_unmatched {
-        warnings.retain(|w| w != NO_STORE_MATCHED);
-    }
     if let Some(l) = limit
         && data.len() > l
     {
@@ -200,17 +181,10 @@ pub fn merge(api: &Api, parts: Vec<(Vec<Value>, Vec<String>)>, limit: Option<usi
     out
 }
 
-fn push_warnings(all: &mut Vec<String>, more: &[String]) {
-    for w in more {
-        if !all.contains(w) {
-            all.push(w.clone());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::response::NO_STORE_MATCHED;
 
     #[test]
     fn requests_with_a_range_are_read_and_pieces_encoded() {

@@ -35,55 +35,7 @@ pub struct RangeQuery {
 #[error("{0}")]
 pub struct BadRequest(pub String);
 
-/// Form parameters, decoded.
-pub fn form_pairs(s: &str) -> Vec<(String, String)> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (url_decode(k), url_decode(v))
-        })
-        .collect()
-}
-
-fn url_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Percent-encodes a form value.
-pub fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+pub use sluice_model::form::{encode as url_encode, pairs as form_pairs};
 
 fn last<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
     p.iter()
@@ -101,15 +53,7 @@ fn all(p: &[(String, String)], k: &str) -> Vec<String> {
 
 /// Prometheus API time: float seconds or RFC 3339, as ms.
 pub fn parse_time(s: &str) -> Option<i64> {
-    if let Ok(f) = s.parse::<f64>() {
-        const MAX: f64 = (1i64 << 61) as f64;
-        return f
-            .is_finite()
-            .then(|| (f * 1000.0).round().clamp(-MAX, MAX) as i64);
-    }
-    let (secs, nanos) = sluice_model::time::parse_rfc3339(s)?;
-    secs.checked_mul(1000)?
-        .checked_add(i64::from(nanos / 1_000_000))
+    sluice_model::time::parse_api_time(s).ok()
 }
 
 /// Prometheus API duration: float seconds or a duration string, as ms.
@@ -317,6 +261,5 @@ mod tests {
         assert_eq!(secs(1_500), "1.500");
         assert_eq!(secs(-250), "-0.250");
         assert_eq!(secs(60_000), "60");
-        assert_eq!(url_decode("a%2Bb+c%"), "a+b c%");
     }
 }

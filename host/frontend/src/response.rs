@@ -13,6 +13,43 @@ use serde_json::{Map, Value, json};
 /// of the whole.
 pub const NO_STORE_MATCHED: &str = "No StoreAPIs matched for this query";
 
+/// The warnings of answers of parts of one request, as the answer to the
+/// whole request would carry them: each once, in order, and
+/// [`NO_STORE_MATCHED`] only when every part has it.
+pub fn merge_warnings<'a>(parts: impl Iterator<Item = &'a [String]>) -> Vec<String> {
+    let (mut out, mut n, mut unmatched) = (Vec::<String>::new(), 0usize, 0usize);
+    for ws in parts {
+        n += 1;
+        if ws.iter().any(|w| w == NO_STORE_MATCHED) {
+            unmatched += 1;
+        }
+        for w in ws {
+            if !out.contains(w) {
+                out.push(w.clone());
+            }
+        }
+    }
+    if unmatched < n {
+        out.retain(|w| w != NO_STORE_MATCHED);
+    }
+    out
+}
+
+/// A label set (a JSON object of strings) as pairs sorted by name: the
+/// merge key and Prometheus' order.
+pub fn label_key(metric: &Value) -> Vec<(String, String)> {
+    let mut key: Vec<(String, String)> = metric
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    key.sort();
+    key
+}
+
 /// One float sample: its time (ms) and the value exactly as the querier
 /// wrote it (shared, so copies of an answer cost no allocation per sample).
 #[derive(Debug, Clone, PartialEq)]
@@ -103,15 +140,7 @@ impl Matrix {
                 .get("metric")
                 .cloned()
                 .unwrap_or_else(|| Value::Object(Map::new()));
-            let mut key: Vec<(String, String)> = metric
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            key.sort();
+            let key = label_key(&metric);
             let arr = |k: &str| {
                 s.get(k)
                     .and_then(Value::as_array)
@@ -194,19 +223,12 @@ impl Matrix {
     /// [`NO_STORE_MATCHED`] stays only when every part has it, as the
     /// querier asked for the whole range would say.
     pub fn merge(mut parts: Vec<Matrix>) -> Matrix {
-        let all_unmatched = !parts.is_empty()
-            && parts
-                .iter()
-                .all(|m| m.warnings.iter().any(|w| w == NO_STORE_MATCHED));
+        let warnings = merge_warnings(parts.iter().map(|m| m.warnings.as_slice()));
         parts.sort_by_key(|m| m.first_ts().unwrap_or(i64::MAX));
         let mut by: BTreeMap<Vec<(String, String)>, Series> = BTreeMap::new();
         let mut out = Matrix::default();
+        out.warnings = warnings;
         for m in parts {
-            for w in m.warnings {
-                if !out.warnings.contains(&w) {
-                    out.warnings.push(w);
-                }
-            }
             for i in m.infos {
                 if !out.infos.contains(&i) {
                     out.infos.push(i);
@@ -223,9 +245,6 @@ impl Matrix {
                     }
                 }
             }
-        }
-        if !all_unmatched {
-            out.warnings.retain(|w| w != NO_STORE_MATCHED);
         }
         out.series = by.into_values().collect();
         out

@@ -5,6 +5,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+pub mod form;
 pub mod time;
 
 /// Name of the label that holds the metric name.

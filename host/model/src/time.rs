@@ -176,3 +176,27 @@ pub fn system_to_millis(t: std::time::SystemTime) -> i64 {
         Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |m| -m),
     }
 }
+
+/// Times and durations are clamped to ±this many ms (about 73 million
+/// years), so that sums of a time, an offset, a range and a lookback never
+/// overflow.
+pub const MAX_TIME_MS: i64 = 1 << 61;
+
+/// A Prometheus API time, as ms: float Unix seconds (the far past and future
+/// clamped to [`MAX_TIME_MS`], as Prometheus treats them as its min and max
+/// time) or RFC 3339.
+pub fn parse_api_time(s: &str) -> Result<i64, String> {
+    if let Ok(f) = s.parse::<f64>() {
+        if !f.is_finite() {
+            return Err(format!("invalid time {s:?}"));
+        }
+        let max = MAX_TIME_MS as f64;
+        return Ok((f * 1000.0).round().clamp(-max, max) as i64);
+    }
+    parse_rfc3339(s)
+        .and_then(|(secs, nanos)| {
+            secs.checked_mul(1000)?
+                .checked_add(i64::from(nanos / 1_000_000))
+        })
+        .ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
+}

@@ -12,10 +12,7 @@ use promql_parser::parser::Expr;
 
 use super::engine::PromqlError;
 
-/// Times and durations are clamped to ±this many ms (about 73 million
-/// years), so that sums of a time, an offset, a range and a lookback never
-/// overflow.
-pub const MAX_TIME_MS: i64 = 1 << 61;
+pub use sluice_model::time::MAX_TIME_MS;
 
 /// Parses a query, turning a panic of the parser on hostile input (it
 /// builds durations with `Duration::from_secs_f64`, which panics on NaN or

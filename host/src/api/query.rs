@@ -138,48 +138,18 @@ pub(crate) fn params(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    let mut add = |s: &str| {
-        for pair in s.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            out.push((url_decode(k), url_decode(v)));
-        }
-    };
-    if let Some(q) = query {
-        add(&q);
-    }
+    let mut out = query
+        .as_deref()
+        .map(crate::model::form::pairs)
+        .unwrap_or_default();
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if form && let Ok(b) = std::str::from_utf8(body) {
-        add(b);
+        out.extend(crate::model::form::pairs(b));
     }
     out
-}
-
-fn url_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub(crate) fn get_all<'a>(p: &'a [(String, String)], key: &str) -> Vec<&'a str> {
@@ -198,22 +168,7 @@ pub(crate) fn get_one<'a>(p: &'a [(String, String)], key: &str) -> Option<&'a st
 
 /// Parses a Prometheus API time: Unix seconds (float) or RFC 3339.
 pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Ok(f) = s.parse::<f64>() {
-        if !f.is_finite() {
-            return Err(format!("invalid time {s:?}"));
-        }
-        // Far past and far future are clamped, as Prometheus treats them as
-        // its min and max time; arithmetic on them then cannot overflow.
-        let max = crate::promql::limits::MAX_TIME_MS as f64;
-        return Ok((f * 1000.0).round().clamp(-max, max) as i64);
-    }
-    parse_rfc3339(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
-}
-
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let (secs, nanos) = crate::model::time::parse_rfc3339(s)?;
-    secs.checked_mul(1000)?
-        .checked_add(i64::from(nanos / 1_000_000))
+    crate::model::time::parse_api_time(s)
 }
 
 pub(crate) fn parse_bool(s: &str) -> Result<bool, String> {
@@ -602,8 +557,9 @@ mod tests {
 
     #[test]
     fn url_decoding() {
-        assert_eq!(url_decode("match%5B%5D"), "match[]");
-        assert_eq!(url_decode("a+b%7Bc%3D%22d%22%7D"), "a b{c=\"d\"}");
-        assert_eq!(url_decode("100%"), "100%");
+        use crate::model::form::decode;
+        assert_eq!(decode("match%5B%5D"), "match[]");
+        assert_eq!(decode("a+b%7Bc%3D%22d%22%7D"), "a b{c=\"d\"}");
+        assert_eq!(decode("100%"), "100%");
     }
 }
