@@ -226,8 +226,10 @@ impl Matrix {
         let warnings = merge_warnings(parts.iter().map(|m| m.warnings.as_slice()));
         parts.sort_by_key(|m| m.first_ts().unwrap_or(i64::MAX));
         let mut by: BTreeMap<Vec<(String, String)>, Series> = BTreeMap::new();
-        let mut out = Matrix::default();
-        out.warnings = warnings;
+        let mut out = Matrix {
+            warnings,
+            ..Matrix::default()
+        };
         for m in parts {
             for i in m.infos {
                 if !out.infos.contains(&i) {
